@@ -1,0 +1,51 @@
+"""Atomic file writing: every result file is either complete or absent, never half-written."""
+
+import contextlib
+import json
+import os
+import tempfile
+
+__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one ``os.replace``.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is
+    left as it was.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or os.path.splitext(path)[1], dir=directory)
+    os.close(handle)
+    try:
+        yield temporary
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text_atomic(path, text: str) -> str:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return os.fspath(path)
+
+
+def write_json_atomic(path, data) -> str:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_to_builtin) + "\n")
+
+
+def _to_builtin(value):
+    """JSON fallback for NumPy scalars and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")

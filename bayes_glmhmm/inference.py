@@ -1,0 +1,302 @@
+"""Inference kernels for hidden Markov models with arbitrary emission log-likelihoods.
+
+Every kernel works on one sequence and takes ``(initial_probs, transition_matrix,
+log_likelihoods, mask)``; it knows nothing about GLMs. Callers ``jax.vmap`` over sequences.
+
+Conventions:
+    * ``log_likelihoods[t, k] = log p(y_t | z_t = k, x_t, theta)``.
+    * ``transition_matrix[i, j] = p(z_{t+1} = j | z_t = i)``, either one (K, K) matrix or a
+      (T-1, K, K) stack whose ``[t]`` entry governs the step t -> t+1 (input-driven transitions).
+    * ``mask[t] = False`` means y_t is missing: the step contributes no emission term, but the
+      hidden chain still advances. Trailing masked steps therefore equal truncation.
+
+Numerics: the forward and backward recursions carry normalized probability vectors and
+accumulate the log normalizers, with the emission log-likelihoods max-subtracted per step
+(the scheme of dynamax). Nothing is ever un-normalized, so float32 does not drift with T.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Bool, Float, Int
+
+__all__ = [
+    "FilterPosterior",
+    "SmootherPosterior",
+    "hmm_filter",
+    "hmm_smoother",
+    "hmm_sample_states",
+    "hmm_viterbi",
+    "hmm_posterior_mode_path_log_prob",
+]
+
+
+class FilterPosterior(NamedTuple):
+    """Result of the forward filter for one sequence.
+
+    Attributes:
+        marginal_loglik: log p(y_{1:T} | x_{1:T}, theta), the states summed out.
+        filtered_probs: filtered_probs[t, k] = p(z_t = k | y_{1:t}, x_{1:t}, theta).
+        predicted_probs: predicted_probs[t, k] = p(z_t = k | y_{1:t-1}, x_{1:t-1}, theta).
+    """
+
+    marginal_loglik: Float[Array, ""]
+    filtered_probs: Float[Array, "num_timesteps num_states"]
+    predicted_probs: Float[Array, "num_timesteps num_states"]
+
+
+class SmootherPosterior(NamedTuple):
+    """Result of the forward-backward smoother for one sequence.
+
+    Attributes:
+        marginal_loglik: log p(y_{1:T} | x_{1:T}, theta).
+        filtered_probs: p(z_t = k | y_{1:t}, theta).
+        smoothed_probs: smoothed_probs[t, k] = p(z_t = k | y_{1:T}, x_{1:T}, theta).
+        expected_transitions: expected_transitions[i, j] =
+            sum_t p(z_t = i, z_{t+1} = j | y_{1:T}, x_{1:T}, theta), the expected transition
+            counts that the EM M-step and the transition-matrix gradient need.
+    """
+
+    marginal_loglik: Float[Array, ""]
+    filtered_probs: Float[Array, "num_timesteps num_states"]
+    smoothed_probs: Float[Array, "num_timesteps num_states"]
+    expected_transitions: Float[Array, "num_states num_states"]
+
+
+def _default_mask(log_likelihoods: Array, mask: Array | None) -> Array:
+    if mask is None:
+        return jnp.ones(log_likelihoods.shape[0], dtype=bool)
+    return jnp.asarray(mask, dtype=bool)
+
+
+def _transition_at(transition_matrix: Array, t: Array) -> Array:
+    """The matrix for the step t -> t+1, whether shared (K, K) or time-varying (T-1, K, K)."""
+    if transition_matrix.ndim == 2:
+        return transition_matrix
+    return transition_matrix[t]
+
+
+def _condition_on(probs: Array, log_likelihoods: Array) -> tuple[Array, Array]:
+    """Bayes' rule for one step: returns normalized posterior probs and the log normalizer."""
+    max_loglik = jnp.max(log_likelihoods)
+    # A state whose log-likelihood is -inf everywhere would make the max -inf; keep it finite.
+    max_loglik = jnp.where(jnp.isfinite(max_loglik), max_loglik, 0.0)
+    joint = probs * jnp.exp(log_likelihoods - max_loglik)
+    norm = jnp.sum(joint)
+    return joint / norm, jnp.log(norm) + max_loglik
+
+
+def hmm_filter(
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: Float[Array, "num_states num_states"]
+    | Float[Array, "num_timesteps_minus_one num_states num_states"],
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    mask: Bool[Array, " num_timesteps"] | None = None,
+) -> FilterPosterior:
+    """Forward filter: filtered state probabilities and the marginal log-likelihood.
+
+    Args:
+        initial_probs: p(z_1 = k).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shared or one per step.
+        log_likelihoods: log p(y_t | z_t = k).
+        mask: False where y_t is missing; such a step adds no emission term.
+
+    Returns:
+        A :class:`FilterPosterior`.
+    """
+    num_timesteps = log_likelihoods.shape[0]
+    mask = _default_mask(log_likelihoods, mask)
+    log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
+
+    def _step(carry, xs):
+        marginal_loglik, predicted = carry
+        t, loglik_t = xs
+        filtered, log_norm = _condition_on(predicted, loglik_t)
+        next_predicted = filtered @ _transition_at(transition_matrix, jnp.minimum(t, num_timesteps - 2))
+        return (marginal_loglik + log_norm, next_predicted), (filtered, predicted)
+
+    init = (jnp.zeros((), log_likelihoods.dtype), jnp.asarray(initial_probs, log_likelihoods.dtype))
+    (marginal_loglik, _), (filtered, predicted) = lax.scan(_step, init, (jnp.arange(num_timesteps), log_likelihoods))
+    return FilterPosterior(marginal_loglik, filtered, predicted)
+
+
+def hmm_smoother(
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: Float[Array, "num_states num_states"]
+    | Float[Array, "num_timesteps_minus_one num_states num_states"],
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    mask: Bool[Array, " num_timesteps"] | None = None,
+) -> SmootherPosterior:
+    """Forward-backward smoother: posterior marginals of every state and transition.
+
+    Args:
+        initial_probs: p(z_1 = k).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shared or one per step.
+        log_likelihoods: log p(y_t | z_t = k).
+        mask: False where y_t is missing.
+
+    Returns:
+        A :class:`SmootherPosterior`.
+    """
+    num_timesteps, num_states = log_likelihoods.shape
+    mask = _default_mask(log_likelihoods, mask)
+    filtered = hmm_filter(initial_probs, transition_matrix, log_likelihoods, mask)
+    log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
+
+    # beta_t(i) is proportional to p(y_{t+1:T} | z_t = i); carried normalized.
+    def _step(carry, xs):
+        next_beta = carry
+        t, next_loglik, filtered_t = xs
+        matrix = _transition_at(transition_matrix, t)
+        max_loglik = jnp.max(next_loglik)
+        max_loglik = jnp.where(jnp.isfinite(max_loglik), max_loglik, 0.0)
+        weighted = next_beta * jnp.exp(next_loglik - max_loglik)
+        beta = matrix @ weighted
+        beta = beta / jnp.sum(beta)
+        pair = filtered_t[:, None] * matrix * weighted[None, :]
+        pair = pair / jnp.sum(pair)
+        return beta, (beta, pair)
+
+    final_beta = jnp.ones(num_states, log_likelihoods.dtype) / num_states
+    _, (betas, pairs) = lax.scan(
+        _step,
+        final_beta,
+        (jnp.arange(num_timesteps - 1), log_likelihoods[1:], filtered.filtered_probs[:-1]),
+        reverse=True,
+    )
+    betas = jnp.concatenate([betas, final_beta[None]], axis=0)
+    smoothed = filtered.filtered_probs * betas
+    smoothed = smoothed / jnp.sum(smoothed, axis=-1, keepdims=True)
+    return SmootherPosterior(
+        marginal_loglik=filtered.marginal_loglik,
+        filtered_probs=filtered.filtered_probs,
+        smoothed_probs=smoothed,
+        expected_transitions=jnp.sum(pairs, axis=0),
+    )
+
+
+def hmm_sample_states(
+    key: Array,
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: Float[Array, "num_states num_states"]
+    | Float[Array, "num_timesteps_minus_one num_states num_states"],
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    mask: Bool[Array, " num_timesteps"] | None = None,
+) -> Int[Array, " num_timesteps"]:
+    """Forward-filtering backward-sampling: one exact draw of z_{1:T} ~ p(z_{1:T} | y_{1:T}, theta).
+
+    Args:
+        key: PRNG key.
+        initial_probs: p(z_1 = k).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shared or one per step.
+        log_likelihoods: log p(y_t | z_t = k).
+        mask: False where y_t is missing.
+
+    Returns:
+        A state path of integers in [0, num_states).
+    """
+    num_timesteps = log_likelihoods.shape[0]
+    filtered = hmm_filter(initial_probs, transition_matrix, log_likelihoods, mask).filtered_probs
+    keys = jax.random.split(key, num_timesteps)
+    last_state = jax.random.categorical(keys[-1], jnp.log(filtered[-1]))
+
+    # p(z_t | z_{t+1}, y_{1:T}) is proportional to filtered_t(z_t) A_t[z_t, z_{t+1}].
+    def _step(carry, xs):
+        next_state = carry
+        t, step_key, filtered_t = xs
+        probs = filtered_t * _transition_at(transition_matrix, t)[:, next_state]
+        state = jax.random.categorical(step_key, jnp.log(probs))
+        return state, state
+
+    _, states = lax.scan(
+        _step,
+        last_state,
+        (jnp.arange(num_timesteps - 1), keys[:-1], filtered[:-1]),
+        reverse=True,
+    )
+    return jnp.concatenate([states, last_state[None]])
+
+
+def hmm_viterbi(
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: Float[Array, "num_states num_states"]
+    | Float[Array, "num_timesteps_minus_one num_states num_states"],
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    mask: Bool[Array, " num_timesteps"] | None = None,
+) -> Int[Array, " num_timesteps"]:
+    """Viterbi: the single most probable path argmax_{z_{1:T}} p(z_{1:T} | y_{1:T}, theta).
+
+    Args:
+        initial_probs: p(z_1 = k).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shared or one per step.
+        log_likelihoods: log p(y_t | z_t = k).
+        mask: False where y_t is missing.
+
+    Returns:
+        The most probable state path.
+    """
+    num_timesteps = log_likelihoods.shape[0]
+    mask = _default_mask(log_likelihoods, mask)
+    log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
+    log_transitions = jnp.log(transition_matrix)
+
+    # delta_t(j) = max over z_{1:t-1} of log p(z_{1:t-1}, z_t = j, y_{1:t}); carried shifted by
+    # its max so that long sequences stay in range.
+    def _forward(carry, xs):
+        delta = carry
+        t, loglik_next = xs
+        scores = delta[:, None] + _transition_at(log_transitions, t)
+        best_previous = jnp.argmax(scores, axis=0)
+        next_delta = jnp.max(scores, axis=0) + loglik_next
+        return next_delta - jnp.max(next_delta), best_previous
+
+    first_delta = jnp.log(initial_probs) + log_likelihoods[0]
+    last_delta, backpointers = lax.scan(
+        _forward, first_delta - jnp.max(first_delta), (jnp.arange(num_timesteps - 1), log_likelihoods[1:])
+    )
+    last_state = jnp.argmax(last_delta)
+
+    def _backward(carry, xs):
+        next_state = carry
+        best_previous = xs
+        state = best_previous[next_state]
+        return state, state
+
+    _, states = lax.scan(_backward, last_state, backpointers, reverse=True)
+    return jnp.concatenate([states, last_state[None]])
+
+
+def hmm_posterior_mode_path_log_prob(
+    initial_probs: Float[Array, " num_states"],
+    transition_matrix: Float[Array, "num_states num_states"]
+    | Float[Array, "num_timesteps_minus_one num_states num_states"],
+    log_likelihoods: Float[Array, "num_timesteps num_states"],
+    states: Int[Array, " num_timesteps"],
+    mask: Bool[Array, " num_timesteps"] | None = None,
+) -> Float[Array, ""]:
+    """Log p(z_{1:T} = states, y_{1:T} | theta), the joint log probability of one path.
+
+    Used to check Viterbi and FFBS against enumeration.
+
+    Args:
+        initial_probs: p(z_1 = k).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shared or one per step.
+        log_likelihoods: log p(y_t | z_t = k).
+        states: a state path.
+        mask: False where y_t is missing.
+
+    Returns:
+        The joint log probability of the path and the observations.
+    """
+    num_timesteps = log_likelihoods.shape[0]
+    mask = _default_mask(log_likelihoods, mask)
+    log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
+    emission_term = jnp.sum(log_likelihoods[jnp.arange(num_timesteps), states])
+    steps = jnp.arange(num_timesteps - 1)
+    if transition_matrix.ndim == 2:
+        transition_term = jnp.sum(jnp.log(transition_matrix[states[:-1], states[1:]]))
+    else:
+        transition_term = jnp.sum(jnp.log(transition_matrix[steps, states[:-1], states[1:]]))
+    return jnp.log(initial_probs[states[0]]) + transition_term + emission_term

@@ -1,0 +1,191 @@
+"""The GLM-HMM as a probability model: batched likelihood, state inference, and the NumPyro model.
+
+The hidden states are summed out by the forward filter of :mod:`bayes_glmhmm.inference`, run over
+all sequences at once with ``jax.vmap``; the result enters NumPyro through ``numpyro.factor``.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from jaxtyping import Array, Bool, Float, Int
+
+from bayes_glmhmm.emissions import gaussian_glm_log_likelihoods
+from bayes_glmhmm.inference import hmm_filter, hmm_sample_states, hmm_smoother, hmm_viterbi
+from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
+
+__all__ = [
+    "glmhmm_model",
+    "log_prior",
+    "log_likelihood",
+    "most_likely_states",
+    "smoothed_state_probs",
+    "sample_states",
+    "batched_log_likelihoods",
+    "batched_marginal_loglik",
+    "batched_smoother",
+]
+
+
+def batched_log_likelihoods(
+    params: GLMHMMParams,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    emissions: Float[Array, "num_sequences num_timesteps"],
+) -> Float[Array, "num_sequences num_timesteps num_states"]:
+    """Log p(y[n, t] | x[n, t], z[n, t] = k, theta) for every sequence, step and state."""
+    return gaussian_glm_log_likelihoods(params.weights, params.biases, params.scales, inputs, emissions)
+
+
+def batched_marginal_loglik(
+    params: GLMHMMParams,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    emissions: Float[Array, "num_sequences num_timesteps"],
+    mask: Bool[Array, "num_sequences num_timesteps"],
+) -> Float[Array, " num_sequences"]:
+    """Log p(y[n] | x[n], theta) of every sequence, the states summed out; no validation."""
+    log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    filter_one = jax.vmap(hmm_filter, in_axes=(None, None, 0, 0))
+    return filter_one(params.initial_probs, params.transition_matrix, log_likelihoods, mask).marginal_loglik
+
+
+def batched_smoother(params: GLMHMMParams, inputs, emissions, mask):
+    """The smoother of every sequence (a batched :class:`~bayes_glmhmm.inference.SmootherPosterior`)."""
+    log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    smoother = jax.vmap(hmm_smoother, in_axes=(None, None, 0, 0))
+    return smoother(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
+
+
+def _as_params(params) -> GLMHMMParams:
+    dtype = jnp.result_type(float)
+    return GLMHMMParams(*(jnp.asarray(p, dtype=dtype) for p in params))
+
+
+def log_likelihood(
+    params: GLMHMMParams,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    emissions: Float[Array, "num_sequences num_timesteps"],
+    mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+) -> Float[Array, " num_sequences"]:
+    """Marginal log-likelihood log p(y[n] | x[n], theta) of each sequence.
+
+    Jittable and differentiable with respect to ``params``; concrete data are validated.
+
+    Args:
+        params: model parameters.
+        inputs: covariates, (N, T, D) or (T, D).
+        emissions: observations, (N, T) or (T,).
+        mask: optional, False where an emission is missing.
+
+    Returns:
+        One log-likelihood per sequence, shape (N,).
+    """
+    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    return batched_marginal_loglik(_as_params(params), inputs, emissions, mask)
+
+
+@jax.jit
+def _viterbi_batch(params, inputs, emissions, mask):
+    log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    viterbi = jax.vmap(hmm_viterbi, in_axes=(None, None, 0, 0))
+    return viterbi(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
+
+
+def most_likely_states(
+    params: GLMHMMParams,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    emissions: Float[Array, "num_sequences num_timesteps"],
+    mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+) -> Int[Array, "num_sequences num_timesteps"]:
+    """Viterbi paths argmax_z p(z[n] | y[n], x[n], theta), shape (N, T)."""
+    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    return _viterbi_batch(_as_params(params), inputs, emissions, mask)
+
+
+def smoothed_state_probs(
+    params: GLMHMMParams,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    emissions: Float[Array, "num_sequences num_timesteps"],
+    mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+) -> Float[Array, "num_sequences num_timesteps num_states"]:
+    """p(z[n, t] = k | y[n], x[n], theta) for fixed parameters, shape (N, T, K)."""
+    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    return jax.jit(batched_smoother)(_as_params(params), inputs, emissions, mask).smoothed_probs
+
+
+def sample_states(
+    key: Array,
+    params: GLMHMMParams,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    emissions: Float[Array, "num_sequences num_timesteps"],
+    mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+) -> Int[Array, "num_sequences num_timesteps"]:
+    """One FFBS draw z[n] ~ p(z[n] | y[n], x[n], theta) per sequence, for fixed parameters."""
+    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    return _ffbs_batch(key, _as_params(params), inputs, emissions, mask)
+
+
+@jax.jit
+def _ffbs_batch(key, params, inputs, emissions, mask):
+    log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    keys = jax.random.split(key, emissions.shape[0])
+    ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, None, 0, 0))
+    return ffbs(keys, params.initial_probs, params.transition_matrix, log_likelihoods, mask)
+
+
+def _prior_distributions(num_states: int, input_dim: int, priors: Priors) -> dict:
+    """The article's priors as NumPyro distributions, one per parameter (biases included)."""
+    return {
+        "initial_probs": dist.Dirichlet(jnp.full(num_states, priors.initial_concentration)),
+        "transition_matrix": dist.Dirichlet(
+            jnp.full((num_states, num_states), priors.transition_concentration)
+        ).to_event(1),
+        "weights": dist.Normal(0.0, priors.weight_scale).expand([num_states, input_dim]).to_event(2),
+        "biases": dist.Normal(0.0, priors.bias_scale).expand([num_states]).to_event(1),
+        "scales": dist.HalfNormal(priors.noise_scale).expand([num_states]).to_event(1),
+    }
+
+
+def log_prior(params: GLMHMMParams, priors: Priors) -> Float[Array, ""]:
+    """Log p(theta) under ``priors``, the density the NUTS model uses (in the constrained space)."""
+    distributions = _prior_distributions(params.num_states, params.input_dim, priors)
+    return sum(distributions[name].log_prob(value) for name, value in params._asdict().items())
+
+
+def glmhmm_model(
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    emissions: Float[Array, "num_sequences num_timesteps"],
+    mask: Bool[Array, "num_sequences num_timesteps"],
+    num_states: int,
+    priors: Priors,
+    input_mean: Float[Array, " input_dim"],
+) -> None:
+    """NumPyro model of the GLM-HMM with the hidden states marginalized.
+
+    The prior is exactly the article's. Only the coordinates differ: the sampler moves
+    ``centred_biases = biases + weights @ input_mean``, the intercept at the mean input, which is
+    far less correlated with the weights than ``biases`` is; the Normal prior on ``biases`` enters
+    through a factor. The map (weights, biases) -> (weights, centred_biases) has unit Jacobian, so
+    the posterior of (weights, biases) is unchanged.
+
+    Args:
+        inputs: (N, T, D) covariates.
+        emissions: (N, T) observations (any finite value where masked).
+        mask: (N, T) booleans, False where missing or padding.
+        num_states: K.
+        priors: hyperparameters.
+        input_mean: (D,) mean of the observed inputs, used only to centre.
+    """
+    input_dim = inputs.shape[-1]
+    distributions = _prior_distributions(num_states, input_dim, priors)
+    initial_probs = numpyro.sample("initial_probs", distributions["initial_probs"])
+    transition_matrix = numpyro.sample("transition_matrix", distributions["transition_matrix"])
+    weights = numpyro.sample("weights", distributions["weights"])
+    centred_biases = numpyro.sample(
+        "centred_biases", dist.ImproperUniform(dist.constraints.real, (), event_shape=(num_states,))
+    )
+    biases = numpyro.deterministic("biases", centred_biases - weights @ input_mean)
+    numpyro.factor("biases_prior", distributions["biases"].log_prob(biases))
+    scales = numpyro.sample("scales", distributions["scales"])
+    params = GLMHMMParams(initial_probs, transition_matrix, weights, centred_biases, scales)
+    marginal_loglik = batched_marginal_loglik(params, inputs - input_mean, emissions, mask)
+    numpyro.factor("marginal_loglik", jnp.sum(marginal_loglik))

@@ -1,0 +1,205 @@
+"""Parameters, priors and input validation of the Gaussian GLM-HMM.
+
+The model, for sequence n and time t:
+
+    z_1 ~ Categorical(initial_probs),  z_{t+1} | z_t = i ~ Categorical(transition_matrix[i])
+    y_t | x_t, z_t = k ~ Normal(x_t . weights[k] + biases[k], scales[k]^2)
+
+with the priors of the article: Dirichlet on ``initial_probs`` and on each row of
+``transition_matrix``, Normal(0, scale) on weights and biases, HalfNormal(scale) on ``scales``.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+__all__ = ["GLMHMMParams", "Priors", "validate_data", "validate_num_states", "permute_params"]
+
+
+class GLMHMMParams(NamedTuple):
+    """Parameters of a Gaussian GLM-HMM with K states and D inputs.
+
+    Attributes:
+        initial_probs: p(z_1 = k), shape (K,).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shape (K, K), rows sum to one.
+        weights: regression weights of each state, shape (K, D).
+        biases: intercept of each state, shape (K,).
+        scales: noise standard deviation of each state, shape (K,).
+    """
+
+    initial_probs: Float[Array, " num_states"]
+    transition_matrix: Float[Array, "num_states num_states"]
+    weights: Float[Array, "num_states input_dim"]
+    biases: Float[Array, " num_states"]
+    scales: Float[Array, " num_states"]
+
+    @property
+    def num_states(self) -> int:
+        return int(np.shape(self.initial_probs)[-1])
+
+    @property
+    def input_dim(self) -> int:
+        return int(np.shape(self.weights)[-1])
+
+    def permute(self, permutation) -> "GLMHMMParams":
+        """Relabel the states: new state k is old state ``permutation[k]``."""
+        return permute_params(self, permutation)
+
+
+def permute_params(params: GLMHMMParams, permutation) -> GLMHMMParams:
+    """Relabel states so that new state k is old state ``permutation[k]``.
+
+    Works on unbatched parameters; the transition matrix is permuted on both axes.
+    """
+    permutation = jnp.asarray(permutation)
+    return GLMHMMParams(
+        initial_probs=params.initial_probs[permutation],
+        transition_matrix=params.transition_matrix[permutation][:, permutation],
+        weights=params.weights[permutation],
+        biases=params.biases[permutation],
+        scales=params.scales[permutation],
+    )
+
+
+class Priors(NamedTuple):
+    """Hyperparameters of the priors; the defaults are the article's.
+
+    Attributes:
+        initial_concentration: initial_probs ~ Dirichlet(initial_concentration * ones(K)).
+        transition_concentration: each row of transition_matrix ~ Dirichlet(concentration * ones(K)).
+        weight_scale: weights[k, d] ~ Normal(0, weight_scale).
+        bias_scale: biases[k] ~ Normal(0, bias_scale).
+        noise_scale: scales[k] ~ HalfNormal(noise_scale).
+    """
+
+    initial_concentration: float = 1.0
+    transition_concentration: float = 1.0
+    weight_scale: float = 1.0
+    bias_scale: float = 1.0
+    noise_scale: float = 1.0
+
+    def validate(self) -> "Priors":
+        """Raise ValueError naming the field if any hyperparameter is not a positive finite number."""
+        for name, value in self._asdict().items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"Priors.{name} must be a positive number, got {value!r}") from None
+            if not np.isfinite(number) or number <= 0:
+                raise ValueError(f"Priors.{name} must be a positive finite number, got {value!r}")
+        return self
+
+
+def validate_num_states(num_states) -> int:
+    """Return ``num_states`` as an int, or raise ValueError if it is not an integer >= 1."""
+    if isinstance(num_states, bool) or not isinstance(num_states, (int, np.integer)):
+        raise ValueError(f"num_states must be an integer >= 1, got {num_states!r}")
+    if num_states < 1:
+        raise ValueError(f"num_states must be an integer >= 1, got {num_states}")
+    return int(num_states)
+
+
+def validate_data(inputs, emissions, mask=None):
+    """Check and promote data to (num_sequences, num_timesteps[, input_dim]) arrays.
+
+    A single sequence given as (T, D) inputs and (T,) emissions is promoted to a batch of one.
+
+    Args:
+        inputs: covariates x, shape (N, T, D) or (T, D).
+        emissions: observations y, shape (N, T) or (T,).
+        mask: optional booleans of the emissions' shape, False where y is missing or padding.
+
+    Returns:
+        ``(inputs, emissions, mask)`` as float / bool JAX arrays of shapes (N, T, D), (N, T), (N, T).
+        Missing emissions (mask False) are replaced by zeros so that no NaN reaches a gradient.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes, NaN or inf where the mask is True,
+            non-numeric values, or empty sequences.
+    """
+    if any(isinstance(a, jax.core.Tracer) for a in (inputs, emissions, mask)):
+        return _promote_traced(inputs, emissions, mask)
+    inputs_np = _as_float_array(inputs, "inputs")
+    emissions_np = _as_float_array(emissions, "emissions")
+    if emissions_np.ndim == 1:
+        emissions_np = emissions_np[None]
+        if inputs_np.ndim == 2:
+            inputs_np = inputs_np[None]
+        if mask is not None and np.ndim(mask) == 1:
+            mask = np.asarray(mask)[None]
+    if emissions_np.ndim != 2:
+        raise ValueError(
+            f"emissions must have shape (num_sequences, num_timesteps) or (num_timesteps,), "
+            f"got shape {emissions_np.shape}"
+        )
+    if inputs_np.ndim == 2 and inputs_np.shape == emissions_np.shape:
+        # One input per step given without its trailing input_dim axis.
+        inputs_np = inputs_np[..., None]
+    if inputs_np.ndim != 3 or inputs_np.shape[:2] != emissions_np.shape:
+        raise ValueError(
+            f"inputs must have shape (num_sequences, num_timesteps, input_dim) = "
+            f"{emissions_np.shape + ('input_dim',)} to match emissions, got shape {inputs_np.shape}"
+        )
+    if emissions_np.shape[1] < 1 or emissions_np.shape[0] < 1:
+        raise ValueError(f"emissions must hold at least one step, got shape {emissions_np.shape}")
+    if inputs_np.shape[2] < 1:
+        raise ValueError(f"inputs must have at least one input dimension, got shape {inputs_np.shape}")
+    if mask is None:
+        mask_np = np.ones(emissions_np.shape, dtype=bool)
+    else:
+        mask_np = np.asarray(mask)
+        if mask_np.shape != emissions_np.shape:
+            raise ValueError(f"mask must have the emissions' shape {emissions_np.shape}, got {mask_np.shape}")
+        if mask_np.dtype != bool:
+            if not np.all(np.isin(mask_np, [0, 1])):
+                raise ValueError("mask must be boolean (True = observed, False = missing or padding)")
+            mask_np = mask_np.astype(bool)
+    bad_emissions = ~np.isfinite(emissions_np) & mask_np
+    if bad_emissions.any():
+        n, t = np.argwhere(bad_emissions)[0]
+        raise ValueError(
+            f"emissions contain {int(bad_emissions.sum())} NaN or inf value(s) where mask is True "
+            f"(first at sequence {n}, step {t}); pass mask=False there to treat them as missing"
+        )
+    if not np.all(np.isfinite(inputs_np)):
+        n, t, d = np.argwhere(~np.isfinite(inputs_np))[0]
+        raise ValueError(
+            f"inputs contain NaN or inf (first at sequence {n}, step {t}, input {d}); missing inputs are not supported"
+        )
+    emissions_np = np.where(mask_np, emissions_np, 0.0)
+    dtype = jnp.result_type(float)
+    return (
+        jnp.asarray(inputs_np, dtype=dtype),
+        jnp.asarray(emissions_np, dtype=dtype),
+        jnp.asarray(mask_np),
+    )
+
+
+def _as_float_array(value, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric, got values that cannot be converted to float") from None
+    return array
+
+
+def _promote_traced(inputs, emissions, mask):
+    """Shape-only promotion for traced arrays (inside jit or grad), where values cannot be checked."""
+    inputs, emissions = jnp.asarray(inputs), jnp.asarray(emissions)
+    if emissions.ndim == 1:
+        emissions, inputs = emissions[None], inputs[None] if inputs.ndim == 2 else inputs
+        mask = None if mask is None else jnp.asarray(mask).reshape(emissions.shape)
+    if inputs.ndim == 2 and inputs.shape == emissions.shape:
+        inputs = inputs[..., None]
+    if emissions.ndim != 2 or inputs.ndim != 3 or inputs.shape[:2] != emissions.shape:
+        raise ValueError(
+            f"inputs (num_sequences, num_timesteps, input_dim) and emissions (num_sequences, num_timesteps) "
+            f"do not match: got {inputs.shape} and {emissions.shape}"
+        )
+    mask = jnp.ones(emissions.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    if mask.shape != emissions.shape:
+        raise ValueError(f"mask must have the emissions' shape {emissions.shape}, got {mask.shape}")
+    return inputs, jnp.where(mask, emissions, 0.0), mask

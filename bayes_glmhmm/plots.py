@@ -1,0 +1,715 @@
+"""Matplotlib figures of GLM-HMM data, state inference, posteriors and sampler diagnostics.
+
+Every function takes NumPy arrays (or :class:`~bayes_glmhmm.params.GLMHMMParams` of NumPy arrays)
+and returns a :class:`matplotlib.figure.Figure` built with the object API: no figure is registered
+with pyplot and nothing is shown, so the functions are safe under the "Agg" backend, in scripts,
+tests and notebooks (a returned figure displays itself as the last value of a notebook cell).
+
+States are drawn in the Okabe-Ito palette, which colour-blind readers can tell apart; continuous
+scales use "cividis". States are labelled from 0, as they are indexed in the arrays.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+__all__ = [
+    "STATE_COLORS",
+    "state_colors",
+    "plot_article_data",
+    "plot_scatter_by_state",
+    "plot_states",
+    "plot_parameter_posteriors",
+    "plot_transition_matrices",
+    "plot_trace",
+    "plot_lp_by_chain",
+    "plot_em_log_probs",
+]
+
+#: Okabe-Ito colours, ordered so that the first three (the article's belts) are blue, orange and
+#: reddish purple: no red/green pair among the states that appear together most often.
+STATE_COLORS = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#CC79A7",  # reddish purple
+    "#009E73",  # bluish green
+    "#56B4E9",  # sky blue
+    "#D55E00",  # vermillion
+    "#F0E442",  # yellow
+    "#999999",  # grey
+)
+
+_PARAM_ORDER = ("weights", "biases", "scales", "initial_probs", "transition_matrix")
+_PARAM_TITLES = {
+    "weights": "weights $w_k$",
+    "biases": "biases $c_k$",
+    "scales": r"noise scales $\sigma_k$",
+    "initial_probs": r"initial probabilities $\pi_k$",
+    "transition_matrix": r"transition probabilities $P_{ij}$",
+}
+_TRUTH_STYLE = {"marker": "D", "markerfacecolor": "none", "markeredgecolor": "black", "markersize": 7, "ls": "none"}
+_EM_STYLE = {"marker": "x", "color": "black", "markersize": 7, "markeredgewidth": 1.5, "ls": "none"}
+
+
+def state_colors(num_states: int) -> list[str]:
+    """Colours of states ``0 .. num_states - 1``, cycling through :data:`STATE_COLORS` beyond eight.
+
+    Args:
+        num_states: number of states K.
+
+    Returns:
+        A list of K hex colour strings.
+    """
+    return [STATE_COLORS[k % len(STATE_COLORS)] for k in range(int(num_states))]
+
+
+def _state_cmap(num_states: int) -> ListedColormap:
+    return ListedColormap(state_colors(num_states), name="glmhmm_states")
+
+
+def _state_handles(num_states: int, alpha: float = 1.0) -> list[Patch]:
+    return [Patch(facecolor=c, alpha=alpha, label=f"state {k}") for k, c in enumerate(state_colors(num_states))]
+
+
+def _num_states_of(*state_arrays) -> int:
+    """K large enough for every state label given (at least 1)."""
+    maxima = [int(np.max(s)) for s in state_arrays if s is not None and np.size(s) > 0]
+    return max(maxima, default=0) + 1
+
+
+def _as_inputs_2d(inputs, num_timesteps: int) -> np.ndarray:
+    """One sequence of inputs as (T, D)."""
+    inputs = np.asarray(inputs, dtype=float)
+    if inputs.ndim == 1:
+        inputs = inputs[:, None]
+    if inputs.ndim != 2 or inputs.shape[0] != num_timesteps:
+        raise ValueError(f"inputs must have shape (T,) or (T, D) with T = {num_timesteps}, got {inputs.shape}")
+    return inputs
+
+
+def _state_band(ax, states, num_states: int, y_range=(0.0, 1.0), alpha: float = 1.0) -> None:
+    """Draw states (T,) as a colour band over time steps -0.5 .. T-0.5 and the given y range."""
+    states = np.asarray(states)
+    ax.imshow(
+        states[None, :],
+        extent=(-0.5, states.shape[0] - 0.5, y_range[0], y_range[1]),
+        aspect="auto",
+        interpolation="nearest",
+        cmap=_state_cmap(num_states),
+        vmin=-0.5,
+        vmax=num_states - 0.5,
+        alpha=alpha,
+        origin="lower",
+    )
+
+
+def _padded_range(values) -> tuple[float, float]:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return -1.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    pad = 0.08 * (high - low) if high > low else 1.0
+    return low - pad, high + pad
+
+
+def plot_article_data(inputs, emissions, states=None, title: str = "True simulated data") -> Figure:
+    """The article's data figure: the input sequence above, the emissions over the true states below.
+
+    Args:
+        inputs: x_t of one sequence, shape (T,) or (T, D) (the article's "ball weight", D = 1).
+        emissions: y_t of that sequence, shape (T,) (the "colour"); NaN leaves a gap.
+        states: optional true states z_t, shape (T,), drawn as a coloured background band.
+        title: figure title.
+
+    Returns:
+        A figure with two axes: inputs, then emissions.
+    """
+    emissions = np.asarray(emissions, dtype=float).reshape(-1)
+    num_timesteps = emissions.shape[0]
+    inputs = _as_inputs_2d(inputs, num_timesteps)
+    time = np.arange(num_timesteps)
+
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax_inputs, ax_emissions = fig.subplots(2, 1, sharex=True, height_ratios=[2, 3])
+    for d in range(inputs.shape[1]):
+        label = f"input {d}" if inputs.shape[1] > 1 else None
+        ax_inputs.plot(time, inputs[:, d], "-", marker=".", color="black" if d == 0 else None, lw=1, label=label)
+    if inputs.shape[1] > 1:
+        ax_inputs.legend(loc="upper right", fontsize="small")
+    ax_inputs.set_ylabel("input x (weight)")
+    ax_inputs.set_title("inputs")
+
+    y_low, y_high = _padded_range(emissions)
+    if states is not None:
+        states = np.asarray(states).reshape(-1)
+        if states.shape[0] != num_timesteps:
+            raise ValueError(f"states must have shape ({num_timesteps},), got {states.shape}")
+        num_states = _num_states_of(states)
+        _state_band(ax_emissions, states, num_states, (y_low, y_high), alpha=0.35)
+        ax_emissions.legend(
+            handles=_state_handles(num_states, alpha=0.35),
+            title="true state",
+            loc="upper left",
+            bbox_to_anchor=(1.005, 1.0),
+            fontsize="small",
+        )
+    ax_emissions.plot(time, emissions, "--", color="0.3", lw=0.8)
+    ax_emissions.plot(time, emissions, "o", color="black", markersize=3.5)
+    ax_emissions.set_ylim(y_low, y_high)
+    ax_emissions.set_xlim(-0.5, num_timesteps - 0.5)
+    ax_emissions.set_ylabel("emission y (colour)")
+    ax_emissions.set_xlabel("time step t")
+    ax_emissions.set_title("emissions" + (" over the true states" if states is not None else ""))
+    fig.suptitle(title)
+    return fig
+
+
+def plot_scatter_by_state(
+    inputs, emissions, states=None, params=None, title: str = "Emissions against inputs"
+) -> Figure:
+    """Scatter of y against x pooled over all sequences and time steps, coloured by true state.
+
+    Args:
+        inputs: x, shape (N, T, D), (N, T) or (T,) for D = 1; one panel per input dimension.
+        emissions: y, shape (N, T) or (T,).
+        states: optional true states of the emissions' shape; without them all points are grey.
+        params: optional :class:`~bayes_glmhmm.params.GLMHMMParams`; for D = 1 its regression lines
+            y = w_k x + c_k are drawn in the state colours.
+        title: figure title.
+
+    Returns:
+        A figure with one axes per input dimension.
+    """
+    emissions = np.asarray(emissions, dtype=float)
+    inputs = np.asarray(inputs, dtype=float)
+    if inputs.shape == emissions.shape:
+        inputs = inputs[..., None]
+    if inputs.shape[:-1] != emissions.shape:
+        raise ValueError(f"inputs {inputs.shape} do not match emissions {emissions.shape}")
+    input_dim = inputs.shape[-1]
+    x = inputs.reshape(-1, input_dim)
+    y = emissions.reshape(-1)
+    if states is not None:
+        states = np.asarray(states)
+        if states.shape != emissions.shape:
+            raise ValueError(f"states must have the emissions' shape {emissions.shape}, got {states.shape}")
+        states = states.reshape(-1)
+    num_states = _num_states_of(states)
+    if params is not None:
+        num_states = max(num_states, int(np.shape(params.biases)[-1]))
+    colors = state_colors(num_states)
+
+    fig = Figure(figsize=(5.5 * input_dim + 1.0, 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, input_dim, sharey=True, squeeze=False)[0])
+    for d, ax in enumerate(axes):
+        if states is None:
+            ax.scatter(x[:, d], y, s=12, color="0.35", alpha=0.6, marker="o", linewidths=0, label="all steps")
+        else:
+            for k in range(num_states):
+                chosen = states == k
+                if chosen.any():
+                    ax.scatter(
+                        x[chosen, d], y[chosen], s=14, color=colors[k], alpha=0.7, linewidths=0, label=f"state {k}"
+                    )
+        if params is not None and input_dim == 1:
+            grid = np.linspace(np.nanmin(x[:, d]), np.nanmax(x[:, d]), 50)
+            weights = np.asarray(params.weights, dtype=float).reshape(num_states, -1)
+            biases = np.asarray(params.biases, dtype=float).reshape(-1)
+            for k in range(num_states):
+                ax.plot(grid, weights[k, 0] * grid + biases[k], color=colors[k], lw=2.2)
+                ax.plot(grid, weights[k, 0] * grid + biases[k], color="black", lw=0.7, ls="--")
+        ax.set_xlabel("input x" if input_dim == 1 else f"input x[{d}]")
+        ax.set_ylabel("emission y")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if params is not None and input_dim == 1:
+        handles.append(Line2D([], [], color="black", lw=0.7, ls="--"))
+        labels.append("$y = w_k x + c_k$")
+    axes[0].legend(handles, labels, loc="best", fontsize="small", title="true state" if states is not None else None)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_states(emissions, true_states, state_probabilities, map_states=None, sequence_label: str = "") -> Figure:
+    """True against inferred states of one sequence, with the posterior state probabilities.
+
+    Panels, sharing the time axis: the emissions; the true states as a colour band (skipped when
+    ``true_states`` is None); the posterior state probabilities as a stacked area; and, if given,
+    a point estimate of the path (e.g. EM Viterbi or the posterior mode) as another band.
+
+    Args:
+        emissions: y_t of the sequence, shape (T,).
+        true_states: z_t, shape (T,), or None when the truth is unknown.
+        state_probabilities: (T, K), state_probabilities[t, k] = p(z_t = k | y, x), e.g. a row of
+            :meth:`bayes_glmhmm.mcmc.Posterior.state_probabilities`.
+        map_states: optional (T,) path estimate in the same labelling.
+        sequence_label: appended to the title, e.g. ``"sequence 3"``.
+
+    Returns:
+        A figure with 2 to 4 axes, top to bottom as listed above.
+    """
+    emissions = np.asarray(emissions, dtype=float).reshape(-1)
+    probabilities = np.asarray(state_probabilities, dtype=float)
+    num_timesteps = emissions.shape[0]
+    if probabilities.ndim != 2 or probabilities.shape[0] != num_timesteps:
+        raise ValueError(f"state_probabilities must have shape ({num_timesteps}, K), got {probabilities.shape}")
+    bands = []
+    for name, states in (("true", true_states), ("estimate", map_states)):
+        if states is not None:
+            states = np.asarray(states).reshape(-1)
+            if states.shape[0] != num_timesteps:
+                raise ValueError(f"{name} states must have shape ({num_timesteps},), got {states.shape}")
+        bands.append(states)
+    true_states, map_states = bands
+    num_states = max(probabilities.shape[1], _num_states_of(true_states, map_states))
+    colors = state_colors(num_states)
+    time = np.arange(num_timesteps)
+
+    # Emissions, [true band], probabilities, [estimate band].
+    kinds = ["emissions"] + (["true"] if true_states is not None else []) + ["probs"]
+    kinds += ["estimate"] if map_states is not None else []
+    heights = {"emissions": 3.0, "true": 0.6, "probs": 2.2, "estimate": 0.6}
+    fig = Figure(figsize=(11, 1.2 + 1.1 * sum(heights[k] for k in kinds)), layout="constrained")
+    axes = fig.subplots(len(kinds), 1, sharex=True, height_ratios=[heights[k] for k in kinds], squeeze=False)[:, 0]
+    panel = dict(zip(kinds, axes, strict=True))
+
+    ax = panel["emissions"]
+    ax.plot(time, emissions, "-", color="0.6", lw=0.8)
+    if true_states is not None:
+        point_colors = [colors[int(s)] for s in true_states]
+        ax.scatter(time, emissions, c=point_colors, s=16, edgecolors="black", linewidths=0.3, zorder=3)
+        ax.set_title("emissions (points coloured by true state)", fontsize="medium")
+    else:
+        ax.plot(time, emissions, "o", color="black", markersize=3)
+        ax.set_title("emissions", fontsize="medium")
+    ax.set_ylabel("emission y")
+    ax.grid(alpha=0.3)
+
+    def _band_panel(ax, states, label):
+        _state_band(ax, states, num_states)
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+
+    if true_states is not None:
+        _band_panel(panel["true"], true_states, "true\nstates")
+    ax = panel["probs"]
+    ax.stackplot(time, probabilities.T, colors=colors[: probabilities.shape[1]], step="mid")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(r"$p(z_t = k \mid y, x)$")
+    ax.set_title("posterior state probabilities (stacked)", fontsize="medium")
+    if map_states is not None:
+        _band_panel(panel["estimate"], map_states, "estimated\npath")
+        if true_states is not None:
+            accuracy = float(np.mean(map_states == true_states))
+            panel["estimate"].set_title(f"estimated path: {100 * accuracy:.0f}% of steps match", fontsize="medium")
+    if true_states is not None:
+        inferred = np.argmax(probabilities, axis=1)
+        agreement = float(np.mean(inferred == true_states))
+        panel["probs"].set_title(
+            f"posterior state probabilities (stacked); most probable state is true at {100 * agreement:.0f}% of steps",
+            fontsize="medium",
+        )
+    axes[-1].set_xlim(-0.5, num_timesteps - 0.5)
+    axes[-1].set_xlabel("time step t")
+    fig.legend(handles=_state_handles(num_states), loc="outside right upper", title="state", fontsize="small")
+    title = "True and inferred states"
+    fig.suptitle(f"{title}: {sequence_label}" if sequence_label else title)
+    return fig
+
+
+def _entries(name: str, values: np.ndarray, num_states: int) -> tuple[list[str], list[int]]:
+    """Tick labels and colouring state of the flattened trailing axes of a parameter group."""
+    trailing = values.shape[2:]
+    if name == "transition_matrix":
+        pairs = [(i, j) for i in range(num_states) for j in range(num_states)]
+        return [f"{i}→{j}" for i, j in pairs], [i for i, _ in pairs]
+    if name == "weights" and trailing[-1] > 1:
+        pairs = [(k, d) for k in range(trailing[0]) for d in range(trailing[1])]
+        return [f"{k},{d}" for k, d in pairs], [k for k, _ in pairs]
+    return [f"{k}" for k in range(trailing[0])], list(range(trailing[0]))
+
+
+def plot_parameter_posteriors(
+    samples: Mapping[str, np.ndarray], true_params=None, em_params=None, interval: float = 0.94
+) -> Figure:
+    """Posterior of every parameter per state, against the truth and the EM estimate.
+
+    Each panel is one parameter group (weights, biases, scales, initial probabilities, transition
+    matrix entries); each element shows the posterior median (dot), the central 50% interval
+    (thick bar) and the equal-tailed ``interval`` (thin bar, 3%..97% for 0.94), pooled over
+    chains and draws and coloured by state (by the "from" state for transitions).
+
+    Args:
+        samples: dict with ``initial_probs`` (C, S, K), ``transition_matrix`` (C, S, K, K),
+            ``weights`` (C, S, K, D), ``biases`` (C, S, K), ``scales`` (C, S, K); groups that are
+            missing are skipped, other keys ignored.
+        true_params: optional :class:`~bayes_glmhmm.params.GLMHMMParams` aligned to the samples'
+            labels, drawn as open diamonds.
+        em_params: optional EM estimate, aligned likewise, drawn as crosses.
+        interval: mass of the thin equal-tailed interval.
+
+    Returns:
+        A figure with one axes per parameter group present.
+    """
+    names = [name for name in _PARAM_ORDER if name in samples]
+    if not names:
+        raise ValueError(f"samples holds none of {_PARAM_ORDER}")
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must lie in (0, 1), got {interval}")
+    groups = {}
+    for name in names:
+        values = np.asarray(samples[name], dtype=float)
+        if name == "weights" and values.ndim == 3:
+            values = values[..., None]
+        groups[name] = values
+    num_states = next(iter(groups.values())).shape[2]
+    colors = state_colors(num_states)
+    tail = 100 * (1 - interval) / 2
+
+    # Small groups fill a grid of up to three columns; the transition entries (K^2 of them) take
+    # the rest of the last row if at least two cells are free there, else a full row of their own.
+    small = [name for name in names if name != "transition_matrix"]
+    wide = "transition_matrix" in names
+    num_cols = min(3, max(len(small), 2 if wide else 1))
+    num_small_rows = int(np.ceil(len(small) / num_cols))
+    used_in_last = len(small) - (num_small_rows - 1) * num_cols if small else num_cols
+    share_last_row = wide and num_cols - used_in_last >= 2
+    num_rows = num_small_rows + int(wide and not share_last_row)
+    fig = Figure(figsize=(4.3 * num_cols + 1.5, 3.3 * num_rows + 0.6), layout="constrained")
+    grid = fig.add_gridspec(num_rows, num_cols)
+    axes = {name: fig.add_subplot(grid[i // num_cols, i % num_cols]) for i, name in enumerate(small)}
+    if share_last_row:
+        axes["transition_matrix"] = fig.add_subplot(grid[num_rows - 1, used_in_last:])
+    elif wide:
+        axes["transition_matrix"] = fig.add_subplot(grid[num_rows - 1, :])
+
+    for name in names:
+        ax = axes[name]
+        values = groups[name]
+        flat = values.reshape(values.shape[0] * values.shape[1], -1)
+        labels, owners = _entries(name, values, num_states)
+        position = np.arange(flat.shape[1])
+        low, q25, median, q75, high = np.percentile(flat, [tail, 25, 50, 75, 100 - tail], axis=0)
+        for e in range(flat.shape[1]):
+            color = colors[owners[e]]
+            ax.plot([e, e], [low[e], high[e]], color=color, lw=1.3, solid_capstyle="butt")
+            ax.plot([e, e], [q25[e], q75[e]], color=color, lw=4.5, solid_capstyle="butt")
+        ax.scatter(position, median, s=26, color="white", edgecolors=[colors[o] for o in owners], zorder=3)
+        for params, style, offset in ((true_params, _TRUTH_STYLE, 0.25), (em_params, _EM_STYLE, -0.25)):
+            if params is not None:
+                reference = np.asarray(getattr(params, name), dtype=float).reshape(-1)
+                if reference.shape[0] != flat.shape[1]:
+                    raise ValueError(
+                        f"{name} of the reference parameters has {reference.shape[0]} entries, "
+                        f"the samples have {flat.shape[1]}"
+                    )
+                ax.plot(position + offset, reference, zorder=4, **style)
+        crowded = flat.shape[1] > 12
+        ax.set_xticks(position, labels, rotation=90 if crowded else 0, fontsize="small" if crowded else None)
+        ax.set_xlim(-0.6, flat.shape[1] - 0.4)
+        if name in ("initial_probs", "transition_matrix"):
+            ax.set_ylim(-0.03, 1.03)
+        if name == "scales":
+            ax.set_ylim(bottom=0)
+        if name == "weights" or name == "biases":
+            ax.axhline(0, color="0.5", lw=0.6, zorder=0)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(_PARAM_TITLES[name])
+        ax.set_ylabel("value" if name not in ("initial_probs", "transition_matrix") else "probability")
+        if name == "transition_matrix":
+            ax.set_xlabel("from state i → to state j")
+            for boundary in range(1, num_states):
+                ax.axvline(boundary * num_states - 0.5, color="0.7", lw=0.8, zorder=0)
+        elif name == "weights" and values.shape[-1] > 1:
+            ax.set_xlabel("state k, input d")
+        else:
+            ax.set_xlabel("state k")
+
+    handles = [
+        Line2D([], [], color="0.3", marker="o", markerfacecolor="white", lw=4.5, label="median, 50% interval"),
+        Line2D([], [], color="0.3", lw=1.3, label=f"{100 * interval:.0f}% interval ({tail:g}%..{100 - tail:g}%)"),
+    ]
+    if true_params is not None:
+        handles.append(Line2D([], [], label="truth", **_TRUTH_STYLE))
+    if em_params is not None:
+        handles.append(Line2D([], [], label="EM estimate", **_EM_STYLE))
+    handles += _state_handles(num_states)
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    fig.suptitle("Posterior of the parameters (pooled over chains)")
+    return fig
+
+
+def plot_transition_matrices(
+    matrices: Mapping[str, np.ndarray], spreads: Mapping[str, np.ndarray] | None = None
+) -> Figure:
+    """Side-by-side heatmaps of transition matrices on a shared 0..1 colour scale.
+
+    Args:
+        matrices: title -> (K, K) matrix with rows "from" and columns "to", e.g.
+            ``{"truth": P, "EM": P_em, "posterior mean": P_mean}``.
+        spreads: optional title -> (K, K) spread (e.g. posterior standard deviation), written as
+            "± sd" under the value of the matrix with the same title.
+
+    Returns:
+        A figure with one axes per matrix and one colour bar axes.
+    """
+    if not matrices:
+        raise ValueError("matrices must hold at least one matrix")
+    spreads = dict(spreads or {})
+    unknown = set(spreads) - set(matrices)
+    if unknown:
+        raise ValueError(f"spreads has titles that are not in matrices: {sorted(unknown)}")
+    arrays = {title: np.asarray(matrix, dtype=float) for title, matrix in matrices.items()}
+    for title, matrix in arrays.items():
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix {title!r} must be square (K, K), got shape {matrix.shape}")
+    num_states = max(matrix.shape[0] for matrix in arrays.values())
+    cell = 0.55 if num_states > 6 else 0.85
+    side = max(2.6, cell * num_states + 1.0)
+    fig = Figure(figsize=(side * len(arrays) + 1.2, side + 0.7), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(arrays), squeeze=False)[0])
+    cmap = "cividis"
+    image = None
+    fontsize = "small" if num_states <= 5 else "x-small"
+    for ax, (title, matrix) in zip(axes, arrays.items(), strict=True):
+        image = ax.imshow(matrix, cmap=cmap, vmin=0.0, vmax=1.0)
+        spread = None if title not in spreads else np.asarray(spreads[title], dtype=float)
+        if spread is not None and spread.shape != matrix.shape:
+            raise ValueError(f"spread {title!r} has shape {spread.shape}, its matrix {matrix.shape}")
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                text = f"{matrix[i, j]:.2f}"
+                if spread is not None:
+                    text += f"\n± {spread[i, j]:.2f}"
+                # cividis is dark below about 0.5, so white text there and black above.
+                color = "white" if matrix[i, j] < 0.5 else "black"
+                ax.text(j, i, text, ha="center", va="center", color=color, fontsize=fontsize)
+        ticks = np.arange(matrix.shape[0])
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.set_xlabel("to state j")
+        ax.set_ylabel("from state i")
+        ax.set_title(title)
+    fig.colorbar(image, ax=list(axes), shrink=0.85, label="$P_{ij}$")
+    fig.suptitle("Transition matrices")
+    return fig
+
+
+def _element_names(name: str, shape: tuple[int, ...]) -> list[str]:
+    if not shape:
+        return [name]
+    return [f"{name}[{','.join(str(i) for i in index)}]" for index in np.ndindex(*shape)]
+
+
+_CHAIN_COLORS = ("#0072B2", "#E69F00", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#009E73", "#F0E442")
+
+
+def _chain_colors(num_chains: int) -> list[str]:
+    # Chains have no meaning to match across figures, so black comes fourth: four chains are
+    # common and blue next to bluish green is hard to tell apart in overlaid traces.
+    return [_CHAIN_COLORS[c % len(_CHAIN_COLORS)] for c in range(num_chains)]
+
+
+def plot_trace(
+    samples: Mapping[str, np.ndarray], var_names: Sequence[str] | None = None, max_elements: int = 36
+) -> Figure:
+    """Trace and per-chain histogram of every scalar element of the chosen variables.
+
+    A quick look without ArviZ. Elements are laid out in up to three column pairs (histogram,
+    trace); at most ``max_elements`` elements are drawn and the title says when some were left out.
+
+    Args:
+        samples: dict of (C, S, ...) arrays (C chains, S draws).
+        var_names: variables to show, in order; by default the GLM-HMM parameters present in
+            ``samples`` (weights, biases, scales, initial_probs, transition_matrix), else every key.
+        max_elements: cap on the number of scalar elements drawn.
+
+    Returns:
+        A figure with two axes (histogram, trace) per element drawn.
+    """
+    if var_names is None:
+        var_names = [name for name in _PARAM_ORDER if name in samples] or list(samples)
+    missing = [name for name in var_names if name not in samples]
+    if missing:
+        raise ValueError(f"var_names not in samples: {missing}")
+    if max_elements < 1:
+        raise ValueError(f"max_elements must be >= 1, got {max_elements}")
+    elements = []
+    for name in var_names:
+        values = np.asarray(samples[name], dtype=float)
+        if values.ndim < 2:
+            raise ValueError(f"samples[{name!r}] must have shape (chain, draw, ...), got {values.shape}")
+        flat = values.reshape(values.shape[0], values.shape[1], -1)
+        elements += [(label, flat[:, :, e]) for e, label in enumerate(_element_names(name, values.shape[2:]))]
+    if not elements:
+        raise ValueError("no variables to plot")
+    total = len(elements)
+    elements = elements[:max_elements]
+    num_pairs = 1 if len(elements) <= 8 else (2 if len(elements) <= 24 else 3)
+    num_rows = int(np.ceil(len(elements) / num_pairs))
+    fig = Figure(figsize=(6.5 * num_pairs, 1.45 * num_rows + 1.0), layout="constrained")
+    grid = fig.add_gridspec(num_rows, 2 * num_pairs, width_ratios=[1, 2.2] * num_pairs)
+    num_chains = elements[0][1].shape[0]
+    colors = _chain_colors(num_chains)
+    for index, (label, values) in enumerate(elements):
+        row, pair = index % num_rows, index // num_rows
+        ax_hist = fig.add_subplot(grid[row, 2 * pair])
+        ax_trace = fig.add_subplot(grid[row, 2 * pair + 1])
+        finite = values[np.isfinite(values)]
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        bins = np.linspace(low, high, 31) if high > low else 10
+        for c in range(values.shape[0]):
+            chain = values[c][np.isfinite(values[c])]
+            if chain.size:
+                ax_hist.hist(chain, bins=bins, histtype="step", density=True, color=colors[c], lw=1.0)
+            ax_trace.plot(values[c], color=colors[c], lw=0.5, alpha=0.8)
+        ax_hist.set_yticks([])
+        ax_hist.set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+        ax_trace.set_ylabel("value", fontsize="x-small")
+        ax_hist.tick_params(labelsize="x-small")
+        ax_trace.tick_params(labelsize="x-small")
+        last_in_column = row == num_rows - 1 or index == len(elements) - 1
+        if last_in_column:
+            ax_hist.set_xlabel("value (density per chain)", fontsize="small")
+            ax_trace.set_xlabel("draw", fontsize="small")
+    handles = [Line2D([], [], color=colors[c], lw=1.5, label=f"chain {c}") for c in range(num_chains)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(num_chains, 8), fontsize="small")
+    note = f" (first {len(elements)} of {total} elements)" if total > len(elements) else ""
+    fig.suptitle(f"Traces{note}")
+    return fig
+
+
+def plot_lp_by_chain(
+    lp, stuck_chains: Sequence[int] | None = None, threshold: float | None = None, title: str = "Log density by chain"
+) -> Figure:
+    """Log density of the draws per chain, to spot a chain stuck in an inferior mode.
+
+    Left, the log density against the draw, one line per chain; right, its distribution per chain
+    (box of the quartiles, whiskers at 3%..97%) with the level below which a chain counts as stuck
+    (see :func:`bayes_glmhmm.mcmc.detect_stuck_chains`).
+
+    Args:
+        lp: (C, S) log density of each draw of each chain.
+        stuck_chains: chains to mark as stuck; None computes them with ``detect_stuck_chains``.
+        threshold: nats below the best chain's median at which a chain counts as stuck; None uses
+            the default of ``detect_stuck_chains``.
+        title: figure title.
+
+    Returns:
+        A figure with two axes: traces, then per-chain distributions.
+    """
+    lp = np.asarray(lp, dtype=float)
+    if lp.ndim == 1:
+        lp = lp[None]
+    if lp.ndim != 2:
+        raise ValueError(f"lp must have shape (num_chains, num_draws), got {lp.shape}")
+    # mcmc imports NumPyro; import it only when this figure is drawn.
+    from bayes_glmhmm.mcmc import detect_stuck_chains
+
+    detected, threshold_used = detect_stuck_chains(lp, threshold)
+    stuck = set(detected if stuck_chains is None else (int(c) for c in stuck_chains))
+    num_chains = lp.shape[0]
+    colors = _chain_colors(num_chains)
+    cutoff = float(np.max(np.median(lp, axis=1))) - threshold_used
+
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    ax_trace, ax_box = fig.subplots(1, 2, width_ratios=[2.4, 1])
+    for c in range(num_chains):
+        label = f"chain {c}" + (" (stuck)" if c in stuck else "")
+        ax_trace.plot(lp[c], color=colors[c], lw=0.7, alpha=0.85, ls="--" if c in stuck else "-", label=label)
+    ax_trace.set_xlabel("draw")
+    ax_trace.set_ylabel("log density")
+    ax_trace.set_title("log density over draws")
+    ax_trace.grid(alpha=0.3)
+    ax_trace.legend(loc="best", fontsize="small", ncols=1 + num_chains // 8)
+
+    boxes = ax_box.boxplot(
+        [row[np.isfinite(row)] for row in lp],
+        positions=np.arange(num_chains),
+        whis=(3, 97),
+        showfliers=False,
+        patch_artist=True,
+        widths=0.6,
+    )
+    for c, patch in enumerate(boxes["boxes"]):
+        patch.set_facecolor(colors[c])
+        patch.set_alpha(0.5 if c not in stuck else 0.9)
+        patch.set_hatch("//" if c in stuck else "")
+    for median_line in boxes["medians"]:
+        median_line.set_color("black")
+    ax_box.axhline(cutoff, color="black", ls=":", lw=1.2, label=f"stuck below (best median − {threshold_used:.1f})")
+    ax_box.set_xticks(np.arange(num_chains), [f"{c}" + ("*" if c in stuck else "") for c in range(num_chains)])
+    ax_box.set_xlabel("chain (* stuck)")
+    ax_box.set_ylabel("log density")
+    ax_box.set_title("per chain: quartiles, 3%..97%")
+    ax_box.grid(axis="y", alpha=0.3)
+    ax_box.legend(loc="best", fontsize="small")
+    stuck_note = f"; stuck chains: {sorted(stuck)}" if stuck else "; no stuck chain"
+    fig.suptitle(title + stuck_note)
+    return fig
+
+
+def plot_em_log_probs(log_probs, title: str = "EM training progress") -> Figure:
+    """The EM objective per iteration, and its per-iteration increase on a log scale.
+
+    EM never decreases its objective. A decrease larger than rounding (ten machine epsilons of the
+    input's dtype, relative to the objective) is drawn on the right panel as a vermillion cross at
+    its absolute size, so that it stands out; changes within rounding are left out of that panel.
+
+    Args:
+        log_probs: objective per iteration, shape (I,), or (R, I) for R restarts (NaN padding
+            after a restart stopped is ignored), e.g. :attr:`bayes_glmhmm.em.EMResult.log_probs`.
+        title: figure title.
+
+    Returns:
+        A figure with two axes: the objective, then its increase per iteration.
+    """
+    given = np.asarray(log_probs)
+    eps = float(np.finfo(given.dtype).eps) if np.issubdtype(given.dtype, np.floating) else float(np.finfo(float).eps)
+    log_probs = given.astype(float)
+    if log_probs.ndim == 1:
+        log_probs = log_probs[None]
+    if log_probs.ndim != 2:
+        raise ValueError(f"log_probs must have shape (num_iters,) or (num_restarts, num_iters), got {log_probs.shape}")
+    num_runs = log_probs.shape[0]
+    colors = ["black"] if num_runs == 1 else _chain_colors(num_runs)
+
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    ax_objective, ax_delta = fig.subplots(1, 2)
+    any_decrease = False
+    for r, row in enumerate(log_probs):
+        valid = np.isfinite(row)
+        iterations = np.flatnonzero(valid)
+        label = "EM" if num_runs == 1 else f"restart {r}"
+        ax_objective.plot(iterations, row[valid], "--", marker=".", color=colors[r], lw=1, label=label)
+        if iterations.size > 1:
+            values = row[valid]
+            delta = np.diff(values)
+            steps = iterations[1:]
+            rounding = 10 * eps * np.maximum(np.abs(values[1:]), 1.0)
+            increase = delta > rounding
+            decrease = delta < -rounding
+            ax_delta.plot(steps[increase], delta[increase], marker=".", lw=0.8, color=colors[r], label=label)
+            if decrease.any():
+                any_decrease = True
+                ax_delta.plot(steps[decrease], -delta[decrease], "x", color="#D55E00", markersize=8, markeredgewidth=2)
+    ax_objective.set_xlabel("iteration")
+    ax_objective.set_ylabel("objective (log probability)")
+    ax_objective.set_title("objective")
+    ax_objective.grid(alpha=0.3)
+    ax_objective.legend(loc="lower right", fontsize="small")
+    ax_delta.set_yscale("log")
+    ax_delta.set_xlabel("iteration")
+    ax_delta.set_ylabel("increase over previous iteration")
+    ax_delta.set_title("increase per iteration (log scale)")
+    ax_delta.grid(alpha=0.3, which="major")
+    if any_decrease:
+        ax_delta.plot([], [], "x", color="#D55E00", markersize=8, markeredgewidth=2, label="|decrease| (EM bug?)")
+        ax_delta.legend(loc="upper right", fontsize="small")
+    fig.suptitle(title)
+    return fig

@@ -1,0 +1,146 @@
+"""Sampling from a GLM-HMM, and the generator of the seed article ("the conveyor belt factory")."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Float, Int
+
+from bayes_glmhmm.emissions import glm_means
+from bayes_glmhmm.params import GLMHMMParams
+
+__all__ = ["simulate", "article_params", "article_data", "ArticleData"]
+
+
+def _simulate_one(key, params: GLMHMMParams, inputs):
+    num_timesteps = inputs.shape[0]
+    key_initial, key_transitions, key_noise = jax.random.split(key, 3)
+    first_state = jax.random.categorical(key_initial, jnp.log(params.initial_probs))
+
+    def _step(carry, xs):
+        state = carry
+        step_key = xs
+        next_state = jax.random.categorical(step_key, jnp.log(params.transition_matrix[state]))
+        return next_state, next_state
+
+    _, later_states = lax.scan(_step, first_state, jax.random.split(key_transitions, num_timesteps - 1))
+    states = jnp.concatenate([first_state[None], later_states])
+    means = jnp.take_along_axis(glm_means(params.weights, params.biases, inputs), states[:, None], axis=1)[:, 0]
+    noise = jax.random.normal(key_noise, (num_timesteps,), dtype=means.dtype)
+    return states, means + params.scales[states] * noise
+
+
+def simulate(
+    key: Array, params: GLMHMMParams, inputs: Float[Array, "num_sequences num_timesteps input_dim"]
+) -> tuple[Int[Array, "num_sequences num_timesteps"], Float[Array, "num_sequences num_timesteps"]]:
+    """Draw hidden states and emissions from the GLM-HMM given the inputs.
+
+    Args:
+        key: PRNG key.
+        params: model parameters.
+        inputs: covariates, (N, T, D); a single (T, D) sequence gives (T,) outputs.
+
+    Returns:
+        ``(states, emissions)``: z ~ p(z | theta) and y ~ p(y | x, z, theta), shapes (N, T).
+    """
+    params = GLMHMMParams(*(jnp.asarray(p) for p in params))
+    inputs = jnp.asarray(inputs, dtype=jnp.result_type(float))
+    if inputs.ndim == 2:
+        return _simulate_one(key, params, inputs)
+    if inputs.ndim != 3:
+        raise ValueError(f"inputs must have shape (num_sequences, num_timesteps, input_dim), got {inputs.shape}")
+    if inputs.shape[-1] != params.weights.shape[-1]:
+        raise ValueError(
+            f"inputs have {inputs.shape[-1]} input dimensions but params.weights has {params.weights.shape[-1]}"
+        )
+    keys = jax.random.split(key, inputs.shape[0])
+    return jax.vmap(_simulate_one, in_axes=(0, None, 0))(keys, params, inputs)
+
+
+ARTICLE_TRANSITION_MATRIX = np.array([[0.5, 0.4, 0.1], [0.1, 0.5, 0.4], [0.4, 0.1, 0.5]])
+
+
+def article_params(variant: str = "text") -> GLMHMMParams:
+    """The conveyor-belt generator of the seed article.
+
+    The article disagrees with itself. Its text gives biases c = (2, -1, 0) and noise standard
+    deviations sigma = (1, 1.5, 0.8). Its code uses biases (2, 0, -1) and passes (1, 0.8, 1.5) as
+    dynamax *covariances*, so the standard deviations are their square roots.
+
+    Args:
+        variant: ``"text"`` (default) or ``"code"``.
+
+    Returns:
+        The generator's parameters; weights are (1, -0.8, 0.2) in both, initial probs uniform.
+    """
+    weights = np.array([[1.0], [-0.8], [0.2]])
+    if variant == "text":
+        biases, scales = np.array([2.0, -1.0, 0.0]), np.array([1.0, 1.5, 0.8])
+    elif variant == "code":
+        biases, scales = np.array([2.0, 0.0, -1.0]), np.sqrt(np.array([1.0, 0.8, 1.5]))
+    else:
+        raise ValueError(f"variant must be 'text' or 'code', got {variant!r}")
+    return GLMHMMParams(
+        initial_probs=np.full(3, 1.0 / 3.0),
+        transition_matrix=ARTICLE_TRANSITION_MATRIX.copy(),
+        weights=weights,
+        biases=biases,
+        scales=scales,
+    )
+
+
+class ArticleData(NamedTuple):
+    """The article's data set.
+
+    Attributes:
+        params: the generator's parameters.
+        inputs: (num_sequences, num_timesteps, 1) training inputs ("ball weights").
+        states: (num_sequences, num_timesteps) true belts.
+        emissions: (num_sequences, num_timesteps) observed colours.
+        sine_inputs: (num_timesteps, 1) the article's sinusoidal input sequence.
+        sine_states: (num_timesteps,) true belts of that sequence.
+        sine_emissions: (num_timesteps,) its colours.
+    """
+
+    params: GLMHMMParams
+    inputs: np.ndarray
+    states: np.ndarray
+    emissions: np.ndarray
+    sine_inputs: np.ndarray
+    sine_states: np.ndarray
+    sine_emissions: np.ndarray
+
+
+def article_data(key: Array, variant: str = "text", num_sequences: int = 10, num_timesteps: int = 100) -> ArticleData:
+    """Simulate the article's data: 10 sequences of 100 steps and the sinusoidal test sequence.
+
+    Inputs are x ~ Uniform(1, 10) in the ``"text"`` variant and Uniform(0, 10) in ``"code"``; the
+    sinusoidal sequence is x_t = 4 sin(2 pi t / 50) + 5 in both.
+
+    Args:
+        key: PRNG key.
+        variant: ``"text"`` or ``"code"`` (see :func:`article_params`).
+        num_sequences: number of training sequences.
+        num_timesteps: length of every sequence.
+
+    Returns:
+        An :class:`ArticleData`, as NumPy arrays.
+    """
+    params = article_params(variant)
+    low = 1.0 if variant == "text" else 0.0
+    key_inputs, key_batch, key_sine = jax.random.split(key, 3)
+    inputs = jax.random.uniform(key_inputs, (num_sequences, num_timesteps, 1), minval=low, maxval=10.0)
+    states, emissions = simulate(key_batch, params, inputs)
+    sine_inputs = (jnp.sin(2 * jnp.pi * jnp.arange(num_timesteps) / 50) * 4 + 5).reshape(-1, 1)
+    sine_states, sine_emissions = simulate(key_sine, params, sine_inputs)
+    return ArticleData(
+        params=params,
+        inputs=np.asarray(inputs),
+        states=np.asarray(states),
+        emissions=np.asarray(emissions),
+        sine_inputs=np.asarray(sine_inputs),
+        sine_states=np.asarray(sine_states),
+        sine_emissions=np.asarray(sine_emissions),
+    )

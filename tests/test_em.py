@@ -1,0 +1,124 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayes_glmhmm import GLMHMMParams, Priors, article_params, fit_em, log_likelihood, match_params, simulate
+from bayes_glmhmm.em import initialize_params
+from bayes_glmhmm.model import log_prior
+
+
+@pytest.fixture(scope="module")
+def data():
+    params = article_params()
+    inputs = jax.random.uniform(jax.random.PRNGKey(0), (6, 80, 1), minval=1.0, maxval=10.0)
+    _, emissions = simulate(jax.random.PRNGKey(1), params, inputs)
+    return params, np.asarray(inputs), np.asarray(emissions)
+
+
+@pytest.mark.parametrize("priors", [None, Priors(weight_scale=0.5, noise_scale=0.7, transition_concentration=2.0)])
+def test_objective_never_decreases(data, priors):
+    _, inputs, emissions = data
+    result = fit_em(inputs, emissions, 3, priors=priors, num_restarts=4, num_iters=60, tol=0.0)
+    steps = np.diff(result.log_probs)
+    # ECM is monotone in exact arithmetic; float32 sums of ~500 terms round at ~1e-7 relative.
+    assert np.all(steps >= -1e-5 * np.abs(result.log_probs[1:])), steps.min()
+    assert 5 <= len(result.log_probs) <= 60  # tol=0 stops only once a step changes nothing
+
+
+def test_objective_is_marginal_likelihood_plus_prior(data):
+    _, inputs, emissions = data
+    priors = Priors(weight_scale=0.5)
+    start = initialize_params(
+        jax.random.PRNGKey(2), jnp.asarray(inputs), jnp.asarray(emissions), jnp.ones(emissions.shape, bool), 3
+    )
+    result = fit_em(inputs, emissions, 3, priors=priors, init_params=start, num_iters=1)
+    expected = jnp.sum(log_likelihood(start, inputs, emissions)) + log_prior(start, priors)
+    np.testing.assert_allclose(result.log_probs[0], expected, rtol=1e-5)
+
+
+def test_recovers_article_parameters(data):
+    truth, inputs, emissions = data
+    result = fit_em(inputs, emissions, 3, seed=0)
+    estimate = result.params.permute(match_params(result.params, truth))
+    # 480 observations: weights are known to ~0.05, biases to ~0.3 (their posterior sds).
+    np.testing.assert_allclose(estimate.weights, truth.weights, atol=0.15)
+    np.testing.assert_allclose(estimate.biases, truth.biases, atol=0.8)
+    assert result.converged
+    assert result.restart_log_probs.shape == (10,)
+    assert np.isclose(result.log_probs[-1], np.max(result.restart_log_probs), rtol=1e-6)
+
+
+def test_matches_dynamax_from_the_same_start(data):
+    """Our ML EM and dynamax's LinearRegressionHMM.fit_em take the same path from one start.
+
+    dynamax's Dirichlet concentrations are set to 1, which makes its M-step maximum likelihood too.
+    """
+    dynamax_hmm = pytest.importorskip("dynamax.hidden_markov_model")
+    _, inputs, emissions = data
+    start = initialize_params(
+        jax.random.PRNGKey(5), jnp.asarray(inputs), jnp.asarray(emissions), jnp.ones(emissions.shape, bool), 3
+    )
+    hmm = dynamax_hmm.LinearRegressionHMM(3, 1, 1, initial_probs_concentration=1.0, transition_matrix_concentration=1.0)
+    params, props = hmm.initialize(
+        jax.random.PRNGKey(0),
+        initial_probs=start.initial_probs,
+        transition_matrix=start.transition_matrix,
+        emission_weights=start.weights[:, None, :],
+        emission_biases=start.biases[:, None],
+        emission_covariances=(start.scales**2)[:, None, None],
+    )
+    num_iters = 15
+    fitted, dynamax_log_probs = hmm.fit_em(
+        params, props, jnp.asarray(emissions)[..., None], inputs=jnp.asarray(inputs), num_iters=num_iters, verbose=False
+    )
+    ours = fit_em(inputs, emissions, 3, init_params=start, num_iters=num_iters, tol=0.0)
+    # Same algorithm in float32: agreement to ~1e-3 after 15 iterations (rounding compounds).
+    np.testing.assert_allclose(ours.params.weights[:, 0], fitted.emissions.weights[:, 0, 0], atol=2e-3)
+    np.testing.assert_allclose(ours.params.biases, fitted.emissions.biases[:, 0], atol=5e-3)
+    np.testing.assert_allclose(ours.params.scales, np.sqrt(fitted.emissions.covs[:, 0, 0]), atol=2e-3)
+    np.testing.assert_allclose(ours.params.transition_matrix, fitted.transitions.transition_matrix, atol=2e-3)
+    # dynamax adds the (constant) Dirichlet(1) log densities; differences must agree.
+    # tol=0 stops us once a step changes nothing in float32; compare the iterations we ran.
+    ran = len(ours.log_probs)
+    np.testing.assert_allclose(
+        np.diff(ours.log_probs), np.diff(np.asarray(dynamax_log_probs)[:ran]), rtol=1e-3, atol=1e-2
+    )
+
+
+def test_is_equivariant_to_the_data_scale(data):
+    """Rescaling x and y rescales the ML estimate: EM must not assume the article's scales."""
+    _, inputs, emissions = data
+    x_scale, x_shift, y_scale, y_shift = 250.0, -40.0, 1000.0, 5000.0
+    base = fit_em(inputs, emissions, 3, seed=3)
+    scaled = fit_em(inputs * x_scale + x_shift, emissions * y_scale + y_shift, 3, seed=3)
+    back = scaled.params.permute(
+        match_params(
+            GLMHMMParams(
+                scaled.params.initial_probs,
+                scaled.params.transition_matrix,
+                scaled.params.weights * x_scale / y_scale,
+                (scaled.params.biases + scaled.params.weights[:, 0] * x_shift - y_shift) / y_scale,
+                scaled.params.scales / y_scale,
+            ),
+            base.params,
+        )
+    )
+    np.testing.assert_allclose(back.weights * x_scale / y_scale, base.params.weights, rtol=2e-2, atol=1e-2)
+    np.testing.assert_allclose(back.scales / y_scale, base.params.scales, rtol=2e-2)
+    np.testing.assert_allclose(scaled.log_probs[-1], base.log_probs[-1] - emissions.size * np.log(y_scale), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_states=0), "num_states"),
+        (dict(num_states=3, num_iters=0), "num_iters"),
+        (dict(num_states=3, num_restarts=0), "num_restarts"),
+        (dict(num_states=3, priors=Priors(noise_scale=-1.0)), "noise_scale"),
+    ],
+)
+def test_bad_arguments_raise(data, kwargs, message):
+    _, inputs, emissions = data
+    with pytest.raises(ValueError, match=message):
+        fit_em(inputs, emissions, **kwargs)

@@ -1,0 +1,173 @@
+import jax
+import numpy as np
+import pytest
+
+from bayes_glmhmm import (
+    GLMHMMParams,
+    Posterior,
+    Priors,
+    article_params,
+    detect_stuck_chains,
+    fit_nuts,
+    log_likelihood,
+    match_params,
+    simulate,
+    smoothed_state_probs,
+)
+from bayes_glmhmm.mcmc import PARAM_NAMES
+
+
+@pytest.fixture(scope="module")
+def handmade_posterior():
+    """A Posterior of two hand-picked parameter sets, each repeated: every oracle is exact here."""
+    truth = article_params()
+    other = GLMHMMParams(
+        np.array([0.6, 0.2, 0.2]),
+        np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]]),
+        np.array([[0.7], [-0.5], [0.0]]),
+        np.array([1.5, -0.5, 0.3]),
+        np.array([1.2, 1.2, 1.0]),
+    )
+    inputs = jax.random.uniform(jax.random.PRNGKey(0), (2, 25, 1), minval=1.0, maxval=10.0)
+    _, emissions = simulate(jax.random.PRNGKey(1), truth, inputs)
+    num_draws = 2000
+    samples = {
+        name: np.stack(
+            [
+                np.broadcast_to(np.asarray(getattr(p, name), np.float32), (num_draws,) + np.shape(getattr(p, name)))
+                for p in (truth, other)
+            ]
+        )
+        for name in PARAM_NAMES
+    }
+    stats = {"lp": np.zeros((2, num_draws)), "diverging": np.zeros((2, num_draws), bool)}
+    posterior = Posterior(
+        samples=samples,
+        permutations=np.broadcast_to(np.arange(3), (2, num_draws, 3)).copy(),
+        sample_stats=stats,
+        inputs=np.asarray(inputs),
+        emissions=np.asarray(emissions),
+        mask=np.ones(emissions.shape, bool),
+        num_states=3,
+        priors=Priors(),
+    )
+    return posterior, (truth, other)
+
+
+def test_state_probabilities_average_the_smoother_over_draws(handmade_posterior):
+    posterior, (truth, other) = handmade_posterior
+    expected = 0.5 * (
+        smoothed_state_probs(truth, posterior.inputs, posterior.emissions)
+        + smoothed_state_probs(other, posterior.inputs, posterior.emissions)
+    )
+    np.testing.assert_allclose(posterior.state_probabilities(), expected, atol=1e-5)
+
+
+def test_log_likelihood_per_draw(handmade_posterior):
+    posterior, (truth, other) = handmade_posterior
+    per_draw = posterior.log_likelihood()
+    assert per_draw.shape == (2, 2000, 2)
+    np.testing.assert_allclose(per_draw[0, 7], log_likelihood(truth, posterior.inputs, posterior.emissions), rtol=1e-5)
+    np.testing.assert_allclose(per_draw[1, 3], log_likelihood(other, posterior.inputs, posterior.emissions), rtol=1e-5)
+
+
+def test_ffbs_draw_frequencies_match_state_probabilities(handmade_posterior):
+    """Each draw's FFBS path is exact, so marginal frequencies over 4000 draws estimate
+    state_probabilities with binomial standard error sqrt(p (1 - p) / 4000) <= 0.008; we allow
+    5 standard errors (plus 0.002 for p near 0 or 1) over 150 cells, seeded."""
+    posterior, _ = handmade_posterior
+    states = posterior.sample_states(jax.random.PRNGKey(4))
+    assert states.shape == (2, 2000, 2, 25)
+    frequencies = np.stack([(states == k).mean(axis=(0, 1)) for k in range(3)], axis=-1)
+    probabilities = posterior.state_probabilities()
+    tolerance = 5 * np.sqrt(probabilities * (1 - probabilities) / 4000) + 0.002
+    assert np.all(np.abs(frequencies - probabilities) <= tolerance)
+
+
+def test_posterior_predictive_shape_and_spread(handmade_posterior):
+    posterior, _ = handmade_posterior
+    replicated = posterior.posterior_predictive(jax.random.PRNGKey(2))
+    assert replicated.shape == (2, 2000, 2, 25)
+    assert np.all(np.isfinite(replicated))
+
+
+def test_small_fit_converges_and_recovers(small_posterior, small_article_data):
+    posterior = small_posterior
+    diagnostics = posterior.diagnostics()
+    assert set(posterior.samples) == set(PARAM_NAMES)
+    assert posterior.samples["weights"].shape == (2, 200, 3, 1)
+    assert posterior.samples["transition_matrix"].shape == (2, 200, 3, 3)
+    assert posterior.permutations.shape == (2, 200, 3)
+    for name in ("diverging", "energy", "n_steps", "tree_depth", "step_size", "lp"):
+        assert posterior.sample_stats[name].shape == (2, 200), name
+    # 200 draws x 2 chains from an EM start: a healthy run is far below the 1.1 alarm level.
+    assert diagnostics["max_rhat"] < 1.05
+    assert diagnostics["min_ess_bulk"] > 100
+    assert diagnostics["stuck_chains"] == []
+    aligned = posterior.permute(match_params(posterior.posterior_mean(), small_article_data.params))
+    np.testing.assert_allclose(aligned.posterior_mean().weights, small_article_data.params.weights, atol=0.2)
+    # permute composes the stored permutations and moves the EM estimate along.
+    assert aligned.permutations.shape == posterior.permutations.shape
+    assert np.allclose(
+        aligned.em.params.weights,
+        posterior.em.params.permute(match_params(posterior.posterior_mean(), small_article_data.params)).weights,
+    )
+
+
+def test_new_data_state_probabilities(small_posterior, small_article_data):
+    data = small_article_data
+    probabilities = small_posterior.state_probabilities(data.sine_inputs, data.sine_emissions)
+    assert probabilities.shape == (1, 60, 3)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="inputs and emissions"):
+        small_posterior.state_probabilities(data.sine_inputs)
+
+
+def test_detect_stuck_chains():
+    rng = np.random.default_rng(0)
+    healthy = -100 + rng.standard_normal((4, 500)) * 3
+    assert detect_stuck_chains(healthy)[0] == []
+    stuck = healthy.copy()
+    stuck[2] -= 60.0  # a merged-states mode sits tens of nats lower
+    flagged, threshold = detect_stuck_chains(stuck)
+    assert flagged == [2]
+    assert 5.0 <= threshold < 60.0
+
+
+def test_drop_chains(small_posterior):
+    dropped = small_posterior.drop_chains([0])
+    assert dropped.num_chains == 1
+    np.testing.assert_array_equal(dropped.samples["biases"], small_posterior.samples["biases"][1:])
+    with pytest.raises(ValueError, match="chains"):
+        small_posterior.drop_chains([0, 1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_states=0), "num_states"),
+        (dict(num_states=2.5), "num_states"),
+        (dict(num_states=3, num_chains=0), "num_chains"),
+        (dict(num_states=3, num_samples=0), "num_samples"),
+        (dict(num_states=3, priors=Priors(weight_scale=0.0)), "weight_scale"),
+        (dict(num_states=3, init="random"), "init"),
+        (dict(num_states=3, on_stuck="ignore"), "on_stuck"),
+        (dict(num_states=3, chain_method="threads"), "chain_method"),
+    ],
+)
+def test_bad_arguments_raise(small_article_data, kwargs, message):
+    data = small_article_data
+    with pytest.raises(ValueError, match=message):
+        fit_nuts(data.inputs, data.emissions, **kwargs)
+
+
+def test_bad_data_raise(small_article_data):
+    data = small_article_data
+    bad = data.emissions.copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="emissions"):
+        fit_nuts(data.inputs, bad, 3)
+    with pytest.raises(ValueError, match="inputs"):
+        fit_nuts(data.inputs[:, :-1], data.emissions, 3)
+    with pytest.raises(ValueError, match="mask"):
+        fit_nuts(data.inputs, data.emissions, 3, mask=np.ones((2, 2), bool))
