@@ -304,27 +304,60 @@ def _chain_method(requested: str, num_chains: int) -> str:
     return "parallel" if num_chains > 1 and jax.local_device_count() >= num_chains else "sequential"
 
 
-def _initial_values(key, em_params: GLMHMMParams, model_kwargs, num_chains: int, jitter: float) -> dict:
-    """Unconstrained starting points: the EM estimate plus independent Normal(0, jitter) noise."""
+def _initial_values(key, starts: list, model_kwargs, jitter: float) -> dict:
+    """Unconstrained starting points, one per chain: each start plus independent Normal(0, jitter) noise.
+
+    Args:
+        key: PRNG key of the jitter.
+        starts: one GLMHMMParams per chain.
+        model_kwargs: the model's keyword arguments (for the centring and the transforms).
+        jitter: standard deviation of the noise in the unconstrained space.
+    """
     input_mean = model_kwargs["input_mean"]
-    constrained = {
-        "initial_probs": jnp.asarray(em_params.initial_probs),
-        "transition_matrix": jnp.asarray(em_params.transition_matrix),
-        "weights": jnp.asarray(em_params.weights),
-        "centred_biases": jnp.asarray(em_params.biases) + jnp.asarray(em_params.weights) @ input_mean,
-        "scales": jnp.asarray(em_params.scales),
-    }
-    # Keep the starting point off the simplex boundary, where the unconstrained value is infinite.
-    for name in ("initial_probs", "transition_matrix"):
-        value = jnp.clip(constrained[name], 1e-4, None)
-        constrained[name] = value / value.sum(axis=-1, keepdims=True)
-    unconstrained = unconstrain_fn(glmhmm_model, (), model_kwargs, constrained)
-    keys = jax.random.split(key, len(unconstrained))
-    return {
-        name: value[None]
-        + jitter * jax.random.normal(k, (num_chains,) + jnp.shape(value), dtype=jnp.result_type(value))
-        for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
-    }
+    per_chain = []
+    for chain_key, start in zip(jax.random.split(key, len(starts)), starts, strict=True):
+        constrained = {
+            "initial_probs": jnp.asarray(start.initial_probs),
+            "transition_matrix": jnp.asarray(start.transition_matrix),
+            "weights": jnp.asarray(start.weights),
+            "centred_biases": jnp.asarray(start.biases) + jnp.asarray(start.weights) @ input_mean,
+            "scales": jnp.asarray(start.scales),
+        }
+        # Keep the starting point off the simplex boundary, where the unconstrained value is infinite.
+        for name in ("initial_probs", "transition_matrix"):
+            value = jnp.clip(constrained[name], 1e-4, None)
+            constrained[name] = value / value.sum(axis=-1, keepdims=True)
+        unconstrained = unconstrain_fn(glmhmm_model, (), model_kwargs, constrained)
+        keys = jax.random.split(chain_key, len(unconstrained))
+        per_chain.append(
+            {
+                name: value + jitter * jax.random.normal(k, jnp.shape(value), dtype=jnp.result_type(value))
+                for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
+            }
+        )
+    return {name: jnp.stack([chain[name] for chain in per_chain]) for name in per_chain[0]}
+
+
+def _starting_params(init, num_states: int, input_dim: int, num_chains: int) -> list:
+    """Validate a user-given ``init`` (one GLMHMMParams, or one per chain) and return one per chain."""
+    if isinstance(init, GLMHMMParams):
+        starts = [init] * num_chains
+    elif isinstance(init, (list, tuple)):
+        starts = list(init)
+    else:
+        raise ValueError(f"init must be 'em', 'prior' or GLMHMMParams, got {type(init).__name__}")
+    if len(starts) != num_chains:
+        raise ValueError(f"init must give one GLMHMMParams per chain ({num_chains}), got {len(starts)}")
+    for start in starts:
+        if not isinstance(start, GLMHMMParams):
+            raise ValueError(f"init must be 'em', 'prior' or GLMHMMParams, got {type(start).__name__}")
+        expected = GLMHMMParams(
+            (num_states,), (num_states, num_states), (num_states, input_dim), (num_states,), (num_states,)
+        )
+        for name, shape in expected._asdict().items():
+            if np.shape(getattr(start, name)) != shape:
+                raise ValueError(f"init.{name} must have shape {shape}, got {np.shape(getattr(start, name))}")
+    return starts
 
 
 def fit_nuts(
@@ -343,7 +376,7 @@ def fit_nuts(
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     dense_mass: bool = False,
-    init: str = "em",
+    init="em",
     em_restarts: int = 10,
     init_jitter: float = 0.1,
     on_stuck: str = "warn",
@@ -366,8 +399,10 @@ def fit_nuts(
         target_accept_prob: NUTS target acceptance probability.
         max_tree_depth: NUTS maximum tree depth.
         dense_mass: adapt a dense mass matrix.
-        init: ``"em"`` (MAP EM with restarts, then jitter) or ``"prior"`` (NumPyro's default
-            uniform initialization, no EM; relabeling then uses the best chain as reference).
+        init: ``"em"`` (MAP EM with restarts, then jitter), ``"prior"`` (NumPyro's default
+            uniform initialization, no EM), or starting parameters: one GLMHMMParams for all
+            chains or a list with one per chain (jitter added). Without EM, relabeling uses the
+            best chain's last draw as reference.
         em_restarts: restarts of the initializing EM.
         init_jitter: standard deviation of the unconstrained jitter around the EM estimate.
         on_stuck: what to do with chains detected as stuck: ``"warn"`` (keep, warn), ``"drop"``
@@ -386,8 +421,8 @@ def fit_nuts(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if init not in ("em", "prior"):
-        raise ValueError(f"init must be 'em' or 'prior', got {init!r}")
+    if isinstance(init, str) and init not in ("em", "prior"):
+        raise ValueError(f"init must be 'em', 'prior' or GLMHMMParams, got {init!r}")
     if on_stuck not in ("warn", "drop", "raise"):
         raise ValueError(f"on_stuck must be 'warn', 'drop' or 'raise', got {on_stuck!r}")
     if chain_method not in ("auto", "parallel", "sequential", "vectorized"):
@@ -409,7 +444,10 @@ def fit_nuts(
     if init == "em":
         em_result = fit_em(inputs, emissions, num_states, mask=mask, priors=priors, num_restarts=em_restarts, seed=seed)
         wall["em"] = em_result.wall_seconds
-        init_params = _initial_values(key_jitter, em_result.params, model_kwargs, num_chains, init_jitter)
+        init_params = _initial_values(key_jitter, [em_result.params] * num_chains, model_kwargs, init_jitter)
+    elif not isinstance(init, str):
+        starts = _starting_params(init, num_states, inputs.shape[-1], num_chains)
+        init_params = _initial_values(key_jitter, starts, model_kwargs, init_jitter)
 
     method = _chain_method(chain_method, num_chains)
     kernel = NUTS(
@@ -475,7 +513,7 @@ def fit_nuts(
             target_accept_prob=target_accept_prob,
             max_tree_depth=max_tree_depth,
             dense_mass=dense_mass,
-            init=init,
+            init=init if isinstance(init, str) else "user",
             init_jitter=init_jitter,
         ),
     )

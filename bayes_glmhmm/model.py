@@ -11,7 +11,7 @@ import numpyro.distributions as dist
 from jaxtyping import Array, Bool, Float, Int
 
 from bayes_glmhmm.emissions import gaussian_glm_log_likelihoods
-from bayes_glmhmm.inference import hmm_filter, hmm_sample_states, hmm_smoother, hmm_viterbi
+from bayes_glmhmm.inference import hmm_filter, hmm_marginal_loglik, hmm_sample_states, hmm_smoother, hmm_viterbi
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
 
 __all__ = [
@@ -41,9 +41,23 @@ def batched_marginal_loglik(
     inputs: Float[Array, "num_sequences num_timesteps input_dim"],
     emissions: Float[Array, "num_sequences num_timesteps"],
     mask: Bool[Array, "num_sequences num_timesteps"],
+    adjoint: bool = False,
 ) -> Float[Array, " num_sequences"]:
-    """Log p(y[n] | x[n], theta) of every sequence, the states summed out; no validation."""
+    """The marginal log-likelihood log p(y[n] | x[n], theta) of every sequence; no validation.
+
+    Args:
+        params: model parameters.
+        inputs: (N, T, D) covariates.
+        emissions: (N, T) observations.
+        mask: (N, T), False where missing.
+        adjoint: use :func:`~bayes_glmhmm.inference.hmm_marginal_loglik`, whose reverse-mode
+            gradient is the analytic forward-backward one (first order only); otherwise plain
+            autodiff of the filter, differentiable to any order.
+    """
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    if adjoint:
+        per_sequence = jax.vmap(hmm_marginal_loglik, in_axes=(None, None, 0, 0))
+        return per_sequence(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
     filter_one = jax.vmap(hmm_filter, in_axes=(None, None, 0, 0))
     return filter_one(params.initial_probs, params.transition_matrix, log_likelihoods, mask).marginal_loglik
 
@@ -158,6 +172,7 @@ def glmhmm_model(
     num_states: int,
     priors: Priors,
     input_mean: Float[Array, " input_dim"],
+    adjoint: bool = True,
 ) -> None:
     """NumPyro model of the GLM-HMM with the hidden states marginalized.
 
@@ -174,6 +189,8 @@ def glmhmm_model(
         num_states: K.
         priors: hyperparameters.
         input_mean: (D,) mean of the observed inputs, used only to centre.
+        adjoint: differentiate the marginal likelihood with the analytic forward-backward
+            adjoint (default) instead of autodiff through the scan; same value and gradient.
     """
     input_dim = inputs.shape[-1]
     distributions = _prior_distributions(num_states, input_dim, priors)
@@ -187,5 +204,5 @@ def glmhmm_model(
     numpyro.factor("biases_prior", distributions["biases"].log_prob(biases))
     scales = numpyro.sample("scales", distributions["scales"])
     params = GLMHMMParams(initial_probs, transition_matrix, weights, centred_biases, scales)
-    marginal_loglik = batched_marginal_loglik(params, inputs - input_mean, emissions, mask)
+    marginal_loglik = batched_marginal_loglik(params, inputs - input_mean, emissions, mask, adjoint=adjoint)
     numpyro.factor("marginal_loglik", jnp.sum(marginal_loglik))
