@@ -76,6 +76,9 @@ def _transition_at(transition_matrix: Array, t: Array) -> Array:
     """The matrix for the step t -> t+1, whether shared (K, K) or time-varying (T-1, K, K)."""
     if transition_matrix.ndim == 2:
         return transition_matrix
+    if transition_matrix.shape[0] == 0:
+        # A one-step sequence has no transitions; the value is never used, only its shape.
+        return jnp.eye(transition_matrix.shape[-1], dtype=transition_matrix.dtype)
     return transition_matrix[t]
 
 

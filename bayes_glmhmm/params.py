@@ -126,6 +126,8 @@ def validate_data(inputs, emissions, mask=None):
     emissions_np = _as_float_array(emissions, "emissions")
     if emissions_np.ndim == 1:
         emissions_np = emissions_np[None]
+        if inputs_np.ndim == 1 and inputs_np.shape == emissions_np.shape[1:]:
+            inputs_np = inputs_np[:, None]  # one input per step, without its input_dim axis
         if inputs_np.ndim == 2:
             inputs_np = inputs_np[None]
         if mask is not None and np.ndim(mask) == 1:
@@ -190,6 +192,8 @@ def _promote_traced(inputs, emissions, mask):
     """Shape-only promotion for traced arrays (inside jit or grad), where values cannot be checked."""
     inputs, emissions = jnp.asarray(inputs), jnp.asarray(emissions)
     if emissions.ndim == 1:
+        if inputs.ndim == 1 and inputs.shape == emissions.shape:
+            inputs = inputs[:, None]
         emissions, inputs = emissions[None], inputs[None] if inputs.ndim == 2 else inputs
         mask = None if mask is None else jnp.asarray(mask).reshape(emissions.shape)
     if inputs.ndim == 2 and inputs.shape == emissions.shape:

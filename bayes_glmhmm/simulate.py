@@ -14,6 +14,7 @@ from bayes_glmhmm.params import GLMHMMParams
 __all__ = ["simulate", "article_params", "article_data", "ArticleData"]
 
 
+@jax.jit
 def _simulate_one(key, params: GLMHMMParams, inputs):
     num_timesteps = inputs.shape[0]
     key_initial, key_transitions, key_noise = jax.random.split(key, 3)
@@ -56,8 +57,10 @@ def simulate(
             f"inputs have {inputs.shape[-1]} input dimensions but params.weights has {params.weights.shape[-1]}"
         )
     keys = jax.random.split(key, inputs.shape[0])
-    return jax.vmap(_simulate_one, in_axes=(0, None, 0))(keys, params, inputs)
+    return _simulate_batch(keys, params, inputs)
 
+
+_simulate_batch = jax.jit(jax.vmap(_simulate_one, in_axes=(0, None, 0)))
 
 ARTICLE_TRANSITION_MATRIX = np.array([[0.5, 0.4, 0.1], [0.1, 0.5, 0.4], [0.4, 0.1, 0.5]])
 

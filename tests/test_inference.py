@@ -1,0 +1,450 @@
+"""Oracle tests of the HMM kernels in :mod:`bayes_glmhmm.inference` (and the batched GLM helpers of
+:mod:`bayes_glmhmm.model` built on them).
+
+The oracles are independent of the code under test: brute-force enumeration of all K^T state paths
+in NumPy float64, a float64 scaled forward algorithm written here, central finite differences, and
+dynamax (an optional test dependency). The kernels run in the ambient JAX precision (float32 by
+default, float64 when ``JAX_ENABLE_X64=1``); every tolerance below is sized for float32, so it also
+holds, with room to spare, in float64.
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+from scipy.special import logsumexp
+from scipy.stats import norm
+
+from bayes_glmhmm import model
+from bayes_glmhmm.inference import (
+    hmm_filter,
+    hmm_posterior_mode_path_log_prob,
+    hmm_sample_states,
+    hmm_smoother,
+    hmm_viterbi,
+)
+from bayes_glmhmm.params import GLMHMMParams
+
+# Module-level jitted kernels: one compilation per (shape, transition ndim), shared by all tests.
+filter_jit = jax.jit(hmm_filter)
+smoother_jit = jax.jit(hmm_smoother)
+viterbi_jit = jax.jit(hmm_viterbi)
+path_log_prob_all = jax.jit(jax.vmap(hmm_posterior_mode_path_log_prob, in_axes=(None, None, None, 0, None)))
+ffbs_many = jax.jit(jax.vmap(hmm_sample_states, in_axes=(0, None, None, None, None)))
+
+
+def with_garbage(log_likelihoods, mask):
+    """Overwrite masked steps with large, state-dependent finite values.
+
+    A constant across states would cancel from every normalized quantity (posteriors, Viterbi), so
+    the garbage differs by state (+-20): any masked term that leaked in would change every result,
+    while the oracle drops those terms.
+    """
+    garbage = np.linspace(20.0, -20.0, log_likelihoods.shape[1])
+    return np.where(mask[:, None], log_likelihoods, garbage)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy float64 oracles
+# ---------------------------------------------------------------------------------------------
+
+
+def random_hmm(seed, num_states, num_timesteps, time_varying, loglik_scale=1.5):
+    """A random HMM problem in float64: initial probs, transition matrix (or stack), log-likelihoods."""
+    rng = np.random.default_rng(seed)
+    initial_probs = rng.dirichlet(np.ones(num_states))
+    rows = (num_timesteps - 1, num_states) if time_varying else (num_states,)
+    transition_matrix = rng.dirichlet(np.ones(num_states), size=rows)
+    log_likelihoods = rng.normal(-1.0, loglik_scale, (num_timesteps, num_states))
+    return initial_probs, transition_matrix, log_likelihoods
+
+
+def enumerate_terms(initial_probs, transition_matrix, log_likelihoods, mask):
+    """Every path z_{1:T} and its log terms: (paths, log p(z_1), log A per step, log p(y_t|z_t) per step)."""
+    num_timesteps, num_states = log_likelihoods.shape
+    paths = np.array(list(itertools.product(range(num_states), repeat=num_timesteps)))
+    log_a = np.log(transition_matrix)
+    if transition_matrix.ndim == 2:
+        trans = log_a[paths[:, :-1], paths[:, 1:]]
+    else:
+        trans = log_a[np.arange(num_timesteps - 1), paths[:, :-1], paths[:, 1:]]
+    emis = np.where(mask, log_likelihoods[np.arange(num_timesteps), paths], 0.0)
+    return paths, np.log(initial_probs)[paths[:, 0]], trans, emis
+
+
+def marginal_of(paths, log_weights, t, num_states):
+    """Normalized distribution of z_t under path log-weights."""
+    weights = np.exp(log_weights - log_weights.max())
+    probs = np.bincount(paths[:, t], weights=weights, minlength=num_states)
+    return probs / probs.sum()
+
+
+def brute_force(initial_probs, transition_matrix, log_likelihoods, mask):
+    """Everything the kernels compute, by enumerating all K^T paths in float64."""
+    num_timesteps, num_states = log_likelihoods.shape
+    paths, init, trans, emis = enumerate_terms(initial_probs, transition_matrix, log_likelihoods, mask)
+    log_joint = init + trans.sum(1) + emis.sum(1)
+    marginal_loglik = logsumexp(log_joint)
+    posterior = np.exp(log_joint - marginal_loglik)
+
+    # p(z_t | y_{1:t}): weight each path by its prefix joint p(z_{1:t}, y_{1:t}). Every prefix occurs
+    # K^(T-1-t) times among the full paths, a constant factor that the normalization removes.
+    # p(z_t | y_{1:t-1}) likewise with the emissions up to t-1 and the transitions up to t.
+    filtered, predicted = [], []
+    for t in range(num_timesteps):
+        prefix_trans = init + trans[:, :t].sum(1)
+        filtered.append(marginal_of(paths, prefix_trans + emis[:, : t + 1].sum(1), t, num_states))
+        predicted.append(marginal_of(paths, prefix_trans + emis[:, :t].sum(1), t, num_states))
+
+    smoothed = np.stack([np.bincount(paths[:, t], posterior, num_states) for t in range(num_timesteps)])
+    expected_transitions = np.zeros((num_states, num_states))
+    for t in range(num_timesteps - 1):
+        np.add.at(expected_transitions, (paths[:, t], paths[:, t + 1]), posterior)
+    return {
+        "paths": paths,
+        "log_joint": log_joint,
+        "posterior": posterior,
+        "marginal_loglik": marginal_loglik,
+        "filtered": np.stack(filtered),
+        "predicted": np.stack(predicted),
+        "smoothed": smoothed,
+        "expected_transitions": expected_transitions,
+    }
+
+
+def scaled_forward_float64(initial_probs, transition_matrix, log_likelihoods):
+    """Textbook scaled forward algorithm (Rabiner) in float64; returns (marginal loglik, filtered)."""
+    num_timesteps = log_likelihoods.shape[0]
+    marginal_loglik = 0.0
+    filtered = np.empty_like(log_likelihoods)
+    predicted = initial_probs
+    for t in range(num_timesteps):
+        shift = log_likelihoods[t].max()
+        alpha = predicted * np.exp(log_likelihoods[t] - shift)
+        scale = alpha.sum()
+        filtered[t] = alpha / scale
+        marginal_loglik += np.log(scale) + shift
+        predicted = filtered[t] @ transition_matrix
+    return marginal_loglik, filtered
+
+
+# ---------------------------------------------------------------------------------------------
+# Enumeration oracle, K = 3, T = 5 (243 paths)
+# ---------------------------------------------------------------------------------------------
+
+K_SMALL, T_SMALL = 3, 5
+# The masked case hides the first step (so the first emission is missing) and one interior step.
+SMALL_MASK = np.array([False, True, True, False, True])
+
+
+@pytest.fixture(
+    scope="module",
+    params=[("shared", False), ("time_varying", False), ("shared", True), ("time_varying", True)],
+    ids=lambda p: f"{p[0]}-{'masked' if p[1] else 'full'}",
+)
+def small_case(request):
+    kind, masked = request.param
+    initial_probs, transition_matrix, log_likelihoods = random_hmm(
+        seed=10 + 2 * (kind == "time_varying") + masked,
+        num_states=K_SMALL,
+        num_timesteps=T_SMALL,
+        time_varying=kind == "time_varying",
+    )
+    mask = SMALL_MASK if masked else np.ones(T_SMALL, bool)
+    log_likelihoods = with_garbage(log_likelihoods, mask)
+    oracle = brute_force(initial_probs, transition_matrix, log_likelihoods, mask)
+    args = (jnp.asarray(initial_probs), jnp.asarray(transition_matrix), jnp.asarray(log_likelihoods), jnp.asarray(mask))
+    return args, oracle
+
+
+def test_filter_marginal_loglik_matches_enumeration(small_case):
+    args, oracle = small_case
+    result = filter_jit(*args)
+    # float32 evaluation of O(T K) operations on O(10) magnitudes: relative error ~1e-6, so
+    # rtol = atol = 1e-5 is sound and still 1e4 times finer than any missing or leaked term.
+    np.testing.assert_allclose(result.marginal_loglik, oracle["marginal_loglik"], rtol=1e-5, atol=1e-5)
+
+
+def test_filtered_and_predicted_probs_match_enumeration(small_case):
+    args, oracle = small_case
+    result = filter_jit(*args)
+    # Probabilities in [0, 1] computed with a handful of float32 operations: absolute error ~1e-7;
+    # atol 1e-5 leaves two decades of margin.
+    np.testing.assert_allclose(result.filtered_probs, oracle["filtered"], atol=1e-5)
+    np.testing.assert_allclose(result.predicted_probs, oracle["predicted"], atol=1e-5)
+
+
+def test_smoother_matches_enumeration(small_case):
+    args, oracle = small_case
+    result = smoother_jit(*args)
+    # Same float32 error budget as above (probabilities ~1e-7 absolute, log-lik ~1e-6 relative).
+    np.testing.assert_allclose(result.marginal_loglik, oracle["marginal_loglik"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result.filtered_probs, oracle["filtered"], atol=1e-5)
+    np.testing.assert_allclose(result.smoothed_probs, oracle["smoothed"], atol=1e-5)
+    # Expected counts are sums of T-1 probabilities: absolute error <= (T-1) * 1e-7.
+    np.testing.assert_allclose(result.expected_transitions, oracle["expected_transitions"], atol=1e-5)
+    # Sanity of the oracle itself: T-1 transitions in total.
+    np.testing.assert_allclose(oracle["expected_transitions"].sum(), T_SMALL - 1, rtol=1e-12)
+
+
+def test_viterbi_matches_enumeration(small_case):
+    args, oracle = small_case
+    order = np.argsort(oracle["log_joint"])[::-1]
+    best, runner_up = oracle["log_joint"][order[:2]]
+    # Exact path equality is only meaningful without a near-tie: float32 errors in path scores are
+    # ~1e-6, so a gap of 1e-3 makes the argmax unambiguous. (Holds for these seeds by construction.)
+    assert best - runner_up > 1e-3
+    path = viterbi_jit(*args)
+    np.testing.assert_array_equal(path, oracle["paths"][order[0]])
+
+
+def test_path_log_prob_matches_enumeration(small_case):
+    args, oracle = small_case
+    initial_probs, transition_matrix, log_likelihoods, mask = args
+    log_probs = path_log_prob_all(initial_probs, transition_matrix, log_likelihoods, jnp.asarray(oracle["paths"]), mask)
+    # Sums of T + (T-1) + 1 float32 logs of O(10): absolute error ~1e-5 at worst.
+    np.testing.assert_allclose(log_probs, oracle["log_joint"], rtol=1e-5, atol=1e-5)
+
+
+def test_default_mask_means_all_observed():
+    initial_probs, transition_matrix, log_likelihoods = random_hmm(3, K_SMALL, T_SMALL, time_varying=False)
+    args = (jnp.asarray(initial_probs), jnp.asarray(transition_matrix), jnp.asarray(log_likelihoods))
+    full = jnp.ones(T_SMALL, bool)
+    without, with_mask = hmm_smoother(*args), smoother_jit(*args, full)
+    # Identical computations up to jit-versus-eager fusion: float32 rounding only.
+    for a, b in zip(without, with_mask, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(hmm_viterbi(*args), viterbi_jit(*args, full))
+
+
+# ---------------------------------------------------------------------------------------------
+# dynamax as an independent implementation, K = 4, T = 200
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("time_varying", [False, True], ids=["shared", "time_varying"])
+def test_agrees_with_dynamax(time_varying):
+    pytest.importorskip("dynamax")
+    from dynamax.hidden_markov_model.inference import hmm_smoother as dynamax_smoother
+
+    initial_probs, transition_matrix, log_likelihoods = random_hmm(20 + time_varying, 4, 200, time_varying)
+    args = (jnp.asarray(initial_probs), jnp.asarray(transition_matrix), jnp.asarray(log_likelihoods))
+    ours = smoother_jit(*args, jnp.ones(200, bool))
+    theirs = dynamax_smoother(*args)
+    # Both run in the same precision with different operation orders. The log-likelihood (~ -500)
+    # is a sum of 200 terms: random rounding gives ~sqrt(200) * 6e-8 ~ 1e-6 relative, so rtol 1e-5.
+    np.testing.assert_allclose(ours.marginal_loglik, theirs.marginal_loglik, rtol=1e-5)
+    # Filtering and smoothing forget their errors geometrically (mixing chain), so the per-step
+    # float32 error ~1e-7 does not accumulate: atol 1e-5.
+    np.testing.assert_allclose(ours.filtered_probs, theirs.filtered_probs, atol=1e-5)
+    np.testing.assert_allclose(ours.smoothed_probs, theirs.smoothed_probs, atol=1e-5)
+    # dynamax sums the pairwise marginals for a shared matrix and returns them per step otherwise.
+    their_counts = theirs.trans_probs if theirs.trans_probs.ndim == 2 else theirs.trans_probs.sum(0)
+    # Sums of 199 pairwise probabilities, each within ~1e-7: absolute error <= 199 * 1e-7 ~ 2e-5.
+    np.testing.assert_allclose(ours.expected_transitions, their_counts, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trailing padding is truncation
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("time_varying", [False, True], ids=["shared", "time_varying"])
+def test_trailing_padding_equals_truncation(time_varying):
+    num_observed, num_total = 8, 12
+    initial_probs, transition_matrix, log_likelihoods = random_hmm(30 + time_varying, 3, num_total, time_varying)
+    mask = np.arange(num_total) < num_observed
+    padded_ll = with_garbage(log_likelihoods, mask)
+    padded = smoother_jit(
+        jnp.asarray(initial_probs), jnp.asarray(transition_matrix), jnp.asarray(padded_ll), jnp.asarray(mask)
+    )
+    short_matrix = transition_matrix[: num_observed - 1] if time_varying else transition_matrix
+    truncated = smoother_jit(
+        jnp.asarray(initial_probs),
+        jnp.asarray(short_matrix),
+        jnp.asarray(log_likelihoods[:num_observed]),
+        jnp.ones(num_observed, bool),
+    )
+    # Each padded step adds log(sum(predicted)) = log(1 +- 1e-7) to the log-likelihood: 4 such
+    # steps change it by < 1e-6 absolute, far below atol 1e-5.
+    np.testing.assert_allclose(padded.marginal_loglik, truncated.marginal_loglik, rtol=1e-6, atol=1e-5)
+    # The first num_observed filter steps are the same float operations: rounding only.
+    np.testing.assert_allclose(padded.filtered_probs[:num_observed], truncated.filtered_probs, atol=1e-6)
+    # Padding carries no information, so smoothing over it changes nothing (betas there are uniform)...
+    np.testing.assert_allclose(padded.smoothed_probs[:num_observed], truncated.smoothed_probs, atol=1e-5)
+    # ...and from the last observation on, smoothed = filtered (no future evidence).
+    np.testing.assert_allclose(
+        padded.smoothed_probs[num_observed - 1 :], padded.filtered_probs[num_observed - 1 :], atol=1e-5
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# FFBS draws from the exact joint posterior
+# ---------------------------------------------------------------------------------------------
+
+NUM_DRAWS = 20_000
+
+
+@pytest.mark.parametrize(
+    ("time_varying", "mask"),
+    [(False, [True, True, True, True]), (True, [True, False, True, True])],
+    ids=["shared-full", "time_varying-masked"],
+)
+def test_ffbs_matches_exact_path_posterior(time_varying, mask):
+    num_states, num_timesteps = 3, 4
+    initial_probs, transition_matrix, log_likelihoods = random_hmm(
+        40 + time_varying, num_states, num_timesteps, time_varying, loglik_scale=1.0
+    )
+    mask = np.array(mask)
+    log_likelihoods = with_garbage(log_likelihoods, mask)
+    oracle = brute_force(initial_probs, transition_matrix, log_likelihoods, mask)
+    args = tuple(jnp.asarray(a) for a in (initial_probs, transition_matrix, log_likelihoods, mask))
+
+    keys = jax.random.split(jax.random.PRNGKey(1234), NUM_DRAWS)
+    draws = np.asarray(ffbs_many(keys, *args))
+    assert draws.shape == (NUM_DRAWS, num_timesteps)
+    assert draws.min() >= 0 and draws.max() < num_states
+
+    # Joint path frequencies. Each count is Binomial(N, p_path); we allow 5 binomial standard errors
+    # plus 3 counts (the normal approximation is poor for p * N of order 1). With 81 paths, the chance
+    # that a correct sampler fails is < 1e-4; the seed is fixed, so the test is deterministic.
+    index = np.ravel_multi_index(draws.T, (num_states,) * num_timesteps)
+    frequencies = np.bincount(index, minlength=num_states**num_timesteps) / NUM_DRAWS
+    exact = oracle["posterior"]
+    tolerance = 5 * np.sqrt(exact * (1 - exact) / NUM_DRAWS) + 3 / NUM_DRAWS
+    assert np.all(np.abs(frequencies - exact) <= tolerance), np.max(np.abs(frequencies - exact) / tolerance)
+    # The oracle posterior must be spread out, or the comparison would have no power.
+    assert np.sum(exact > 0.01) >= 10
+
+    # Marginal frequencies against the smoother: 5 binomial SE plus 1e-4 for float32 error in the
+    # smoothed probabilities themselves (which are ~1e-7 accurate).
+    smoothed = np.asarray(smoother_jit(*args).smoothed_probs)
+    marginal_freq = np.stack([np.bincount(draws[:, t], minlength=num_states) for t in range(num_timesteps)])
+    marginal_freq = marginal_freq / NUM_DRAWS
+    tolerance = 5 * np.sqrt(smoothed * (1 - smoothed) / NUM_DRAWS) + 1e-4
+    assert np.all(np.abs(marginal_freq - smoothed) <= tolerance)
+
+
+# ---------------------------------------------------------------------------------------------
+# Long sequences in float32
+# ---------------------------------------------------------------------------------------------
+
+
+def test_long_sequence_float32_is_stable():
+    num_states, num_timesteps = 3, 5000
+    rng = np.random.default_rng(50)
+    initial_probs = rng.dirichlet(np.ones(num_states))
+    transition_matrix = rng.dirichlet(np.ones(num_states) * 2, size=num_states)
+    # Emission log-likelihoods around -200: exp(-200) underflows float32 (smallest subnormal
+    # ~ exp(-103)), so an un-normalized pass, or one without the per-step max-subtraction, gives
+    # 0 / 0; passing this requires the log-domain scaling.
+    log_likelihoods = rng.normal(-200.0, 3.0, (num_timesteps, num_states))
+    expected_loglik, expected_filtered = scaled_forward_float64(initial_probs, transition_matrix, log_likelihoods)
+
+    # float32 explicitly, so that the test checks float32 also when JAX_ENABLE_X64=1.
+    f32 = [jnp.asarray(a, jnp.float32) for a in (initial_probs, transition_matrix, log_likelihoods)]
+    result = filter_jit(*f32, jnp.ones(num_timesteps, bool))
+    assert result.marginal_loglik.dtype == jnp.float32
+    assert np.all(np.isfinite(result.filtered_probs)) and np.isfinite(result.marginal_loglik)
+
+    # The log-likelihood (~ -1e6) is a running float32 sum of T per-step normalizers. Rounding
+    # errors of the running sum are ~ independent with sd u |S_t| / sqrt(3) (u = 2^-24), so the
+    # total relative error has sd ~ u sqrt(T / 3) ~ 2.4e-6 (Higham's sqrt(n) u rule). rtol 2e-5 is
+    # 8 sd; a single dropped or doubled step (200 / 1e6 = 2e-4) would still fail it.
+    np.testing.assert_allclose(result.marginal_loglik, expected_loglik, rtol=2e-5)
+    # The filter forgets its past errors geometrically (mixing chain), so per-step rounding ~1e-7
+    # does not accumulate with T: atol 1e-4 over all 5000 steps is generous.
+    np.testing.assert_allclose(result.filtered_probs, expected_filtered, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched GLM-level helpers of bayes_glmhmm.model
+# ---------------------------------------------------------------------------------------------
+
+
+def glm_problem(seed, num_sequences=2, num_timesteps=4, num_states=2, input_dim=2):
+    rng = np.random.default_rng(seed)
+    params = GLMHMMParams(
+        initial_probs=rng.dirichlet(np.ones(num_states)),
+        transition_matrix=rng.dirichlet(np.ones(num_states), size=num_states),
+        weights=rng.normal(size=(num_states, input_dim)),
+        biases=rng.normal(size=num_states),
+        scales=rng.uniform(0.5, 1.5, num_states),
+    )
+    inputs = rng.normal(size=(num_sequences, num_timesteps, input_dim))
+    emissions = rng.normal(size=(num_sequences, num_timesteps)) * 2
+    return params, inputs, emissions
+
+
+def glm_log_likelihoods_oracle(params, inputs, emissions):
+    means = inputs @ params.weights.T + params.biases
+    return norm.logpdf(emissions[..., None], loc=means, scale=params.scales)
+
+
+def test_model_helpers_match_enumeration():
+    params, inputs, emissions = glm_problem(60)
+    mask = np.array([[True, True, True, True], [True, False, True, False]])
+    emissions_nan = np.where(mask, emissions, np.nan)  # missing values may be NaN where masked
+    log_liks = glm_log_likelihoods_oracle(params, inputs, emissions)
+    oracles = [brute_force(params.initial_probs, params.transition_matrix, log_liks[n], mask[n]) for n in range(2)]
+
+    # float32 tolerances as in the kernel tests above (log-lik ~1e-6 relative, probs ~1e-7).
+    loglik = model.log_likelihood(params, inputs, emissions_nan, mask)
+    assert loglik.shape == (2,)
+    np.testing.assert_allclose(loglik, [o["marginal_loglik"] for o in oracles], rtol=1e-5, atol=1e-5)
+    smoothed = model.smoothed_state_probs(params, inputs, emissions_nan, mask)
+    np.testing.assert_allclose(smoothed, np.stack([o["smoothed"] for o in oracles]), atol=1e-5)
+    paths = model.most_likely_states(params, inputs, emissions_nan, mask)
+    for n, oracle in enumerate(oracles):
+        order = np.argsort(oracle["log_joint"])[::-1]
+        assert oracle["log_joint"][order[0]] - oracle["log_joint"][order[1]] > 1e-3  # no near-tie
+        np.testing.assert_array_equal(paths[n], oracle["paths"][order[0]])
+
+    draws = model.sample_states(jax.random.PRNGKey(0), params, inputs, emissions_nan, mask)
+    assert draws.shape == (2, 4) and np.all((np.asarray(draws) >= 0) & (np.asarray(draws) < 2))
+    # A single (T, D) / (T,) sequence without a mask is promoted to a batch of one.
+    single = model.log_likelihood(params, inputs[0], emissions[0])
+    np.testing.assert_allclose(single, [oracles[0]["marginal_loglik"]], rtol=1e-5, atol=1e-5)
+
+
+def _summed_loglik(params, inputs, emissions, mask):
+    return jnp.sum(model.log_likelihood(params, inputs, emissions, mask))
+
+
+def test_gradient_is_finite_with_missing_data():
+    params, inputs, emissions = glm_problem(70, num_timesteps=6)
+    mask = np.ones(emissions.shape, bool)
+    mask[1, 2:4] = False
+    emissions = np.where(mask, emissions, np.nan)  # validate_data must keep NaN out of the gradient
+    params = GLMHMMParams(*(jnp.asarray(p, jnp.result_type(float)) for p in params))
+    grads = jax.grad(_summed_loglik)(params, inputs, emissions, mask)
+    for leaf in jax.tree_util.tree_leaves(grads):
+        assert np.all(np.isfinite(leaf))
+
+
+def test_gradient_matches_finite_differences_float64():
+    with jax.enable_x64(True):
+        params, inputs, emissions = glm_problem(71, num_timesteps=5)
+        mask = np.ones(emissions.shape, bool)
+        mask[0, 1] = False
+        params = GLMHMMParams(*(jnp.asarray(p, jnp.float64) for p in params))
+        objective = jax.jit(lambda p: _summed_loglik(p, inputs, emissions, mask))
+        assert objective(params).dtype == jnp.float64
+        grads = jax.grad(objective)(params)
+
+        # The log-likelihood is a smooth function of all raw parameter entries (the kernels never
+        # renormalize the probabilities), so every coordinate has a well-defined derivative.
+        flat, unravel = ravel_pytree(params)
+        flat_grad, _ = ravel_pytree(grads)
+        assert np.all(np.isfinite(flat_grad))
+        step = 1e-5
+        eye = np.eye(flat.size)
+        finite_diff = np.array(
+            [(objective(unravel(flat + step * e)) - objective(unravel(flat - step * e))) / (2 * step) for e in eye]
+        )
+    # Central differences in float64: truncation error ~ h^2 |f'''| ~ 1e-10 and rounding error
+    # ~ eps |f| / h ~ 2e-16 * 30 / 1e-5 ~ 1e-9, so rtol = atol = 1e-6 has a 1000x margin.
+    np.testing.assert_allclose(flat_grad, finite_diff, rtol=1e-6, atol=1e-6)
