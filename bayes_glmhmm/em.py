@@ -17,6 +17,7 @@ from jaxtyping import Array, Float
 
 from bayes_glmhmm.model import batched_smoother, log_prior
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data, validate_num_states
+from bayes_glmhmm.standardize import fit_standardization, needs_standardization
 
 __all__ = ["EMResult", "fit_em", "em_step", "initialize_params"]
 
@@ -192,6 +193,7 @@ def fit_em(
     num_restarts: int = 10,
     seed: int = 0,
     init_params: GLMHMMParams | None = None,
+    standardize="auto",
 ) -> EMResult:
     """Fit the GLM-HMM by EM from several random starts and keep the best.
 
@@ -205,7 +207,11 @@ def fit_em(
         tol: stop when |objective change| <= tol * |objective|.
         num_restarts: number of random starts (ignored when ``init_params`` is given).
         seed: seed of the random starts.
-        init_params: start from these parameters instead (one run).
+        init_params: start from these parameters instead (one run), in the data's units.
+        standardize: ``"auto"`` (default), True or False: fit on standardized data and map the
+            estimate back (see :func:`bayes_glmhmm.fit_nuts`); under priors they then apply to
+            the standardized parameters. Maximum likelihood is unaffected (it is equivariant),
+            only better conditioned. ``log_probs`` are always in the data's units.
 
     Returns:
         An :class:`EMResult`.
@@ -220,7 +226,22 @@ def fit_em(
         raise ValueError(f"num_iters must be >= 1, got {num_iters}")
     if num_restarts < 1:
         raise ValueError(f"num_restarts must be >= 1, got {num_restarts}")
+    if standardize not in (True, False, "auto"):
+        raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
     inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    standardization = fit_standardization(inputs, emissions, mask)
+    if standardize is True or (standardize == "auto" and needs_standardization(standardization)):
+        scaled_inputs, scaled_emissions = standardization.apply(inputs, emissions)
+        inputs, emissions = jnp.asarray(scaled_inputs, inputs.dtype), jnp.asarray(scaled_emissions, emissions.dtype)
+        if init_params is not None:
+            weights, biases, scales = standardization.to_standardized(
+                init_params.weights, init_params.biases, init_params.scales
+            )
+            init_params = GLMHMMParams(
+                init_params.initial_probs, init_params.transition_matrix, weights, biases, scales
+            )
+    else:
+        standardization = None
     if init_params is not None:
         dtype = inputs.dtype
         starts = jax.tree.map(lambda p: jnp.asarray(p, dtype)[None], GLMHMMParams(*init_params))
@@ -234,6 +255,11 @@ def fit_em(
     finals = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else -np.inf for row in log_probs])
     best = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
     best_params = GLMHMMParams(*(np.asarray(p[best]) for p in params))
+    if standardization is not None:
+        # Back to the data's units: the parameters exactly, the objective by the Jacobian of y.
+        best_params = standardization.params_to_original(best_params)
+        jacobian = float(np.sum(np.asarray(mask))) * np.log(standardization.emission_scale)
+        log_probs, finals = log_probs - jacobian, finals - jacobian
     return EMResult(
         params=best_params,
         log_probs=log_probs[best][: int(iterations[best])],

@@ -33,6 +33,7 @@ from bayes_glmhmm.model import (
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data, validate_num_states
 from bayes_glmhmm.relabel import relabel_draws, relabel_samples, state_features
 from bayes_glmhmm.simulate import simulate
+from bayes_glmhmm.standardize import fit_standardization, needs_standardization
 
 __all__ = ["Posterior", "fit_nuts", "detect_stuck_chains", "PARAM_NAMES"]
 
@@ -380,6 +381,7 @@ def fit_nuts(
     em_restarts: int = 10,
     init_jitter: float = 0.1,
     on_stuck: str = "warn",
+    standardize="auto",
 ) -> Posterior:
     """Sample the posterior of a K-state Gaussian GLM-HMM with NUTS, states marginalized.
 
@@ -405,6 +407,12 @@ def fit_nuts(
             best chain's last draw as reference.
         em_restarts: restarts of the initializing EM.
         init_jitter: standard deviation of the unconstrained jitter around the EM estimate.
+        standardize: ``"auto"`` (default), True or False. When applied, the fit runs on
+            standardized inputs and emissions, the priors apply to the standardized parameters,
+            and every draw is mapped back exactly to the data's units
+            (:mod:`bayes_glmhmm.standardize`). ``"auto"`` applies it only to data far from unit
+            scale (a spread outside [0.1, 10] or a mean beyond +-10), so the article's data keep
+            the article's priors exactly. ``posterior.settings["standardization"]`` records it.
         on_stuck: what to do with chains detected as stuck: ``"warn"`` (keep, warn), ``"drop"``
             (warn and remove them) or ``"raise"``.
 
@@ -427,9 +435,18 @@ def fit_nuts(
         raise ValueError(f"on_stuck must be 'warn', 'drop' or 'raise', got {on_stuck!r}")
     if chain_method not in ("auto", "parallel", "sequential", "vectorized"):
         raise ValueError(f"chain_method must be auto, parallel, sequential or vectorized, got {chain_method!r}")
+    if standardize not in (True, False, "auto"):
+        raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
     inputs, emissions, mask = validate_data(inputs, emissions, mask)
     if num_states > int(mask.sum()):
         raise ValueError(f"num_states={num_states} exceeds the number of observed emissions ({int(mask.sum())})")
+    original_inputs, original_emissions = inputs, emissions
+    standardization = fit_standardization(inputs, emissions, mask)
+    if standardize is True or (standardize == "auto" and needs_standardization(standardization)):
+        scaled_inputs, scaled_emissions = standardization.apply(inputs, emissions)
+        inputs, emissions = jnp.asarray(scaled_inputs, inputs.dtype), jnp.asarray(scaled_emissions, emissions.dtype)
+    else:
+        standardization = None
 
     key = jax.random.PRNGKey(seed)
     key_jitter, key_nuts = jax.random.split(key)
@@ -442,11 +459,33 @@ def fit_nuts(
     em_result = None
     init_params = None
     if init == "em":
-        em_result = fit_em(inputs, emissions, num_states, mask=mask, priors=priors, num_restarts=em_restarts, seed=seed)
+        em_result = fit_em(
+            inputs,
+            emissions,
+            num_states,
+            mask=mask,
+            priors=priors,
+            num_restarts=em_restarts,
+            seed=seed,
+            standardize=False,
+        )
         wall["em"] = em_result.wall_seconds
         init_params = _initial_values(key_jitter, [em_result.params] * num_chains, model_kwargs, init_jitter)
     elif not isinstance(init, str):
         starts = _starting_params(init, num_states, inputs.shape[-1], num_chains)
+        if standardization is not None:
+            starts = [
+                start._replace(
+                    **dict(
+                        zip(
+                            ("weights", "biases", "scales"),
+                            standardization.to_standardized(start.weights, start.biases, start.scales),
+                            strict=True,
+                        )
+                    )
+                )
+                for start in starts
+            ]
         init_params = _initial_values(key_jitter, starts, model_kwargs, init_jitter)
 
     method = _chain_method(chain_method, num_chains)
@@ -490,13 +529,18 @@ def fit_nuts(
         reference = state_features({k: v[best_chain, -1] for k, v in samples.items()})
     relabeled = relabel_samples(samples, reference=reference)
     wall["relabel"] = time.perf_counter() - relabel_start
+    final_samples = relabeled.samples
+    if standardization is not None:
+        final_samples = standardization.samples_to_original(final_samples)
+        if em_result is not None:
+            em_result = em_result._replace(params=standardization.params_to_original(em_result.params))
 
     posterior = Posterior(
-        samples=relabeled.samples,
+        samples=final_samples,
         permutations=relabeled.permutations,
         sample_stats=sample_stats,
-        inputs=np.asarray(inputs),
-        emissions=np.asarray(emissions),
+        inputs=np.asarray(original_inputs),
+        emissions=np.asarray(original_emissions),
         mask=np.asarray(mask),
         num_states=num_states,
         priors=priors,
@@ -515,6 +559,7 @@ def fit_nuts(
             dense_mass=dense_mass,
             init=init if isinstance(init, str) else "user",
             init_jitter=init_jitter,
+            standardization=None if standardization is None else standardization.as_dict(),
         ),
     )
     if stuck:
