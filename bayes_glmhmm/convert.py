@@ -60,6 +60,10 @@ def to_inference_data(posterior, key=None, include_states: bool = True) -> az.In
         "time": np.arange(num_timesteps),
     }
     observed = np.where(posterior.mask, posterior.emissions, np.nan)
+    # Padding (steps past a sequence's length) is blanked everywhere; missing steps are not.
+    padding = ~posterior.valid_steps()
+    predictive = posterior.posterior_predictive(key_predictive)
+    predictive[..., padding] = np.nan
     stats = dict(posterior.sample_stats)
     stats["relabel_permutation"] = posterior.permutations
     attrs = {
@@ -75,15 +79,20 @@ def to_inference_data(posterior, key=None, include_states: bool = True) -> az.In
     idata = az.from_dict(
         posterior={name: posterior.samples[name] for name in PARAM_NAMES},
         sample_stats=stats,
-        posterior_predictive={"emissions": posterior.posterior_predictive(key_predictive)},
+        posterior_predictive={"emissions": predictive},
         observed_data={"emissions": observed},
-        constant_data={"inputs": posterior.inputs, "mask": posterior.mask.astype(np.int8)},
+        constant_data={
+            "inputs": posterior.inputs,
+            "mask": posterior.mask.astype(np.int8),
+            "lengths": np.sum(posterior.valid_steps(), axis=1),
+        },
         coords=coords,
         dims={
             **PARAM_DIMS,
             "emissions": ["sequence", "time"],
             "inputs": ["sequence", "time", "input"],
             "mask": ["sequence", "time"],
+            "lengths": ["sequence"],
             "relabel_permutation": ["state"],
         },
     )
@@ -95,8 +104,11 @@ def to_inference_data(posterior, key=None, include_states: bool = True) -> az.In
     idata.add_groups({"log_likelihood": log_likelihood})
     if include_states:
         states = posterior.sample_states(key_states).astype(np.int8 if posterior.num_states < 128 else np.int32)
+        states[..., padding] = -1
+        probabilities = posterior.state_probabilities()
+        probabilities[padding] = np.nan
         group = az.convert_to_dataset({"states": states}, coords=coords, dims={"states": ["sequence", "time"]})
-        group["state_probabilities"] = (("sequence", "time", "state"), posterior.state_probabilities())
+        group["state_probabilities"] = (("sequence", "time", "state"), probabilities)
         idata.add_groups({"posterior_states": group})
     return idata
 
@@ -146,6 +158,7 @@ def posterior_from_inference_data(idata: az.InferenceData):
         stuck_threshold=float(attrs.get("stuck_threshold", np.nan)),
         wall_seconds=json.loads(attrs.get("wall_seconds", "{}")),
         settings=json.loads(attrs.get("settings", "{}")),
+        lengths=idata.constant_data["lengths"].values if "lengths" in idata.constant_data else None,
     )
 
 

@@ -115,6 +115,8 @@ class Posterior:
         stuck_threshold: the threshold in nats used for that.
         wall_seconds: dict of timings: ``em``, ``nuts`` (compile included), ``relabel``, ``total``.
         settings: the sampler settings.
+        lengths: (N,) true length of each sequence when sequences were padded to a common T
+            (steps beyond are padding, masked out and blanked in every output), else None.
     """
 
     samples: dict
@@ -130,6 +132,13 @@ class Posterior:
     stuck_threshold: float = float("nan")
     wall_seconds: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    lengths: np.ndarray | None = None
+
+    def valid_steps(self) -> np.ndarray:
+        """(N, T) True at real time steps, False at padding (after a sequence's length)."""
+        if self.lengths is None:
+            return np.ones(self.emissions.shape, bool)
+        return np.arange(self.emissions.shape[1])[None, :] < np.asarray(self.lengths)[:, None]
 
     @property
     def num_chains(self) -> int:
@@ -367,6 +376,7 @@ def fit_nuts(
     num_states: int,
     *,
     mask=None,
+    lengths=None,
     priors: Priors | None = None,
     num_chains: int = 4,
     num_warmup: int = 1000,
@@ -390,6 +400,10 @@ def fit_nuts(
         emissions: observations, (N, T) or (T,).
         num_states: K >= 1.
         mask: optional, False where an emission is missing or padding.
+        lengths: optional (N,) lengths of sequences padded at the end to a common T: steps past
+            a length are padding, excluded from the likelihood and blanked (NaN / -1) in the
+            InferenceData, while missing steps inside a sequence keep state probabilities and
+            predictive draws.
         priors: :class:`Priors`; the article's by default.
         num_chains: number of chains.
         num_warmup: warmup (adaptation) iterations per chain.
@@ -438,6 +452,11 @@ def fit_nuts(
     if standardize not in (True, False, "auto"):
         raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
     inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (emissions.shape[0],) or np.any(lengths < 1) or np.any(lengths > emissions.shape[1]):
+            raise ValueError(f"lengths must hold one length in [1, {emissions.shape[1]}] per sequence, got {lengths}")
+        mask = mask & jnp.asarray(np.arange(emissions.shape[1])[None, :] < lengths[:, None])
     if num_states > int(mask.sum()):
         raise ValueError(f"num_states={num_states} exceeds the number of observed emissions ({int(mask.sum())})")
     original_inputs, original_emissions = inputs, emissions
@@ -548,6 +567,7 @@ def fit_nuts(
         stuck_chains=stuck,
         stuck_threshold=threshold,
         wall_seconds=wall,
+        lengths=lengths,
         settings=dict(
             num_chains=num_chains,
             num_warmup=num_warmup,

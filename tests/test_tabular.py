@@ -1,0 +1,137 @@
+import csv
+
+import jax
+import numpy as np
+import pytest
+
+from bayes_glmhmm import article_data, fit_nuts
+from bayes_glmhmm.tabular import read_long_csv
+
+
+def _write_csv(path, rows, header=("session", "x", "y", "extra")):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def three_sessions(tmp_path):
+    rows = [
+        ("b", 1.0, 2.0, "u"),
+        ("b", 2.0, "", "u"),
+        ("a", 3.0, 4.0, "v"),
+        ("b", 4.0, "nan", "u"),
+        ("a", 5.0, 6.0, "v"),
+        ("c", 6.0, 7.0, "w"),
+        ("c", 7.0, 8.0, "w"),
+        ("c", 8.0, 9.0, "w"),
+        ("b", 9.0, 1.0, "u"),
+    ]
+    return _write_csv(tmp_path / "data.csv", rows)
+
+
+def test_reads_padded_masked_arrays(three_sessions):
+    table = read_long_csv(three_sessions, target="y", inputs=["x"], sequence="session")
+    assert table.sequence_ids == ["b", "a", "c"]
+    np.testing.assert_array_equal(table.lengths, [4, 2, 3])
+    assert table.inputs.shape == (3, 4, 1)
+    np.testing.assert_array_equal(table.inputs[0, :, 0], [1, 2, 4, 9])
+    np.testing.assert_array_equal(table.mask[0], [True, False, False, True])  # empty and "nan" are missing
+    np.testing.assert_array_equal(table.mask[1], [True, True, False, False])  # padding is masked
+    np.testing.assert_array_equal(table.row_index[0], [0, 1, 3, 8])
+    np.testing.assert_array_equal(table.row_index[1], [2, 4, -1, -1])
+    np.testing.assert_array_equal(table.emissions[2, :3], [7, 8, 9])
+
+
+def test_single_sequence_without_sequence_column(three_sessions):
+    table = read_long_csv(three_sessions, target="y", inputs=["x"])
+    assert table.emissions.shape == (1, 9)
+    assert table.mask.sum() == 7
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(target="z", inputs=["x"], sequence="session"), "target: unknown column 'z'"),
+        (dict(target="y", inputs=["x", "w"], sequence="session"), "inputs: unknown column 'w'"),
+        (dict(target="y", inputs=["x"], sequence="id"), "sequence: unknown column 'id'"),
+        (dict(target="y", inputs=["extra"], sequence="session"), "non-numeric value 'u' at data row 1"),
+        (dict(target="extra", inputs=["x"], sequence="session"), "column 'extra' has a non-numeric"),
+        (dict(target="y", inputs=[], sequence="session"), "at least one input"),
+    ],
+)
+def test_clear_errors(three_sessions, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        read_long_csv(three_sessions, **kwargs)
+
+
+def test_missing_input_names_the_row(tmp_path):
+    path = _write_csv(tmp_path / "d.csv", [("a", 1.0, 2.0, 0), ("a", "", 3.0, 0)])
+    with pytest.raises(ValueError, match="column 'x' is missing a value at data row 2"):
+        read_long_csv(path, target="y", inputs=["x"], sequence="session")
+
+
+def test_short_sequence_is_rejected(tmp_path):
+    path = _write_csv(tmp_path / "d.csv", [("a", 1.0, 2.0, 0), ("a", 2.0, 3.0, 0), ("b", 1.0, 1.0, 0)])
+    with pytest.raises(ValueError, match="sequence 'b' has 1 row"):
+        read_long_csv(path, target="y", inputs=["x"], sequence="session")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        read_long_csv(tmp_path / "nope.csv", target="y", inputs=["x"])
+
+
+@pytest.fixture(scope="module")
+def padded_fit():
+    """Three article sequences cut to lengths 60, 35, 48 and padded to 60, with two missing targets."""
+    data = article_data(jax.random.PRNGKey(11), num_sequences=3, num_timesteps=60)
+    lengths = np.array([60, 35, 48])
+    mask = np.arange(60)[None, :] < lengths[:, None]
+    mask[0, 10] = mask[2, 5] = False  # missing targets inside sequences
+    emissions = np.where(mask, data.emissions, np.nan)
+    posterior = fit_nuts(
+        data.inputs,
+        emissions,
+        3,
+        mask=mask,
+        lengths=lengths,
+        num_chains=2,
+        num_warmup=150,
+        num_samples=100,
+        seed=2,
+        progress_bar=False,
+    )
+    return data, lengths, mask, posterior
+
+
+def test_padding_never_leaks_and_missing_steps_are_inferred(padded_fit):
+    data, lengths, mask, posterior = padded_fit
+    idata = posterior.to_arviz(key=jax.random.PRNGKey(1))
+    predictive = idata.posterior_predictive["emissions"].values
+    states = idata.posterior_states["states"].values
+    probabilities = idata.posterior_states["state_probabilities"].values
+    valid = np.arange(60)[None, :] < lengths[:, None]
+    assert np.all(np.isnan(predictive[..., ~valid])) and np.all(np.isfinite(predictive[..., valid]))
+    assert np.all(states[..., ~valid] == -1) and np.all(states[..., valid] >= 0)
+    assert np.all(np.isnan(probabilities[~valid]))
+    np.testing.assert_allclose(probabilities[valid].sum(-1), 1.0, atol=1e-5)
+    # The missing step inside sequence 0 has a proper posterior and predictive draws.
+    assert np.isfinite(predictive[..., 0, 10]).all() and np.isclose(probabilities[0, 10].sum(), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(idata.constant_data["lengths"].values, lengths)
+
+
+def test_padding_equals_truncation_per_draw(padded_fit):
+    """Each draw's likelihood of a padded sequence equals that of the truncated sequence."""
+    data, lengths, mask, posterior = padded_fit
+    padded = posterior.log_likelihood()[..., 1]
+    truncated = posterior.log_likelihood(data.inputs[1:2, :35], np.where(mask[1:2, :35], data.emissions[1:2, :35], 0))
+    np.testing.assert_allclose(padded, truncated[..., 0], rtol=1e-5)
+
+
+def test_bad_lengths(padded_fit):
+    data, *_ = padded_fit
+    with pytest.raises(ValueError, match="lengths"):
+        fit_nuts(data.inputs, data.emissions, 3, lengths=[60, 0, 10])
