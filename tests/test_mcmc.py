@@ -218,3 +218,15 @@ def test_user_init_is_validated(small_article_data):
         fit_nuts(data.inputs, data.emissions, 3, init=MERGED_MODE._replace(weights=np.zeros((3, 2))), num_chains=1)
     with pytest.raises(ValueError, match="init"):
         fit_nuts(data.inputs, data.emissions, 3, init=5)
+
+
+def test_same_seed_gives_bitwise_identical_draws(small_article_data, small_posterior):
+    data = small_article_data
+    again = fit_nuts(
+        data.inputs, data.emissions, 3, num_chains=2, num_warmup=200, num_samples=200, seed=1, progress_bar=False
+    )
+    for name in PARAM_NAMES:
+        np.testing.assert_array_equal(again.samples[name], small_posterior.samples[name], err_msg=name)
+    np.testing.assert_array_equal(again.sample_stats["lp"], small_posterior.sample_stats["lp"])
+    key = jax.random.PRNGKey(9)
+    np.testing.assert_array_equal(again.sample_states(key), small_posterior.sample_states(key))
