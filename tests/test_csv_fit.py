@@ -1,0 +1,101 @@
+import csv
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from bayes_glmhmm import article_data
+from bayes_glmhmm.csv_fit import conditional_predictive_mean, run_fit
+
+Y_SCALE, Y_SHIFT, X_SCALE = 100.0, 2000.0, 1000.0
+
+
+@pytest.fixture(scope="module")
+def sessions_csv(tmp_path_factory):
+    """Three sessions of the article's generator in other units (grams, colour index), lengths 60,
+    40, 50, every 17th target missing."""
+    data = article_data(jax.random.PRNGKey(4), num_sequences=3, num_timesteps=60)
+    path = tmp_path_factory.mktemp("data") / "sessions.csv"
+    lengths = [60, 40, 50]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["session", "weight_g", "colour"])
+        for n, length in enumerate(lengths):
+            for t in range(length):
+                colour = "" if t % 17 == 5 else f"{data.emissions[n, t] * Y_SCALE + Y_SHIFT:.4f}"
+                writer.writerow([f"s{n}", f"{data.inputs[n, t, 0] * X_SCALE:.3f}", colour])
+    return path, data, lengths
+
+
+@pytest.fixture(scope="module")
+def fitted(sessions_csv, tmp_path_factory):
+    path, data, lengths = sessions_csv
+    out = tmp_path_factory.mktemp("fit")
+    summary = run_fit(
+        path,
+        3,
+        "colour",
+        ["weight_g"],
+        "session",
+        out=str(out),
+        num_chains=2,
+        num_warmup=150,
+        num_samples=100,
+        seed=0,
+        progress_bar=False,
+    )
+    return out, summary
+
+
+def test_fit_writes_every_file(fitted):
+    out, summary = fitted
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    for name in summary["files"]:
+        assert (out / name).stat().st_size > 0, name
+    assert summary["data"]["num_rows"] == 150
+    assert summary["data"]["num_missing_targets"] == sum(len(range(5, n, 17)) for n in (60, 40, 50))
+
+
+def test_state_probabilities_per_row_without_padding(fitted):
+    out, _ = fitted
+    with open(out / "state_probabilities.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 150  # every data row once, no padding rows
+    assert [int(row["row"]) for row in rows] == list(range(1, 151))
+    probabilities = np.array([[float(row[f"p_state_{k}"]) for k in range(3)] for row in rows])
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-4)
+    missing = [row for row in rows if row["observed"] == "False"]
+    assert len(missing) == 10
+    assert all(np.isfinite(float(row["predictive_mean"])) for row in missing)
+
+
+def test_parameters_are_in_the_data_units(fitted, sessions_csv):
+    out, summary = fitted
+    _, data, _ = sessions_csv
+    assert summary["nuts"]["settings"]["standardization"] is not None
+    with open(out / "parameters.csv", newline="") as handle:
+        rows = {row["parameter"]: row for row in csv.DictReader(handle)}
+    weights = sorted(float(rows[f"weight[{k}, weight_g]"]["posterior_mean"]) for k in range(3))
+    # Truth in these units: weights (1, -0.8, 0.2) x 100 / 1000; 140 observations pin them to ~15%.
+    np.testing.assert_allclose(weights, np.sort(data.params.weights[:, 0]) * Y_SCALE / X_SCALE, rtol=0.25, atol=0.01)
+
+
+def test_states_larger_than_any_sequence(sessions_csv, tmp_path):
+    path, _, _ = sessions_csv
+    with pytest.raises(ValueError, match="longest sequence"):
+        run_fit(path, 61, "colour", ["weight_g"], "session", out=str(tmp_path))
+
+
+def test_conditional_predictive_mean_by_hand():
+    samples = {
+        "weights": np.array([[[[1.0], [2.0]], [[3.0], [4.0]]]]),  # (chain 1, draw 2, K 2, D 1)
+        "biases": np.array([[[0.5, -0.5], [1.0, 0.0]]]),
+    }
+    states = np.array([[[[0, 1, -1]], [[1, 1, -1]]]])  # (1, 2, N 1, T 3), last step padding
+    inputs = np.array([[[1.0], [2.0], [0.0]]])
+    mean = conditional_predictive_mean(samples, states, inputs)
+    expected_t0 = ((1.0 * 1 + 0.5) + (4.0 * 1 + 0.0)) / 2
+    expected_t1 = ((2.0 * 2 - 0.5) + (4.0 * 2 + 0.0)) / 2
+    np.testing.assert_allclose(mean[0, :2], [expected_t0, expected_t1])
+    assert np.isnan(mean[0, 2])
