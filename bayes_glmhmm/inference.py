@@ -82,14 +82,31 @@ def _transition_at(transition_matrix: Array, t: Array) -> Array:
     return transition_matrix[t]
 
 
+def _reweight(probs: Array, log_likelihoods: Array) -> tuple[Array, Array]:
+    """Probs * exp(log_likelihoods), divided by exp(shift) so that its largest entry is 1.
+
+    The shift is the largest log(probs) + log_likelihoods, not the largest log-likelihood alone:
+    when the best-fitting state has (almost) zero probability, shifting by its likelihood would
+    underflow every other term to 0 and give 0 / 0. Zero probabilities stay exactly zero; the
+    inner clip keeps log and its gradient finite for subnormal ones.
+
+    Returns:
+        ``(scaled, shift)``.
+    """
+    positive = probs > 0
+    tiny = jnp.finfo(probs.dtype).tiny
+    log_probs = jnp.where(positive, jnp.log(jnp.maximum(probs, tiny)), -jnp.inf)
+    log_weighted = log_probs + log_likelihoods
+    shift = jnp.max(log_weighted)
+    shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
+    return jnp.exp(log_weighted - shift), shift
+
+
 def _condition_on(probs: Array, log_likelihoods: Array) -> tuple[Array, Array]:
     """Bayes' rule for one step: returns normalized posterior probs and the log normalizer."""
-    max_loglik = jnp.max(log_likelihoods)
-    # A state whose log-likelihood is -inf everywhere would make the max -inf; keep it finite.
-    max_loglik = jnp.where(jnp.isfinite(max_loglik), max_loglik, 0.0)
-    joint = probs * jnp.exp(log_likelihoods - max_loglik)
+    joint, shift = _reweight(probs, log_likelihoods)
     norm = jnp.sum(joint)
-    return joint / norm, jnp.log(norm) + max_loglik
+    return joint / norm, jnp.log(norm) + shift
 
 
 def hmm_filter(
@@ -153,41 +170,57 @@ def hmm_smoother(
     Returns:
         A :class:`SmootherPosterior`.
     """
-    num_timesteps, num_states = log_likelihoods.shape
     mask = _default_mask(log_likelihoods, mask)
     filtered = hmm_filter(initial_probs, transition_matrix, log_likelihoods, mask)
-    log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
-
-    # beta_t(i) is proportional to p(y_{t+1:T} | z_t = i); carried normalized.
-    def _step(carry, xs):
-        next_beta = carry
-        t, next_loglik, filtered_t = xs
-        matrix = _transition_at(transition_matrix, t)
-        max_loglik = jnp.max(next_loglik)
-        max_loglik = jnp.where(jnp.isfinite(max_loglik), max_loglik, 0.0)
-        weighted = next_beta * jnp.exp(next_loglik - max_loglik)
-        beta = jnp.sum(matrix * weighted[None, :], axis=1)
-        beta = beta / jnp.sum(beta)
-        pair = filtered_t[:, None] * matrix * weighted[None, :]
-        pair = pair / jnp.sum(pair)
-        return beta, (beta, pair)
-
-    final_beta = jnp.ones(num_states, log_likelihoods.dtype) / num_states
-    _, (betas, pairs) = lax.scan(
-        _step,
-        final_beta,
-        (jnp.arange(num_timesteps - 1), log_likelihoods[1:], filtered.filtered_probs[:-1]),
-        reverse=True,
-    )
-    betas = jnp.concatenate([betas, final_beta[None]], axis=0)
-    smoothed = filtered.filtered_probs * betas
-    smoothed = smoothed / jnp.sum(smoothed, axis=-1, keepdims=True)
+    smoothed, transition_terms = _backward_pass(transition_matrix, filtered.filtered_probs, filtered.predicted_probs)
+    # expected_transitions[i, j] = sum_t filtered_t(i) A_t[i, j] ratio_{t+1}(j).
+    if transition_matrix.ndim == 2:
+        expected = transition_matrix * jnp.sum(transition_terms, axis=0)
+    else:
+        expected = jnp.sum(transition_matrix * transition_terms, axis=0)
     return SmootherPosterior(
         marginal_loglik=filtered.marginal_loglik,
         filtered_probs=filtered.filtered_probs,
         smoothed_probs=smoothed,
-        expected_transitions=jnp.sum(pairs, axis=0),
+        expected_transitions=expected,
     )
+
+
+def _backward_pass(transition_matrix, filtered, predicted):
+    """The smoothing recursion in its filtered / predicted form (no likelihoods, so no underflow).
+
+    With ratio_{t+1}(j) = p(z_{t+1} = j | y_{1:T}) / p(z_{t+1} = j | y_{1:t}),
+
+        p(z_t = i | y_{1:T}) = filtered_t(i) sum_j A_t[i, j] ratio_{t+1}(j),
+        p(z_t = i, z_{t+1} = j | y_{1:T}) = filtered_t(i) A_t[i, j] ratio_{t+1}(j).
+
+    Every quantity is a normalized probability, so a best-fitting state of (near) zero prior
+    probability cannot underflow the others; a state with zero predicted probability has zero
+    smoothed probability and its ratio is set to 0.
+
+    Returns:
+        ``(smoothed (T, K), transition_terms (T-1, K, K))`` with transition_terms[t, i, j] =
+        filtered_t(i) ratio_{t+1}(j), which is also d log p(y) / d A_t[i, j].
+    """
+    num_timesteps = filtered.shape[0]
+
+    def _step(carry, xs):
+        next_smoothed = carry
+        t, filtered_t, next_predicted = xs
+        positive = next_predicted > 0
+        ratio = jnp.where(positive, next_smoothed / jnp.where(positive, next_predicted, 1.0), 0.0)
+        matrix = _transition_at(transition_matrix, t)
+        smoothed_t = filtered_t * jnp.sum(matrix * ratio[None, :], axis=1)
+        smoothed_t = smoothed_t / jnp.sum(smoothed_t)
+        return smoothed_t, (smoothed_t, filtered_t[:, None] * ratio[None, :])
+
+    _, (smoothed, transition_terms) = lax.scan(
+        _step,
+        filtered[-1],
+        (jnp.arange(num_timesteps - 1), filtered[:-1], predicted[1:]),
+        reverse=True,
+    )
+    return jnp.concatenate([smoothed, filtered[-1:]], axis=0), transition_terms
 
 
 def hmm_sample_states(
@@ -329,12 +362,14 @@ def hmm_marginal_loglik(
     but from the posterior of the states (Fisher's identity):
 
     * d/d log_likelihoods[t, k] = p(z_t = k | y_{1:T}) where y_t is observed, 0 where masked;
-    * d/d transition_matrix[i, j] = sum_t p(z_t = i, z_{t+1} = j | y_{1:T}) / transition_matrix[i, j],
-      computed without the division as filtered_t(i) w_{t+1}(j) / Z_t;
-    * d/d initial_probs[k] = p(z_1 = k | y_{1:T}) / initial_probs[k], likewise.
+    * d/d transition_matrix[i, j] = sum_t p(z_t = i, z_{t+1} = j | y_{1:T}) / transition_matrix[i, j]
+      = sum_t filtered_t(i) ratio_{t+1}(j), with ratio = smoothed / predicted (no division by A);
+    * d/d initial_probs[k] = p(z_1 = k | y_{1:T}) / initial_probs[k].
 
-    One backward scan gives all three, so no intermediate of the forward scan is stored beyond
-    the filtered probabilities. The plain autodiff of :func:`hmm_filter` is the test oracle.
+    One backward scan (:func:`_backward_pass`) gives all three from the filtered and predicted
+    probabilities; nothing else of the forward scan is stored. At an exactly-zero probability
+    (a boundary NUTS never reaches) the returned partial derivative is 0. The plain autodiff of
+    :func:`hmm_filter` is the test oracle.
 
     Args:
         initial_probs: p(z_1 = k).
@@ -350,45 +385,16 @@ def hmm_marginal_loglik(
 
 def _marginal_loglik_forward(initial_probs, transition_matrix, log_likelihoods, mask):
     posterior = hmm_filter(initial_probs, transition_matrix, log_likelihoods, mask)
-    residuals = (initial_probs, transition_matrix, log_likelihoods, mask, posterior.filtered_probs)
+    residuals = (initial_probs, transition_matrix, mask, posterior.filtered_probs, posterior.predicted_probs)
     return posterior.marginal_loglik, residuals
 
 
 def _marginal_loglik_backward(residuals, cotangent):
-    initial_probs, transition_matrix, log_likelihoods, mask, filtered = residuals
-    num_timesteps, num_states = log_likelihoods.shape
-    observed_log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
-
-    def _scaled_likelihoods(loglik):
-        max_loglik = jnp.max(loglik)
-        max_loglik = jnp.where(jnp.isfinite(max_loglik), max_loglik, 0.0)
-        return jnp.exp(loglik - max_loglik)
-
-    def _step(carry, xs):
-        next_beta = carry
-        t, next_loglik, filtered_t = xs
-        matrix = _transition_at(transition_matrix, t)
-        weighted = next_beta * _scaled_likelihoods(next_loglik)
-        beta = jnp.sum(matrix * weighted[None, :], axis=1)
-        normalizer = jnp.sum(filtered_t * beta)
-        transition_gradient = jnp.outer(filtered_t, weighted) / normalizer
-        smoothed_t = filtered_t * beta / normalizer
-        return beta / jnp.sum(beta), (transition_gradient, smoothed_t)
-
-    final_beta = jnp.ones(num_states, log_likelihoods.dtype) / num_states
-    first_beta, (transition_gradients, smoothed) = lax.scan(
-        _step,
-        final_beta,
-        (jnp.arange(num_timesteps - 1), observed_log_likelihoods[1:], filtered[:-1]),
-        reverse=True,
-    )
-    smoothed = jnp.concatenate([smoothed, filtered[-1:]], axis=0)
-    first_weighted = first_beta * _scaled_likelihoods(observed_log_likelihoods[0])
-    initial_gradient = first_weighted / (initial_probs @ first_weighted)
-    if transition_matrix.ndim == 2:
-        transition_gradient = jnp.sum(transition_gradients, axis=0)
-    else:
-        transition_gradient = transition_gradients
+    initial_probs, transition_matrix, mask, filtered, predicted = residuals
+    smoothed, transition_terms = _backward_pass(transition_matrix, filtered, predicted)
+    positive = initial_probs > 0
+    initial_gradient = jnp.where(positive, smoothed[0] / jnp.where(positive, initial_probs, 1.0), 0.0)
+    transition_gradient = jnp.sum(transition_terms, axis=0) if transition_matrix.ndim == 2 else transition_terms
     loglik_gradient = jnp.where(mask[:, None], smoothed, 0.0)
     return (
         cotangent * initial_gradient,

@@ -47,7 +47,9 @@ def detect_stuck_chains(log_density: np.ndarray, threshold: float | None = None)
     Within one mode the log density of a d-dimensional posterior fluctuates with a standard
     deviation of about sqrt(d / 2); a chain in the same mode differs from the best only by Monte
     Carlo error in its median. A chain is flagged when its median is lower than the best chain's
-    by more than ``threshold``, by default max(5, 3 x the pooled within-chain standard deviation).
+    by more than ``threshold``, by default max(5, 3 x the within-chain spread), the spread being
+    the median over chains of 1.4826 x the median absolute deviation: robust, so that one chain
+    jumping between modes does not inflate the threshold past the gap it should detect.
 
     Args:
         log_density: (num_chains, num_draws) log density of the draws.
@@ -59,7 +61,8 @@ def detect_stuck_chains(log_density: np.ndarray, threshold: float | None = None)
     log_density = np.asarray(log_density, dtype=float)
     medians = np.median(log_density, axis=1)
     if threshold is None:
-        within_sd = float(np.sqrt(np.mean(np.var(log_density, axis=1))))
+        deviations = np.abs(log_density - medians[:, None])
+        within_sd = float(np.median(1.4826 * np.median(deviations, axis=1)))
         threshold = max(5.0, 3.0 * within_sd)
     best = np.max(medians)
     return [int(c) for c in np.flatnonzero(medians < best - threshold)], float(threshold)
@@ -345,6 +348,8 @@ def _initial_values(key, starts: list, model_kwargs, jitter: float) -> dict:
                 for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
             }
         )
+    if len(per_chain) == 1:
+        return per_chain[0]  # NumPyro takes unbatched starting points for a single chain
     return {name: jnp.stack([chain[name] for chain in per_chain]) for name in per_chain[0]}
 
 

@@ -498,3 +498,20 @@ def test_analytic_adjoint_matches_enumeration_and_autodiff(small_case):
     _, autodiff = autodiff_grad(*args)
     for ours, reference in zip((grad_initial, grad_transition, grad_loglik), autodiff, strict=True):
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_best_fitting_state_with_zero_probability_does_not_underflow():
+    """An ML EM fit can set p(z_1 = k) = 0; if state k fits y_1 far better than the others, shifting
+    by the largest log-likelihood alone underflows every possible term (0 / 0 = NaN). The exact
+    answer: only state 0 is possible, so log p(y) = log p(y_1 | z_1 = 0) + log p(y_2 | ...)."""
+    initial_probs = jnp.array([1.0, 0.0])
+    transition_matrix = jnp.array([[1.0, 0.0], [0.5, 0.5]])
+    log_likelihoods = jnp.array([[-1000.0, 0.0], [-500.0, -1.0]])
+    mask = jnp.ones(2, bool)
+    result = filter_jit(initial_probs, transition_matrix, log_likelihoods, mask)
+    np.testing.assert_allclose(result.marginal_loglik, -1500.0, rtol=1e-6)
+    smoothed = smoother_jit(initial_probs, transition_matrix, log_likelihoods, mask).smoothed_probs
+    np.testing.assert_allclose(smoothed, [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
+    value, gradients = adjoint_grad(initial_probs, transition_matrix, log_likelihoods, mask)
+    assert np.isfinite(value) and all(np.all(np.isfinite(g)) for g in gradients)
+    np.testing.assert_allclose(gradients[2], [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
