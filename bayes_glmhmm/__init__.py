@@ -4,6 +4,7 @@ The hidden states are summed out by a forward filter inside NumPyro's NUTS; stat
 recovered afterwards by forward-filtering backward-sampling for every posterior draw.
 """
 
+from bayes_glmhmm.compare import Comparison, compare_fits
 from bayes_glmhmm.convert import posterior_from_inference_data, to_inference_data, write_netcdf_atomic
 from bayes_glmhmm.em import EMResult, fit_em
 from bayes_glmhmm.mcmc import Posterior, detect_stuck_chains, fit_nuts
@@ -16,6 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArticleData",
+    "Comparison",
+    "compare_fits",
     "EMResult",
     "GLMHMMParams",
     "Posterior",

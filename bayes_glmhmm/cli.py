@@ -1,4 +1,11 @@
-"""Command line: ``bayes-glmhmm demo`` fits the article's conveyor-belt data end to end."""
+"""Command line.
+
+* ``bayes-glmhmm demo``: simulate the article's conveyor-belt data, fit EM and NUTS, recover the
+  states, compare, and write a results folder with a diagnostic report.
+* ``bayes-glmhmm fit DATA.csv --states K --target COL --inputs COL[,COL...]``: fit a user's
+  long-format CSV (see :mod:`bayes_glmhmm.csv_fit`).
+* ``bayes-glmhmm report POSTERIOR.nc --out DIR``: HTML and Markdown diagnostics of a saved fit.
+"""
 
 import argparse
 import os
@@ -47,8 +54,12 @@ def run_demo(
 
     Files written to ``out`` (each atomically; ``summary.json`` last):
     ``posterior.nc`` (InferenceData), ``parameters.csv`` (posterior vs truth vs EM),
-    figures ``data_*.png``, ``states_*.png``, ``parameters.png``, ``transition_matrices.png``,
-    ``trace.png``, ``lp_by_chain.png``, ``em_log_probs.png``, and ``summary.json``.
+    ``comparison.csv`` and ``comparison.md`` (full Bayes vs maximum-likelihood EM: parameters,
+    state recovery, log predictive density of five held-out sequences, wall time, see
+    :func:`bayes_glmhmm.compare.compare_fits`), figures ``data_*.png``, ``states_*.png``,
+    ``parameters.png``, ``parameter_recovery_bars.png``, ``transition_matrices.png``,
+    ``trace.png``, ``lp_by_chain.png``, ``em_log_probs.png``, and ``summary.json`` (with ``em``
+    and ``comparison``).
 
     Args:
         out: output folder.
@@ -73,18 +84,20 @@ def run_demo(
 
     from bayes_glmhmm import plots
     from bayes_glmhmm._io import atomic_path, write_json_atomic, write_text_atomic
+    from bayes_glmhmm.compare import compare_fits, comparison_to_csv, comparison_to_dict, comparison_to_markdown
     from bayes_glmhmm.convert import write_netcdf_atomic
     from bayes_glmhmm.em import fit_em
     from bayes_glmhmm.mcmc import fit_nuts
     from bayes_glmhmm.model import most_likely_states
     from bayes_glmhmm.relabel import match_params
+    from bayes_glmhmm.report import write_report
     from bayes_glmhmm.simulate import article_data
     from bayes_glmhmm.summaries import complete_data_estimate, coverage_summary, parameter_table, state_accuracy
 
     num_warmup = num_warmup if num_warmup is not None else (150 if quick else 1000)
     num_samples = num_samples if num_samples is not None else (150 if quick else 1000)
     os.makedirs(out, exist_ok=True)
-    stages = tqdm(total=6, desc="demo", disable=not progress_bar, file=sys.stderr)
+    stages = tqdm(total=8, desc="demo", disable=not progress_bar, file=sys.stderr)
 
     def _stage(name):
         stages.set_postfix_str(name)
@@ -92,6 +105,13 @@ def run_demo(
 
     data = article_data(jax.random.PRNGKey(seed), variant=variant)
     truth = data.params
+    # Five more sequences from the same generator, never fitted: for the predictive comparison.
+    heldout = article_data(
+        jax.random.fold_in(jax.random.PRNGKey(seed), 1),
+        variant=variant,
+        num_sequences=5,
+        num_timesteps=data.emissions.shape[1],
+    )
     _stage("data")
 
     em_ml = fit_em(data.inputs, data.emissions, 3, seed=seed)
@@ -152,6 +172,19 @@ def run_demo(
         lines.append(",".join(values))
     write_text_atomic(os.path.join(out, "parameters.csv"), "\n".join(lines) + "\n")
 
+    comparison = compare_fits(
+        posterior,
+        em_ml,
+        truth=truth,
+        true_states=data.states,
+        heldout_inputs=heldout.inputs,
+        heldout_emissions=heldout.emissions,
+        heldout_states=heldout.states,
+    )
+    comparison_to_csv(comparison, os.path.join(out, "comparison.csv"))
+    comparison_to_markdown(comparison, os.path.join(out, "comparison.md"))
+    _stage("comparison")
+
     figures = {
         "data_sine_sequence.png": plots.plot_article_data(
             data.sine_inputs, data.sine_emissions, data.sine_states, title="The article's sinusoidal input sequence"
@@ -174,6 +207,7 @@ def run_demo(
         "parameters.png": plots.plot_parameter_posteriors(
             posterior.samples, true_params=truth, em_params=em_ml_aligned
         ),
+        "parameter_recovery_bars.png": plots.plot_parameter_bars(truth, em_ml_aligned, posterior.samples),
         "transition_matrices.png": plots.plot_transition_matrices(
             {
                 "truth": np.asarray(truth.transition_matrix),
@@ -191,6 +225,9 @@ def run_demo(
             figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
         plt.close(figure)
     _stage("figures")
+
+    report_paths = write_report(idata, os.path.join(out, "report"), title="bayes-glmhmm demo: the article's data")
+    _stage("report")
 
     diagnostics = posterior.diagnostics()
     posterior_states = state_probs.argmax(-1)
@@ -239,8 +276,12 @@ def run_demo(
             "converged": em_ml.converged,
             "params": {k: np.asarray(v).tolist() for k, v in em_ml_aligned._asdict().items()},
         },
+        "comparison": comparison_to_dict(comparison),
         "versions": _versions(),
-        "files": sorted(["posterior.nc", "parameters.csv", *figures]),
+        "files": sorted(
+            ["posterior.nc", "parameters.csv", "comparison.csv", "comparison.md", *figures]
+            + [os.path.relpath(path, out) for path in (report_paths["html"], report_paths["markdown"])]
+        ),
     }
     write_json_atomic(os.path.join(out, "summary.json"), summary)
     _stage("summary")
@@ -262,12 +303,112 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--warmup", type=int, default=None)
     demo.add_argument("--samples", type=int, default=None)
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    fit = commands.add_parser("fit", help="fit a long-format CSV (one row per time step)")
+    fit.add_argument("data", help="CSV with a header row; rows of each sequence in time order")
+    fit.add_argument("--states", type=int, required=True, help="number of hidden states K")
+    fit.add_argument("--target", required=True, help="target column y (empty or NaN = missing)")
+    fit.add_argument("--inputs", required=True, help="input columns x, comma-separated")
+    fit.add_argument("--sequence", default=None, help="column identifying sequences (default: one sequence)")
+    fit.add_argument("--out", default="fit_results", help="output folder (default: fit_results)")
+    fit.add_argument("--chains", type=int, default=4)
+    fit.add_argument("--warmup", type=int, default=1000)
+    fit.add_argument("--samples", type=int, default=1000)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument(
+        "--standardize",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="fit on standardized data (priors then apply to standardized parameters); "
+        "auto: only for data far from unit scale",
+    )
+    for field, help_text in [
+        ("initial-concentration", "Dirichlet concentration of the initial probabilities"),
+        ("transition-concentration", "Dirichlet concentration of each transition row"),
+        ("weight-scale", "sd of the Normal prior on weights"),
+        ("bias-scale", "sd of the Normal prior on biases"),
+        ("noise-scale", "scale of the HalfNormal prior on noise sds"),
+    ]:
+        fit.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default 1)")
+    fit.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
+    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    report = commands.add_parser("report", help="write an HTML and Markdown diagnostic report of a saved posterior")
+    report.add_argument("posterior", help="InferenceData netCDF file written by bayes_glmhmm (e.g. posterior.nc)")
+    report.add_argument("--out", default=None, help="output folder (default: report/ beside the file)")
+    report.add_argument("--title", default=None, help="report title")
     return parser
+
+
+def _run_fit_command(args) -> int:
+    from bayes_glmhmm.params import Priors
+
+    if args.chains < 1:
+        print("bayes-glmhmm: error: --chains must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        priors = Priors(
+            args.initial_concentration,
+            args.transition_concentration,
+            args.weight_scale,
+            args.bias_scale,
+            args.noise_scale,
+        ).validate()
+    except ValueError as error:
+        print(f"bayes-glmhmm: error: {error}", file=sys.stderr)
+        return 2
+    _configure_devices(args.chains)
+    if args.float64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    from bayes_glmhmm.csv_fit import run_fit
+
+    try:
+        summary = run_fit(
+            args.data,
+            args.states,
+            args.target,
+            [name.strip() for name in args.inputs.split(",") if name.strip()],
+            sequence=args.sequence,
+            out=args.out,
+            priors=priors,
+            num_chains=args.chains,
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            seed=args.seed,
+            progress_bar=not args.no_progress,
+            standardize={"auto": "auto", "yes": True, "no": False}[args.standardize],
+        )
+    except ValueError as error:
+        print(f"bayes-glmhmm: error: {error}", file=sys.stderr)
+        return 2
+    nuts = summary["nuts"]
+    print(
+        f"wrote {args.out}/: {summary['data']['num_rows']} rows in {summary['data']['num_sequences']} sequence(s), "
+        f"NUTS {nuts['wall_seconds']:.1f} s, max R-hat {nuts['max_rhat']:.3f}, "
+        f"min bulk ESS {nuts['min_ess_bulk']:.0f}, divergences {nuts['divergences']}, "
+        f"stuck chains {nuts['stuck_chains']}"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayes-glmhmm`` command."""
     args = _build_parser().parse_args(argv)
+    if args.command == "report":
+        if not os.path.isfile(args.posterior):
+            print(f"bayes-glmhmm: error: no such file: {args.posterior}", file=sys.stderr)
+            return 2
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from bayes_glmhmm.report import write_report
+
+        out = args.out if args.out is not None else os.path.join(os.path.dirname(args.posterior) or ".", "report")
+        paths = write_report(args.posterior, out, title=args.title)
+        print(f"wrote {paths['html']} (self-contained) and {paths['markdown']}")
+        return 0
+    if args.command == "fit":
+        return _run_fit_command(args)
     if args.command == "demo":
         if args.chains < 1:
             print("bayes-glmhmm: error: --chains must be >= 1", file=sys.stderr)

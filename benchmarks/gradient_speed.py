@@ -84,7 +84,9 @@ def main():
         row["speedup"] = round(row["autodiff_scan_us"] / row["analytic_adjoint_us"], 2)
         gradient_gap = max(
             float(jnp.max(jnp.abs(a - b)))
-            for a, b in zip(jax.tree.leaves(values["autodiff_scan"]), jax.tree.leaves(values["analytic_adjoint"]), strict=True)
+            for a, b in zip(
+                jax.tree.leaves(values["autodiff_scan"]), jax.tree.leaves(values["analytic_adjoint"]), strict=True
+            )
         )
         row["max_abs_difference"] = f"{gradient_gap:.2e}"
         rows.append(row)

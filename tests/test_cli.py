@@ -43,3 +43,91 @@ def test_demo_summary_contents(demo_dir):
 def test_demo_rejects_bad_chain_count(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--chains", "0"]) == 2
     assert "--chains" in capsys.readouterr().err
+
+
+def test_demo_compares_bayes_with_em(demo_dir):
+    summary = json.loads((demo_dir / "summary.json").read_text())
+    for name in ("comparison.csv", "comparison.md", "parameter_recovery_bars.png"):
+        assert name in summary["files"], name
+    comparison = summary["comparison"]
+    assert comparison["em_objective"] == "maximum likelihood"
+    assert comparison["labeling"] == "truth"
+    assert "em" in summary
+    assert 0.0 <= comparison["parameters"]["all"]["coverage"] <= 1.0
+    assert comparison["states"]["train_posterior_accuracy"] > 0.9
+    assert comparison["states"]["train_em_viterbi_accuracy"] > 0.9
+    heldout = comparison["heldout_log_predictive"]
+    assert heldout["num_sequences"] == 5
+    assert np.all(np.isfinite(heldout["posterior_predictive"] + heldout["em_plugin"] + heldout["truth"]))
+    assert comparison["wall_seconds"]["em"] > 0 and comparison["wall_seconds"]["nuts_total"] > 0
+    rows = (demo_dir / "comparison.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("section,quantity,index,truth,em,posterior,posterior_sd,lower_94,upper_94,covered")
+    assert sum(row.startswith("parameter,") for row in rows) == 21
+    assert "## Held-out log predictive density" in (demo_dir / "comparison.md").read_text()
+
+
+def test_fit_command_end_to_end(tmp_path, capsys):
+    import csv
+
+    import jax
+
+    from bayes_glmhmm import article_data
+
+    data = article_data(jax.random.PRNGKey(8), num_sequences=2, num_timesteps=40)
+    path = tmp_path / "data.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "x", "y"])
+        for n in range(2):
+            for t in range(40 - 10 * n):
+                writer.writerow([n, data.inputs[n, t, 0], "" if t == 7 else data.emissions[n, t]])
+    out = tmp_path / "out"
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--states",
+            "3",
+            "--target",
+            "y",
+            "--inputs",
+            "x",
+            "--sequence",
+            "id",
+            "--out",
+            str(out),
+            "--chains",
+            "2",
+            "--warmup",
+            "60",
+            "--samples",
+            "40",
+            "--no-progress",
+            "--weight-scale",
+            "2",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["priors"]["weight_scale"] == 2.0
+    assert summary["data"]["num_rows"] == 70 and summary["data"]["num_missing_targets"] == 2
+    for name in summary["files"]:
+        assert (out / name).exists(), name
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--target", "nope", "--inputs", "x"], "unknown column 'nope'"),
+        (["--target", "y", "--inputs", "x", "--noise-scale", "-1"], "noise_scale"),
+        (["--target", "y", "--inputs", "x", "--states", "0"], "num_states"),
+    ],
+)
+def test_fit_command_errors(tmp_path, capsys, extra, message):
+    path = tmp_path / "data.csv"
+    path.write_text("x,y\n1,2\n2,3\n3,4\n")
+    arguments = ["fit", str(path), "--out", str(tmp_path / "o")] + extra
+    if "--states" not in extra:
+        arguments += ["--states", "2"]
+    assert main(arguments) == 2
+    assert message in capsys.readouterr().err

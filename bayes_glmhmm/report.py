@@ -1,0 +1,894 @@
+"""A self-contained diagnostic report (HTML and Markdown) of a saved GLM-HMM posterior.
+
+:func:`write_report` reads an ``arviz.InferenceData`` written by :mod:`bayes_glmhmm.convert`
+(or a netCDF file of one) and writes, into one folder:
+
+* ``report.html``: one file that opens anywhere, every figure embedded as a base64 PNG;
+* ``report.md`` with its figures as PNG files in ``figures/`` beside it;
+* ``summary.csv``: ``az.summary`` of every parameter, unrounded.
+
+The report leads with a verdict (every check, passed or failed, with its threshold), then shows
+the summary table with R-hat and ESS flagged, per-chain sampler statistics (divergences, E-BFMI,
+tree depth, stuck chains), the energy plot, the log density by chain, trace and rank plots, the
+relabeling that was applied to every draw (and R-hat before and after it), the parameter
+posteriors, and the posterior state probabilities of the sequences.
+"""
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import warnings
+
+import numpy as np
+
+from bayes_glmhmm._io import atomic_path, write_text_atomic
+
+__all__ = ["write_report", "report_checks", "DEFAULT_THRESHOLDS"]
+
+PARAM_NAMES = ("initial_probs", "transition_matrix", "weights", "biases", "scales")
+EMISSION_NAMES = ("weights", "biases", "scales")
+#: Okabe-Ito colours for chains (as in :mod:`bayes_glmhmm.plots`); ArviZ draws chains from the
+#: Matplotlib colour cycle, so the report sets it to these.
+_CHAIN_CYCLE = ("#0072B2", "#E69F00", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#009E73", "#F0E442")
+
+#: Convergence thresholds: rank-normalized split R-hat and bulk / tail ESS after Vehtari et al.
+#: (2021), E-BFMI after Betancourt (2016), and no divergent transitions.
+DEFAULT_THRESHOLDS = {
+    "max_rhat": 1.01,
+    "min_ess_per_chain": 100.0,
+    "min_bfmi": 0.3,
+    "max_divergences": 0,
+}
+
+
+def _json_attr(attrs, name: str, default):
+    value = attrs.get(name)
+    if value is None:
+        return default
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return default
+
+
+def _load(idata_or_path):
+    import arviz as az
+
+    if isinstance(idata_or_path, (str, os.PathLike)):
+        source = os.fspath(idata_or_path)
+        idata = az.from_netcdf(source)
+    else:
+        source = "(in memory)"
+        idata = idata_or_path
+    if "posterior" not in idata.groups():
+        raise ValueError("the InferenceData has no posterior group")
+    return idata, source
+
+
+def _param_names(idata) -> list[str]:
+    names = [name for name in PARAM_NAMES if name in idata.posterior.data_vars]
+    return names or list(idata.posterior.data_vars)
+
+
+def _summary(idata, var_names):
+    import arviz as az
+
+    with warnings.catch_warnings():
+        # R-hat of a single chain, or of constant elements, is NaN with a RuntimeWarning; the table shows "nan".
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return az.summary(idata, var_names=var_names, round_to="none")
+
+
+def _per_chain_stats(idata) -> list[dict]:
+    """One row per chain: divergences, E-BFMI, tree depth, step size, median log density, stuck."""
+    import arviz as az
+
+    stats = idata.sample_stats if "sample_stats" in idata.groups() else None
+    attrs = idata.posterior.attrs
+    num_chains = idata.posterior.sizes["chain"]
+    stuck = set(_json_attr(attrs, "stuck_chains", []))
+    max_depth = _json_attr(attrs, "settings", {}).get("max_tree_depth")
+    bfmi = None
+    if stats is not None and "energy" in stats:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            bfmi = np.asarray(az.bfmi(idata))
+    rows = []
+    for c in range(num_chains):
+        row = {"chain": c}
+        if stats is not None and "diverging" in stats:
+            row["divergences"] = int(np.sum(stats["diverging"].values[c]))
+        if bfmi is not None:
+            row["e_bfmi"] = float(bfmi[c])
+        if stats is not None and "step_size" in stats:
+            row["step_size"] = float(np.median(stats["step_size"].values[c]))
+        if stats is not None and "tree_depth" in stats:
+            depth = stats["tree_depth"].values[c]
+            row["mean_tree_depth"] = float(np.mean(depth))
+            if max_depth is not None:
+                row["at_max_depth"] = float(np.mean(depth >= max_depth))
+        if stats is not None and "lp" in stats:
+            row["median_lp"] = float(np.median(stats["lp"].values[c]))
+        row["stuck"] = c in stuck
+        rows.append(row)
+    return rows
+
+
+def _relabeling(idata) -> dict | None:
+    """The permutations applied to the draws, and R-hat of the emission parameters before and after."""
+    import arviz as az
+
+    from bayes_glmhmm.relabel import invert_permutation, relabel_draws
+
+    if "sample_stats" not in idata.groups() or "relabel_permutation" not in idata.sample_stats:
+        return None
+    permutations = np.asarray(idata.sample_stats["relabel_permutation"].values)
+    names = [name for name in PARAM_NAMES if name in idata.posterior]
+    samples = {name: idata.posterior[name].values for name in names}
+    # permutations[c, s] maps the sampler's raw labels to the final ones (new k = raw perm[k]),
+    # so the inverse permutation takes the stored draws back to what the sampler produced.
+    raw = relabel_draws(samples, invert_permutation(permutations))
+    per_chain = []
+    for c in range(permutations.shape[0]):
+        values, counts = np.unique(permutations[c], axis=0, return_counts=True)
+        modal = values[np.argmax(counts)]
+        per_chain.append(
+            {
+                "chain": c,
+                "modal_permutation": [int(v) for v in modal],
+                "draws_relabeled": float(np.mean(np.any(permutations[c] != np.arange(permutations.shape[-1]), -1))),
+                "draws_off_modal": float(np.mean(np.any(permutations[c] != modal, axis=-1))),
+            }
+        )
+
+    def _max_rhat(draws):
+        emission = {name: draws[name] for name in EMISSION_NAMES if name in draws}
+        if not emission or permutations.shape[0] < 2:
+            return float("nan")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rhat = az.rhat(az.convert_to_dataset(emission))
+        values = np.concatenate([np.ravel(rhat[name].values) for name in emission])
+        return float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
+
+    return {
+        "per_chain": per_chain,
+        "raw_samples": raw,
+        "max_rhat_raw": _max_rhat(raw),
+        "max_rhat_relabeled": _max_rhat(samples),
+    }
+
+
+def _state_probabilities(idata) -> np.ndarray | None:
+    """(N, T, K) posterior state probabilities: stored, or recomputed from the draws if absent."""
+    if "posterior_states" in idata.groups() and "state_probabilities" in idata.posterior_states:
+        return np.asarray(idata.posterior_states["state_probabilities"].values)
+    if not {"sample_stats", "observed_data", "constant_data"} <= set(idata.groups()):
+        return None
+    from bayes_glmhmm.convert import posterior_from_inference_data
+
+    return posterior_from_inference_data(idata).state_probabilities()
+
+
+def report_checks(idata, thresholds: dict | None = None) -> list[dict]:
+    """The convergence checks of the report, each with its value, threshold and outcome.
+
+    Args:
+        idata: InferenceData written by :func:`bayes_glmhmm.convert.to_inference_data`.
+        thresholds: overrides of :data:`DEFAULT_THRESHOLDS` (``max_rhat``, ``min_ess_per_chain``,
+            ``min_bfmi``, ``max_divergences``).
+
+    Returns:
+        A list of dicts with ``check``, ``value`` (text), ``threshold`` (text), ``passed`` (bool),
+        ``detail`` (text).
+    """
+    thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    names = _param_names(idata)
+    summary = _summary(idata, names)
+    num_chains = idata.posterior.sizes["chain"]
+    min_ess = thresholds["min_ess_per_chain"] * num_chains
+    checks = []
+    rhat = summary["r_hat"].to_numpy(dtype=float)
+    worst = summary["r_hat"].idxmax() if np.isfinite(rhat).any() else "-"
+    checks.append(
+        {
+            "check": "R-hat (rank-normalized, split)",
+            "value": f"max {np.nanmax(rhat):.3f}" if np.isfinite(rhat).any() else "n/a (one chain)",
+            "threshold": f"≤ {thresholds['max_rhat']}",
+            "passed": bool(np.isfinite(rhat).any() and np.nanmax(rhat) <= thresholds["max_rhat"]),
+            "detail": f"{int(np.sum(rhat > thresholds['max_rhat']))} of {rhat.size} elements above; worst {worst}",
+        }
+    )
+    for column, label in (("ess_bulk", "bulk ESS"), ("ess_tail", "tail ESS")):
+        ess = summary[column].to_numpy(dtype=float)
+        known = np.isfinite(ess).any()
+        checks.append(
+            {
+                "check": label,
+                "value": f"min {np.nanmin(ess):.0f}" if known else "n/a",
+                "threshold": f"≥ {min_ess:.0f} ({thresholds['min_ess_per_chain']:.0f} per chain)",
+                "passed": bool(known and np.nanmin(ess) >= min_ess),
+                "detail": f"{int(np.sum(ess < min_ess))} of {ess.size} elements below; lowest "
+                f"{summary[column].idxmin() if known else '-'}",
+            }
+        )
+    chains = _per_chain_stats(idata)
+    if chains and "divergences" in chains[0]:
+        total = sum(row["divergences"] for row in chains)
+        draws = idata.posterior.sizes["draw"] * num_chains
+        checks.append(
+            {
+                "check": "divergent transitions",
+                "value": f"{total} of {draws} draws",
+                "threshold": f"≤ {thresholds['max_divergences']}",
+                "passed": total <= thresholds["max_divergences"],
+                "detail": "per chain: " + ", ".join(str(row["divergences"]) for row in chains),
+            }
+        )
+    if chains and "e_bfmi" in chains[0]:
+        low = [row["chain"] for row in chains if row["e_bfmi"] < thresholds["min_bfmi"]]
+        checks.append(
+            {
+                "check": "E-BFMI (energy)",
+                "value": f"min {min(row['e_bfmi'] for row in chains):.2f}",
+                "threshold": f"≥ {thresholds['min_bfmi']}",
+                "passed": not low,
+                "detail": f"low in chains {low}" if low else "every chain explores the energy well",
+            }
+        )
+    if chains and "at_max_depth" in chains[0]:
+        saturated = max(row["at_max_depth"] for row in chains)
+        checks.append(
+            {
+                "check": "tree depth saturation",
+                "value": f"max {100 * saturated:.1f}% of draws per chain",
+                "threshold": "0%",
+                "passed": saturated == 0,
+                "detail": "draws that hit the maximum tree depth (the sampler cut its trajectory short)",
+            }
+        )
+    stuck = [row["chain"] for row in chains if row["stuck"]]
+    checks.append(
+        {
+            "check": "stuck chains (log density far below the best chain's)",
+            "value": str(stuck) if stuck else "none",
+            "threshold": "none",
+            "passed": not stuck,
+            "detail": f"threshold {float(idata.posterior.attrs.get('stuck_threshold', np.nan)):.1f} nats below "
+            "the best chain's median; drop them with Posterior.drop_chains",
+        }
+    )
+    return checks
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _figure_png(figure, dpi: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _arviz_figure(draw, title: str) -> bytes:
+    """Run an ArviZ plotting call with colour-blind-safe chain colours and return PNG bytes."""
+    import matplotlib.pyplot as plt
+    from cycler import cycler
+
+    with plt.rc_context({"axes.prop_cycle": cycler(color=list(_CHAIN_CYCLE))}):
+        axes = draw()
+        figure = np.ravel(axes)[0].get_figure()
+        figure.suptitle(title)
+        png = _figure_png(figure)
+    plt.close(figure)
+    return png
+
+
+def _flat_labeller():
+    from arviz.labels import BaseLabeller
+
+    class FlatLabeller(BaseLabeller):
+        """Labels on one line, ``weights[0, 0]``: ArviZ's two-line titles collide in tall grids."""
+
+        def make_label_vert(self, var_name, sel, isel):
+            return self.make_label_flat(var_name, sel, isel)
+
+    return FlatLabeller()
+
+
+def _energy_axes(idata):
+    import arviz as az
+
+    def _draw():
+        ax = az.plot_energy(idata, figsize=(8, 4.2), backend_kwargs={"layout": "constrained"})
+        ax.set_xlabel("energy, centred (each distribution minus its mean)")
+        ax.set_ylabel("density")
+        return ax
+
+    return _draw
+
+
+def _own_figure(figure) -> bytes:
+    png = _figure_png(figure)
+    figure.clear()
+    return png
+
+
+def _num_elements(idata, names) -> int:
+    """Number of scalar elements of the given posterior variables."""
+    return int(sum(np.prod(idata.posterior[name].shape[2:], dtype=int) for name in names))
+
+
+def _state_overview(probabilities: np.ndarray, max_sequences: int = 12):
+    """Small multiples: the stacked posterior state probabilities of each sequence."""
+    from matplotlib.figure import Figure
+
+    from bayes_glmhmm.plots import state_colors
+
+    num_sequences, num_timesteps, num_states = probabilities.shape
+    shown = min(num_sequences, max_sequences)
+    colors = state_colors(num_states)
+    figure = Figure(figsize=(11, 0.75 * shown + 1.3), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(shown, 1, sharex=True, squeeze=False)[:, 0])
+    time = np.arange(num_timesteps)
+    for n, ax in enumerate(axes):
+        ax.stackplot(time, np.nan_to_num(probabilities[n]).T, colors=colors, step="mid")  # padding: blank
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 1])
+        ax.tick_params(labelsize="x-small")
+        ax.set_ylabel(f"seq {n}", rotation=0, ha="right", va="center", fontsize="small")
+    axes[-1].set_xlim(-0.5, num_timesteps - 0.5)
+    axes[-1].set_xlabel("time step t")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=c, label=f"state {k}") for k, c in enumerate(colors)]
+    figure.legend(handles=handles, loc="outside right upper", fontsize="small", title="state")
+    note = f" (first {shown} of {num_sequences} sequences)" if shown < num_sequences else ""
+    figure.suptitle(r"Posterior state probabilities $p(z_t = k \mid y, x)$, stacked" + note)
+    return figure
+
+
+def _figures(idata, relabeling, probabilities, chains) -> list[tuple[str, str, str, bytes]]:
+    """(file stem, title, caption, PNG bytes) of every figure of the report, in order."""
+    import arviz as az
+
+    from bayes_glmhmm import plots
+    from bayes_glmhmm.params import GLMHMMParams
+
+    attrs = idata.posterior.attrs
+    names = _param_names(idata)
+    emission = [name for name in EMISSION_NAMES if name in names] or names
+    count = _num_elements(idata, emission)
+    compact = count > 12
+    figures = []
+    has_stats = "sample_stats" in idata.groups()
+    if has_stats and "energy" in idata.sample_stats:
+        figures.append(
+            (
+                "energy",
+                "Energy",
+                "Marginal energy distribution against the distribution of energy changes between "
+                "iterations (centred), with the E-BFMI of each chain. When the energy-change "
+                "distribution is much narrower than the marginal one (E-BFMI below 0.3), the "
+                "sampler cannot explore the tails.",
+                _arviz_figure(_energy_axes(idata), "Energy (az.plot_energy)"),
+            )
+        )
+    if has_stats and "lp" in idata.sample_stats:
+        stuck = [row["chain"] for row in chains if row["stuck"]]
+        figures.append(
+            (
+                "lp_by_chain",
+                "Log density by chain",
+                "The log density of every draw per chain. A chain whose distribution sits far below the "
+                "best chain's is stuck in an inferior mode (for this model, typically two states merged).",
+                _own_figure(plots.plot_lp_by_chain(idata.sample_stats["lp"].values, stuck_chains=stuck)),
+            )
+        )
+    figures.append(
+        (
+            "trace",
+            "Trace plots",
+            "Per-chain densities (left) and traces (right) of the emission parameters, after relabeling"
+            + (" (elements of one variable share a panel)." if compact else "."),
+            _arviz_figure(
+                lambda: az.plot_trace(
+                    idata,
+                    var_names=emission,
+                    compact=compact,
+                    legend=True,
+                    figsize=(11, 1.5 * (len(emission) if compact else count) + 0.8),
+                    divergences="bottom",
+                    labeller=_flat_labeller(),
+                    backend_kwargs={"layout": "constrained"},
+                ),
+                "Trace (az.plot_trace)",
+            ),
+        )
+    )
+    if idata.posterior.sizes["chain"] > 1:
+        rank_columns = min(count, 3)
+        rank_rows = int(np.ceil(count / rank_columns))
+        figures.append(
+            (
+                "rank",
+                "Rank plots",
+                "Histograms of the ranks of each chain's draws among all chains' draws. Chains that "
+                "sample the same distribution give flat histograms (the dashed line); a chain in "
+                "another mode or still drifting piles up at one end.",
+                _arviz_figure(
+                    lambda: az.plot_rank(
+                        idata,
+                        var_names=emission,
+                        figsize=(11, 2.2 * rank_rows + 0.6),
+                        grid=(rank_rows, rank_columns),
+                        labeller=_flat_labeller(),
+                        backend_kwargs={"layout": "constrained"},
+                    ),
+                    "Rank plots (az.plot_rank)",
+                ),
+            )
+        )
+    if relabeling is not None and relabeling["per_chain"]:
+        raw = relabeling["raw_samples"]
+        figures.append(
+            (
+                "trace_before_relabeling",
+                "Weights before relabeling",
+                "The weights as the sampler produced them, before every draw was relabeled: a chain "
+                "whose labels are permuted with respect to another's, or that switches labels, shows "
+                "here and not in the trace plots above.",
+                _own_figure(plots.plot_trace({"weights": raw["weights"]}, var_names=["weights"])),
+            )
+        )
+    em = _json_attr(attrs, "em_params", None)
+    em_params = GLMHMMParams(**{k: np.asarray(v) for k, v in em.items()}) if em else None
+    samples = {name: idata.posterior[name].values for name in names if name in PARAM_NAMES}
+    if samples:
+        figures.append(
+            (
+                "parameters",
+                "Parameter posteriors",
+                "Posterior medians with central 50% and 94% intervals, pooled over chains"
+                + ("; crosses: the EM estimate that initialized the sampler." if em_params is not None else "."),
+                _own_figure(plots.plot_parameter_posteriors(samples, em_params=em_params)),
+            )
+        )
+    if probabilities is not None:
+        figures.append(
+            (
+                "state_probabilities",
+                "Posterior state probabilities",
+                "For every sequence and time step, the posterior probability of each state, averaged "
+                "over all draws (smoothed marginals under each draw's parameters).",
+                _own_figure(_state_overview(probabilities)),
+            )
+        )
+        valid = np.all(np.isfinite(probabilities[0]), axis=-1)
+        if "observed_data" in idata.groups() and "emissions" in idata.observed_data and valid.any():
+            length = int(np.flatnonzero(valid)[-1]) + 1  # padding, if any, comes after the last valid step
+            emissions = np.asarray(idata.observed_data["emissions"].values)[0, :length]
+            sequence = np.nan_to_num(probabilities[0, :length])
+            figures.append(
+                (
+                    "states_sequence0",
+                    "Sequence 0 in detail",
+                    "The emissions of sequence 0, its posterior state probabilities and the most "
+                    "probable state at each step.",
+                    _own_figure(
+                        plots.plot_states(
+                            emissions,
+                            None,
+                            sequence,
+                            map_states=sequence.argmax(-1),
+                            sequence_label="sequence 0 (estimated path: most probable state per step)",
+                        )
+                    ),
+                )
+            )
+    return figures
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+class _Table:
+    """A table whose cells may be flagged (drawn highlighted and marked, not by colour alone)."""
+
+    def __init__(self, header: list[str], rows: list[list], flags: list[list[bool]] | None = None, align=None):
+        self.header = header
+        self.rows = [[str(cell) for cell in row] for row in rows]
+        self.flags = flags or [[False] * len(header) for _ in rows]
+        self.align = align or ["left"] + ["right"] * (len(header) - 1)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    if not np.isfinite(value):
+        return "nan"
+    return f"{value:.{digits}f}"
+
+
+def _overview_table(idata, source: str) -> _Table:
+    attrs = idata.posterior.attrs
+    settings = _json_attr(attrs, "settings", {})
+    wall = _json_attr(attrs, "wall_seconds", {})
+    rows = [
+        ["file", source],
+        ["chains x draws", f"{idata.posterior.sizes['chain']} x {idata.posterior.sizes['draw']}"],
+    ]
+    if "num_warmup" in settings:
+        rows.append(["warmup per chain", settings["num_warmup"]])
+    if "num_states" in attrs:
+        rows.append(["states K", int(attrs["num_states"])])
+    if "constant_data" in idata.groups() and "inputs" in idata.constant_data:
+        num_sequences, num_timesteps, input_dim = idata.constant_data["inputs"].shape
+        rows.append(["data", f"{num_sequences} sequences x {num_timesteps} steps, {input_dim} input(s)"])
+        if "mask" in idata.constant_data:
+            missing = int(np.sum(idata.constant_data["mask"].values == 0))
+            rows.append(["missing or padded emissions", missing])
+    for key, label in (
+        ("init", "initialization"),
+        ("seed", "seed"),
+        ("target_accept_prob", "target acceptance"),
+        ("max_tree_depth", "maximum tree depth"),
+        ("dense_mass", "dense mass matrix"),
+    ):
+        if key in settings:
+            rows.append([label, _fmt(settings[key], 2) if isinstance(settings[key], float) else settings[key]])
+    if settings.get("dropped_chains"):
+        rows.append(["chains dropped before saving", settings["dropped_chains"]])
+    if wall:
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in wall.items())
+        rows.append(["wall time", parts])
+    return _Table(["", ""], rows, align=["left", "left"])
+
+
+def _checks_table(checks: list[dict]) -> _Table:
+    rows, flags = [], []
+    for check in checks:
+        rows.append(
+            [
+                check["check"],
+                check["value"],
+                check["threshold"],
+                "pass" if check["passed"] else "FAIL",
+                check["detail"],
+            ]
+        )
+        flags.append([False, not check["passed"], False, not check["passed"], False])
+    return _Table(
+        ["check", "value", "threshold", "result", "detail"], rows, flags, ["left", "right", "left", "left", "left"]
+    )
+
+
+def _summary_table(summary, thresholds: dict, num_chains: int) -> _Table:
+    columns = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
+    columns = [column for column in columns if column in summary.columns]
+    min_ess = thresholds["min_ess_per_chain"] * num_chains
+    rows, flags = [], []
+    for name, record in summary.iterrows():
+        row, flag = [name], [False]
+        for column in columns:
+            value = float(record[column])
+            if column in ("ess_bulk", "ess_tail"):
+                row.append(_fmt(value, 0))
+                flag.append(bool(np.isfinite(value) and value < min_ess))
+            elif column == "r_hat":
+                row.append(_fmt(value, 3))
+                flag.append(bool(np.isfinite(value) and value > thresholds["max_rhat"]))
+            else:
+                row.append(_fmt(value, 3))
+                flag.append(False)
+        rows.append(row)
+        flags.append(flag)
+    return _Table(["parameter"] + columns, rows, flags)
+
+
+def _chains_table(chains: list[dict], thresholds: dict) -> _Table:
+    columns = [
+        ("divergences", "divergences", lambda v: str(v), lambda v: v > thresholds["max_divergences"]),
+        ("e_bfmi", "E-BFMI", lambda v: _fmt(v, 2), lambda v: v < thresholds["min_bfmi"]),
+        ("step_size", "step size", lambda v: _fmt(v, 3), lambda v: False),
+        ("mean_tree_depth", "mean tree depth", lambda v: _fmt(v, 1), lambda v: False),
+        ("at_max_depth", "at max depth", lambda v: f"{100 * v:.1f}%", lambda v: v > 0),
+        ("median_lp", "median log density", lambda v: _fmt(v, 1), lambda v: False),
+        ("stuck", "stuck", lambda v: "STUCK" if v else "no", lambda v: bool(v)),
+    ]
+    present = [column for column in columns if chains and column[0] in chains[0]]
+    rows, flags = [], []
+    for row in chains:
+        rows.append([str(row["chain"])] + [fmt(row[key]) for key, _, fmt, _ in present])
+        flags.append([False] + [bool(bad(row[key])) for key, _, _, bad in present])
+    return _Table(["chain"] + [label for _, label, _, _ in present], rows, flags)
+
+
+def _relabeling_table(relabeling: dict) -> _Table:
+    rows = [
+        [
+            str(row["chain"]),
+            "(" + ", ".join(str(v) for v in row["modal_permutation"]) + ")",
+            f"{100 * row['draws_relabeled']:.1f}%",
+            f"{100 * row['draws_off_modal']:.1f}%",
+        ]
+        for row in relabeling["per_chain"]
+    ]
+    return _Table(
+        ["chain", "usual permutation (state k = raw state perm[k])", "draws relabeled", "draws off the usual"],
+        rows,
+    )
+
+
+def _states_table(probabilities: np.ndarray, certain: float = 0.9) -> _Table:
+    num_states = probabilities.shape[-1]
+    rows = []
+    for n, sequence in enumerate(probabilities):
+        # Padding after a sequence's end carries NaN probabilities: leave those steps out.
+        sequence = sequence[np.all(np.isfinite(sequence), axis=-1)]
+        if sequence.shape[0] == 0:
+            rows.append([str(n), "0", "-", "-"] + ["-"] * num_states)
+            continue
+        top = sequence.max(axis=-1)
+        occupancy = sequence.mean(axis=0)
+        rows.append(
+            [str(n), str(sequence.shape[0]), f"{np.mean(top):.3f}", str(int(np.sum(top < certain)))]
+            + [f"{100 * occupancy[k]:.0f}%" for k in range(num_states)]
+        )
+    return _Table(
+        ["sequence", "steps", "mean max probability", f"steps with max probability < {certain}"]
+        + [f"expected time in state {k}" for k in range(num_states)],
+        rows,
+    )
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       max-width: 1180px; margin: 2em auto; padding: 0 1em; color: #1a1a1a; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
+p.lead { color: #444; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.6em; }
+th { background: #eef2f7; text-align: center; }
+td.right { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:nth-child(even) td { background: #f8f8f8; }
+td.flag, tbody tr:nth-child(even) td.flag { background: #f6d5b8; font-weight: bold; white-space: nowrap; }
+td.flag::before { content: "\\26A0\\FE0E  "; color: #8a3b00; }
+.verdict { padding: 0.7em 1em; border-radius: 6px; font-size: 1.05em; margin: 1em 0; }
+.verdict.ok { background: #d6ecf7; border-left: 6px solid #0072B2; }
+.verdict.bad { background: #f6d5b8; border-left: 6px solid #D55E00; }
+figure { margin: 1em 0 2em 0; } figure img { max-width: 100%; border: 1px solid #e0e0e0; }
+figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; max-width: 900px; }
+nav ul { columns: 3; font-size: 0.92em; } code { background: #f2f2f2; padding: 0 0.2em; }
+details summary { cursor: pointer; color: #0058a0; }
+"""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _html_table(table: _Table) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in table.header) if any(table.header) else ""
+    lines = ["<table>"]
+    if head:
+        lines.append(f"<thead><tr>{head}</tr></thead>")
+    lines.append("<tbody>")
+    for row, flags in zip(table.rows, table.flags, strict=True):
+        cells = []
+        for cell, flag, align in zip(row, flags, table.align, strict=True):
+            classes = " ".join(c for c in ("right" if align == "right" else "", "flag" if flag else "") if c)
+            attribute = f' class="{classes}"' if classes else ""
+            cells.append(f"<td{attribute}>{html.escape(cell)}</td>")
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def _markdown_table(table: _Table) -> str:
+    def _escape(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    header = [_escape(cell) or " " for cell in table.header]
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---:" if align == "right" else "---" for align in table.align) + "|")
+    for row, flags in zip(table.rows, table.flags, strict=True):
+        cells = [f"**{_escape(cell)} (!)**" if flag else _escape(cell) for cell, flag in zip(row, flags, strict=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _sections(idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures):
+    """The report as a list of (title, [blocks]); a block is ("p", text), ("table", _Table) or ("figure", stem)."""
+    figure_stems = {stem for stem, *_ in figures}
+    num_chains = idata.posterior.sizes["chain"]
+    failed = [check["check"] for check in checks if not check["passed"]]
+    sections = [
+        (
+            "Overview",
+            [("verdict", failed), ("table", _overview_table(idata, source))],
+        ),
+        (
+            "Convergence checks",
+            [
+                (
+                    "p",
+                    "Thresholds after Vehtari et al. (2021): rank-normalized split R-hat at most "
+                    f"{thresholds['max_rhat']} and bulk and tail effective sample sizes of at least "
+                    f"{thresholds['min_ess_per_chain']:.0f} per chain; E-BFMI of at least {thresholds['min_bfmi']} "
+                    "(Betancourt 2016); no divergent transitions. Failed checks are highlighted and marked ⚠.",
+                ),
+                ("table", _checks_table(checks)),
+            ],
+        ),
+        (
+            "Summary table",
+            [
+                (
+                    "p",
+                    "az.summary of every parameter after relabeling: mean, standard deviation, 94% highest "
+                    "density interval, Monte Carlo standard error of the mean, bulk and tail ESS and R-hat. "
+                    "Cells past a threshold are highlighted and marked ⚠. The same table, unrounded, is in "
+                    "summary.csv.",
+                ),
+                ("table", _summary_table(summary, thresholds, num_chains)),
+            ],
+        ),
+    ]
+    sampler = [
+        (
+            "p",
+            "Per chain: divergent transitions, E-BFMI, the adapted step size, the tree depth (and how often it "
+            "hit the maximum) and the median log density, which is how a stuck chain is detected.",
+        ),
+        ("table", _chains_table(chains, thresholds)),
+    ]
+    sampler += [("figure", stem) for stem in ("energy", "lp_by_chain") if stem in figure_stems]
+    sections.append(("Sampler: divergences, energy, stuck chains", sampler))
+    sections.append(("Trace and rank plots", [("figure", stem) for stem in ("trace", "rank") if stem in figure_stems]))
+    if relabeling is not None:
+        before, after = relabeling["max_rhat_raw"], relabeling["max_rhat_relabeled"]
+        sections.append(
+            (
+                "Relabeling (label switching)",
+                [
+                    (
+                        "p",
+                        "The likelihood of an HMM does not change when its states are permuted, so chains can "
+                        "settle in different labelings and a chain can switch labels. Every draw was matched "
+                        "to a common labeling (Hungarian algorithm on the per-state emission parameters) before "
+                        "anything in this report was computed. Maximum R-hat of the emission parameters: "
+                        f"{_fmt(before)} on the raw draws, {_fmt(after)} after relabeling.",
+                    ),
+                    ("table", _relabeling_table(relabeling)),
+                    ("figure", "trace_before_relabeling"),
+                ],
+            )
+        )
+    if "parameters" in figure_stems:
+        sections.append(("Parameter posteriors", [("figure", "parameters")]))
+    if probabilities is not None:
+        blocks = [
+            (
+                "p",
+                "Posterior state probabilities p(z[n, t] = k | y, x): the smoothed marginals averaged over "
+                "every posterior draw, so that they carry the parameters' uncertainty. Steps whose most "
+                "probable state has probability below 0.9 are counted as uncertain.",
+            ),
+            ("table", _states_table(probabilities)),
+        ]
+        blocks += [("figure", stem) for stem in ("state_probabilities", "states_sequence0") if stem in figure_stems]
+        sections.append(("Posterior state probabilities", blocks))
+    return sections
+
+
+def _render_html(title, sections, figures) -> str:
+    by_stem = {stem: (name, caption, png) for stem, name, caption, png in figures}
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    body.append('<p class="lead">Diagnostic report of a Bayesian GLM-HMM posterior, written by bayes_glmhmm.</p>')
+    body.append("<nav><ul>" + "".join(f'<li><a href="#{_slug(t)}">{html.escape(t)}</a></li>' for t, _ in sections))
+    body.append("</ul></nav>")
+    for section_title, blocks in sections:
+        body.append(f'<h2 id="{_slug(section_title)}">{html.escape(section_title)}</h2>')
+        for kind, content in blocks:
+            if kind == "p":
+                body.append(f"<p>{html.escape(content)}</p>")
+            elif kind == "verdict":
+                if content:
+                    body.append(
+                        '<div class="verdict bad">⚠ <b>Do not trust this posterior yet.</b> Failed: '
+                        + html.escape("; ".join(content))
+                        + "</div>"
+                    )
+                else:
+                    body.append('<div class="verdict ok">✔ <b>Every convergence check passed.</b></div>')
+            elif kind == "table":
+                body.append(_html_table(content))
+            elif kind == "figure" and content in by_stem:
+                name, caption, png = by_stem[content]
+                data = base64.b64encode(png).decode("ascii")
+                body.append(
+                    f'<figure id="fig-{content}"><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption><b>{html.escape(name)}.</b> {html.escape(caption)}</figcaption></figure>"
+                )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def _render_markdown(title, sections, figures, figure_dir: str) -> str:
+    by_stem = {stem: (name, caption) for stem, name, caption, _ in figures}
+    lines = [f"# {title}", "", "Diagnostic report of a Bayesian GLM-HMM posterior, written by bayes_glmhmm.", ""]
+    for section_title, blocks in sections:
+        lines += [f"## {section_title}", ""]
+        for kind, content in blocks:
+            if kind == "p":
+                lines += [content, ""]
+            elif kind == "verdict":
+                if content:
+                    lines += ["> ⚠ **Do not trust this posterior yet.** Failed: " + "; ".join(content), ""]
+                else:
+                    lines += ["> ✔ **Every convergence check passed.**", ""]
+            elif kind == "table":
+                lines += [_markdown_table(content), ""]
+            elif kind == "figure" and content in by_stem:
+                name, caption = by_stem[content]
+                lines += [f"![{name}]({figure_dir}/{content}.png)", "", f"*{name}.* {caption}", ""]
+    return "\n".join(lines)
+
+
+def write_report(idata_or_path, out_dir, title: str | None = None, thresholds: dict | None = None) -> dict[str, str]:
+    """Write the diagnostic report of a saved posterior: HTML, Markdown, figures and a summary table.
+
+    Args:
+        idata_or_path: an ``arviz.InferenceData`` made by
+            :func:`bayes_glmhmm.convert.to_inference_data`, or the path of its netCDF file.
+        out_dir: output folder (created if needed); every file is written atomically.
+        title: report title; by default "GLM-HMM posterior: <file name>".
+        thresholds: overrides of :data:`DEFAULT_THRESHOLDS`.
+
+    Returns:
+        Paths written: ``html`` (self-contained, figures embedded), ``markdown``, ``summary_csv``,
+        and one entry per figure PNG (keyed by its stem, e.g. ``energy``, ``trace``, ``rank``).
+    """
+    idata, source = _load(idata_or_path)
+    thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    names = _param_names(idata)
+    summary = _summary(idata, names)
+    checks = report_checks(idata, thresholds)
+    chains = _per_chain_stats(idata)
+    relabeling = _relabeling(idata)
+    probabilities = _state_probabilities(idata)
+    figures = _figures(idata, relabeling, probabilities, chains)
+    if title is None:
+        title = "GLM-HMM posterior" + (f": {os.path.basename(source)}" if source != "(in memory)" else "")
+    sections = _sections(idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures)
+
+    out_dir = os.fspath(out_dir)
+    figure_dir = os.path.join(out_dir, "figures")
+    os.makedirs(figure_dir, exist_ok=True)
+    paths = {}
+    for stem, _, _, png in figures:
+        path = os.path.join(figure_dir, f"{stem}.png")
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+            handle.write(png)
+        paths[stem] = path
+    paths["summary_csv"] = write_text_atomic(os.path.join(out_dir, "summary.csv"), summary.to_csv(float_format="%.6g"))
+    paths["markdown"] = write_text_atomic(
+        os.path.join(out_dir, "report.md"), _render_markdown(title, sections, figures, "figures")
+    )
+    paths["html"] = write_text_atomic(os.path.join(out_dir, "report.html"), _render_html(title, sections, figures))
+    return paths

@@ -1,0 +1,159 @@
+import base64
+import csv
+import importlib.util
+import os
+import re
+import shutil
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pytest
+
+from bayes_glmhmm.cli import main
+from bayes_glmhmm.convert import write_netcdf_atomic
+from bayes_glmhmm.relabel import invert_permutation, relabel_draws, relabel_samples
+from bayes_glmhmm.report import _relabeling, _state_probabilities, report_checks, write_report
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def posterior_file(small_posterior, tmp_path_factory):
+    path = tmp_path_factory.mktemp("posterior") / "posterior.nc"
+    write_netcdf_atomic(small_posterior.to_arviz(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(posterior_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return write_report(posterior_file, out)
+
+
+def test_report_writes_every_file(report):
+    for key in ("html", "markdown", "summary_csv", "energy", "trace", "rank", "state_probabilities"):
+        assert os.path.getsize(report[key]) > 0, key
+    folder = os.path.dirname(report["html"])
+    assert not [name for name in os.listdir(folder) if name.startswith(".tmp-")]
+
+
+def test_html_is_self_contained(report):
+    text = Path(report["html"]).read_text(encoding="utf-8")
+    references = re.findall(r'(?:src|href)="([^"]*)"', text)
+    assert references
+    assert all(ref.startswith(("data:image/png;base64,", "#")) for ref in references), references
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    figure_keys = [key for key in report if key not in ("html", "markdown", "summary_csv")]
+    assert len(images) == len(figure_keys)
+    for encoded in images:
+        assert base64.b64decode(encoded).startswith(b"\x89PNG")
+    for heading in ("Convergence checks", "Summary table", "Relabeling", "Posterior state probabilities"):
+        assert heading in text
+
+
+def test_markdown_references_its_figures(report):
+    text = Path(report["markdown"]).read_text(encoding="utf-8")
+    folder = os.path.dirname(report["markdown"])
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert linked
+    for path in linked:
+        assert os.path.isfile(os.path.join(folder, path)), path
+    assert "| check | value | threshold | result | detail |" in text
+
+
+def test_summary_csv_has_every_parameter(report):
+    with open(report["summary_csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 + 9 + 3 + 3 + 3
+    assert {"r_hat", "ess_bulk", "ess_tail"} <= set(rows[0])
+
+
+def test_checks_flag_a_chain_in_another_place(posterior_file):
+    idata = az.from_netcdf(posterior_file)
+    assert {check["check"].split(" (")[0]: check for check in report_checks(idata)}["stuck chains"]["passed"]
+    shifted = idata.copy()
+    shifted.posterior["weights"].values[1] += 1.0
+    shifted.posterior.attrs["stuck_chains"] = "[1]"
+    checks = {check["check"].split(" (")[0]: check for check in report_checks(shifted)}
+    assert not checks["R-hat"]["passed"]
+    assert not checks["stuck chains"]["passed"]
+    assert checks["divergent transitions"]["threshold"] == "≤ 0"
+
+
+def test_flagged_cells_are_marked_in_html_and_markdown(posterior_file, tmp_path):
+    idata = az.from_netcdf(posterior_file)
+    idata.posterior["weights"].values[1] += 1.0
+    # Padded sequences carry NaN state probabilities after their end (and in sequence 0 here).
+    idata.posterior_states["state_probabilities"].values[:2, 40:] = np.nan
+    paths = write_report(idata, tmp_path, title="shifted")
+    text = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "Do not trust this posterior yet" in text
+    assert text.count('class="right flag"') >= 3  # the three weights' R-hat at least
+    markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert "(!)**" in markdown
+    assert "| 1 | 40 |" in markdown  # sequence 1 counts only its 40 valid steps
+
+
+def test_raw_draws_are_recovered_from_the_stored_permutations(rng):
+    """relabel_draws(relabeled, inverse(perm)) gives back exactly what the sampler produced."""
+    raw = {
+        "weights": rng.normal(size=(2, 40, 3, 1)),
+        "biases": rng.normal(size=(2, 40, 3)),
+        "scales": rng.uniform(0.5, 2.0, size=(2, 40, 3)),
+        "initial_probs": rng.dirichlet(np.ones(3), size=(2, 40)),
+        "transition_matrix": rng.dirichlet(np.ones(3), size=(2, 40, 3)),
+    }
+    result = relabel_samples(raw)
+    assert (result.permutations != np.arange(3)).any()
+    back = relabel_draws(result.samples, invert_permutation(result.permutations))
+    for name, value in raw.items():
+        np.testing.assert_array_equal(back[name], value)
+
+
+def test_relabeling_section_sees_a_permuted_chain(posterior_file):
+    idata = az.from_netcdf(posterior_file)
+    idata.sample_stats["relabel_permutation"].values[1] = [1, 2, 0]  # chain 1 was sampled in other labels
+    relabeling = _relabeling(idata)
+    assert relabeling["per_chain"][1]["modal_permutation"] == [1, 2, 0]
+    assert relabeling["per_chain"][1]["draws_relabeled"] == 1.0
+    assert relabeling["per_chain"][1]["draws_off_modal"] == 0.0
+    assert relabeling["max_rhat_raw"] > 1.5 > 1.1 > relabeling["max_rhat_relabeled"]
+    np.testing.assert_array_equal(
+        relabeling["raw_samples"]["biases"][1], idata.posterior["biases"].values[1][:, [2, 0, 1]]
+    )
+
+
+def test_state_probabilities_are_recomputed_when_not_stored(posterior_file, small_posterior):
+    idata = az.from_netcdf(posterior_file)
+    stored = _state_probabilities(idata)
+    without = az.InferenceData(**{group: idata[group] for group in idata.groups() if group != "posterior_states"})
+    np.testing.assert_allclose(_state_probabilities(without), stored, atol=1e-5)
+    assert stored.shape == small_posterior.emissions.shape + (3,)
+
+
+def test_cli_report(posterior_file, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["report", str(posterior_file), "--out", str(out)]) == 0
+    assert (out / "report.html").stat().st_size > 0
+    assert "report.html" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "missing.nc")]) == 2
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")),
+    reason="no headless browser installed",
+)
+def test_report_renders_in_a_headless_browser(report, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "report_screenshot", os.path.join(REPOSITORY, "benchmarks", "report_screenshot.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    png = module.screenshot(report["html"], str(tmp_path / "shot.png"), width=1200, height=2000)
+    from matplotlib.image import imread
+
+    image = imread(png)
+    assert image.shape[:2] == (2000, 1200)
+    # Rendered, not blank: the page has text, tables and figures, so many distinct pixel values.
+    assert len(np.unique(image[..., :3].reshape(-1, 3), axis=0)) > 50
