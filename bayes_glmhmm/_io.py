@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 
-__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic", "save_figures_atomic"]
 
 
 @contextlib.contextmanager
@@ -49,3 +49,15 @@ def _to_builtin(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
+
+
+def save_figures_atomic(figures: dict, out, dpi: int = 110) -> list[str]:
+    """Save Matplotlib figures ``{file name: Figure}`` into ``out`` as PNG, each atomically.
+
+    Returns:
+        The file names written.
+    """
+    for name, figure in figures.items():
+        with atomic_path(os.path.join(out, name)) as temporary:
+            figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format="png")
+    return list(figures)

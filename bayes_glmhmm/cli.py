@@ -83,7 +83,7 @@ def run_demo(
     from tqdm.auto import tqdm
 
     from bayes_glmhmm import plots
-    from bayes_glmhmm._io import atomic_path, write_json_atomic, write_text_atomic
+    from bayes_glmhmm._io import save_figures_atomic, write_json_atomic, write_text_atomic
     from bayes_glmhmm.compare import compare_fits, comparison_to_csv, comparison_to_dict, comparison_to_markdown
     from bayes_glmhmm.convert import write_netcdf_atomic
     from bayes_glmhmm.em import fit_em
@@ -220,9 +220,8 @@ def run_demo(
         "lp_by_chain.png": plots.plot_lp_by_chain(posterior.sample_stats["lp"]),
         "em_log_probs.png": plots.plot_em_log_probs(em_ml.log_probs),
     }
-    for name, figure in figures.items():
-        with atomic_path(os.path.join(out, name)) as temporary:
-            figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
+    save_figures_atomic(figures, out)
+    for figure in figures.values():
         plt.close(figure)
     _stage("figures")
 

@@ -149,18 +149,6 @@ def _as_numpy_params(params) -> GLMHMMParams:
     return GLMHMMParams(*(np.asarray(p, dtype=np.float64) for p in params))
 
 
-def _permute_numpy(params: GLMHMMParams, permutation) -> GLMHMMParams:
-    """:func:`~bayes_glmhmm.params.permute_params` in NumPy, so that float64 values stay exact."""
-    permutation = np.asarray(permutation)
-    return GLMHMMParams(
-        initial_probs=params.initial_probs[permutation],
-        transition_matrix=params.transition_matrix[permutation][:, permutation],
-        weights=params.weights[permutation],
-        biases=params.biases[permutation],
-        scales=params.scales[permutation],
-    )
-
-
 def _is_posterior_start(em_result: EMResult, posterior: Posterior) -> bool:
     """Whether ``em_result`` is the posterior's own MAP-EM start (also after ``posterior.permute``)."""
     start = posterior.em
@@ -301,7 +289,7 @@ def compare_fits(
         posterior_perm = np.arange(num_states)
         em_perm = match_params(em_params, posterior.posterior_mean())
     posterior = posterior.permute(posterior_perm)
-    em_params = _permute_numpy(em_params, em_perm)
+    em_params = em_params.permute(em_perm)
 
     realized = None if true_states is None else _realized(true_states, posterior)
     rows = _parameter_rows(posterior.samples, em_params, truth, realized, prob)

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from bayes_glmhmm._io import atomic_path, write_json_atomic, write_text_atomic
+from bayes_glmhmm._io import save_figures_atomic, write_json_atomic, write_text_atomic
 from bayes_glmhmm.params import Priors, validate_num_states
 from bayes_glmhmm.tabular import TabularData, read_long_csv
 
@@ -212,9 +212,7 @@ def run_fit(
             sequence_label=f"sequence {table.sequence_ids[first]!s}",
         ),
     }
-    for name, figure in figures.items():
-        with atomic_path(os.path.join(out, name)) as temporary:
-            figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
+    save_figures_atomic(figures, out)
 
     diagnostics = posterior.diagnostics()
     summary = {

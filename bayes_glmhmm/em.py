@@ -17,7 +17,7 @@ from jaxtyping import Array, Float
 
 from bayes_glmhmm.model import batched_smoother, log_prior
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data, validate_num_states
-from bayes_glmhmm.standardize import fit_standardization, needs_standardization
+from bayes_glmhmm.standardize import standardize_if_requested
 
 __all__ = ["EMResult", "fit_em", "em_step", "initialize_params"]
 
@@ -226,22 +226,13 @@ def fit_em(
         raise ValueError(f"num_iters must be >= 1, got {num_iters}")
     if num_restarts < 1:
         raise ValueError(f"num_restarts must be >= 1, got {num_restarts}")
-    if standardize not in (True, False, "auto"):
-        raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
     inputs, emissions, mask = validate_data(inputs, emissions, mask)
-    standardization = fit_standardization(inputs, emissions, mask)
-    if standardize is True or (standardize == "auto" and needs_standardization(standardization)):
-        scaled_inputs, scaled_emissions = standardization.apply(inputs, emissions)
-        inputs, emissions = jnp.asarray(scaled_inputs, inputs.dtype), jnp.asarray(scaled_emissions, emissions.dtype)
-        if init_params is not None:
-            weights, biases, scales = standardization.to_standardized(
-                init_params.weights, init_params.biases, init_params.scales
-            )
-            init_params = GLMHMMParams(
-                init_params.initial_probs, init_params.transition_matrix, weights, biases, scales
-            )
-    else:
-        standardization = None
+    inputs, emissions, standardization = standardize_if_requested(inputs, emissions, mask, standardize)
+    if standardization is not None and init_params is not None:
+        weights, biases, scales = standardization.to_standardized(
+            init_params.weights, init_params.biases, init_params.scales
+        )
+        init_params = GLMHMMParams(init_params.initial_probs, init_params.transition_matrix, weights, biases, scales)
     if init_params is not None:
         dtype = inputs.dtype
         starts = jax.tree.map(lambda p: jnp.asarray(p, dtype)[None], GLMHMMParams(*init_params))

@@ -33,7 +33,7 @@ from bayes_glmhmm.model import (
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data, validate_num_states
 from bayes_glmhmm.relabel import relabel_draws, relabel_samples, state_features
 from bayes_glmhmm.simulate import simulate
-from bayes_glmhmm.standardize import fit_standardization, needs_standardization
+from bayes_glmhmm.standardize import standardize_if_requested
 
 __all__ = ["Posterior", "fit_nuts", "detect_stuck_chains", "PARAM_NAMES"]
 
@@ -454,8 +454,6 @@ def fit_nuts(
         raise ValueError(f"on_stuck must be 'warn', 'drop' or 'raise', got {on_stuck!r}")
     if chain_method not in ("auto", "parallel", "sequential", "vectorized"):
         raise ValueError(f"chain_method must be auto, parallel, sequential or vectorized, got {chain_method!r}")
-    if standardize not in (True, False, "auto"):
-        raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
     inputs, emissions, mask = validate_data(inputs, emissions, mask)
     if lengths is not None:
         lengths = np.asarray(lengths)
@@ -465,12 +463,7 @@ def fit_nuts(
     if num_states > int(mask.sum()):
         raise ValueError(f"num_states={num_states} exceeds the number of observed emissions ({int(mask.sum())})")
     original_inputs, original_emissions = inputs, emissions
-    standardization = fit_standardization(inputs, emissions, mask)
-    if standardize is True or (standardize == "auto" and needs_standardization(standardization)):
-        scaled_inputs, scaled_emissions = standardization.apply(inputs, emissions)
-        inputs, emissions = jnp.asarray(scaled_inputs, inputs.dtype), jnp.asarray(scaled_emissions, emissions.dtype)
-    else:
-        standardization = None
+    inputs, emissions, standardization = standardize_if_requested(inputs, emissions, mask, standardize)
 
     key = jax.random.PRNGKey(seed)
     key_jitter, key_nuts = jax.random.split(key)

@@ -54,7 +54,8 @@ def permute_params(params: GLMHMMParams, permutation) -> GLMHMMParams:
 
     Works on unbatched parameters; the transition matrix is permuted on both axes.
     """
-    permutation = jnp.asarray(permutation)
+    # NumPy indices keep NumPy parameters NumPy (float64 stays exact) and index JAX arrays too.
+    permutation = np.asarray(permutation)
     return GLMHMMParams(
         initial_probs=params.initial_probs[permutation],
         transition_matrix=params.transition_matrix[permutation][:, permutation],

@@ -16,11 +16,12 @@ Initial and transition probabilities are unit-free and unchanged.
 
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from bayes_glmhmm.params import GLMHMMParams
 
-__all__ = ["Standardization", "fit_standardization", "needs_standardization"]
+__all__ = ["Standardization", "fit_standardization", "needs_standardization", "standardize_if_requested"]
 
 # "Far from unit scale": a spread outside [1/10, 10] or a centre more than 10 away from 0.
 SCALE_RANGE = (0.1, 10.0)
@@ -124,3 +125,34 @@ def needs_standardization(standardization: Standardization) -> bool:
     scales = np.append(standardization.input_scale, standardization.emission_scale)
     means = np.append(standardization.input_mean, standardization.emission_mean)
     return bool(np.any((scales < low) | (scales > high)) or np.any(np.abs(means) > MAX_ABS_MEAN))
+
+
+def standardize_if_requested(inputs, emissions, mask, standardize):
+    """Apply the ``standardize`` option of the fitting functions.
+
+    Args:
+        inputs: (N, T, D) validated covariates (a JAX array).
+        emissions: (N, T) validated observations.
+        mask: (N, T) observed steps.
+        standardize: True, False or ``"auto"`` (only when :func:`needs_standardization`).
+
+    Returns:
+        ``(inputs, emissions, standardization)``: the arrays to fit, in the input dtype, and the
+        :class:`Standardization` applied, or None when the data are fitted as given.
+
+    Raises:
+        ValueError: for any other value of ``standardize``.
+    """
+    if standardize not in (True, False, "auto"):
+        raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
+    if standardize is False:
+        return inputs, emissions, None
+    standardization = fit_standardization(inputs, emissions, mask)
+    if standardize == "auto" and not needs_standardization(standardization):
+        return inputs, emissions, None
+    scaled_inputs, scaled_emissions = standardization.apply(inputs, emissions)
+    return (
+        jnp.asarray(scaled_inputs, inputs.dtype),
+        jnp.asarray(scaled_emissions, emissions.dtype),
+        standardization,
+    )
