@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import unconstrain_fn
 
 from bayes_glmhmm.em import EMResult, fit_em
@@ -32,13 +31,13 @@ from bayes_glmhmm.model import (
 )
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data, validate_num_states
 from bayes_glmhmm.relabel import relabel_draws, relabel_samples, state_features
+from bayes_glmhmm.sampler import run_nuts
 from bayes_glmhmm.simulate import simulate
 from bayes_glmhmm.standardize import standardize_if_requested
 
 __all__ = ["Posterior", "fit_nuts", "detect_stuck_chains", "PARAM_NAMES"]
 
 PARAM_NAMES = ("initial_probs", "transition_matrix", "weights", "biases", "scales")
-EXTRA_FIELDS = ("diverging", "energy", "num_steps", "adapt_state.step_size", "potential_energy")
 
 
 def detect_stuck_chains(log_density: np.ndarray, threshold: float | None = None) -> tuple[list[int], float]:
@@ -311,10 +310,40 @@ class Posterior:
         )
 
 
-def _chain_method(requested: str, num_chains: int) -> str:
-    if requested != "auto":
-        return requested
-    return "parallel" if num_chains > 1 and jax.local_device_count() >= num_chains else "sequential"
+def _chain_method(requested: str, num_chains: int, sequence_devices: int) -> str:
+    available = jax.local_device_count()
+    if sequence_devices > available:
+        raise ValueError(f"sequence_devices={sequence_devices} exceeds the {available} available devices")
+    if requested == "auto":
+        return "parallel" if num_chains > 1 and available >= num_chains * sequence_devices else "sequential"
+    if requested == "parallel" and available < num_chains * sequence_devices:
+        raise ValueError(
+            f"chain_method='parallel' needs num_chains x sequence_devices = {num_chains * sequence_devices} devices, "
+            f"{available} available (on CPU: numpyro.set_host_device_count before JAX starts)"
+        )
+    return requested
+
+
+def _uniform_initial_values(key, model_kwargs, num_chains: int) -> dict:
+    """NumPyro's ``init_to_uniform``: every unconstrained coordinate ~ Uniform(-2, 2), per chain."""
+    num_states = model_kwargs["num_states"]
+    prototype = unconstrain_fn(
+        glmhmm_model,
+        (),
+        model_kwargs,
+        {
+            "initial_probs": jnp.full(num_states, 1.0 / num_states),
+            "transition_matrix": jnp.full((num_states, num_states), 1.0 / num_states),
+            "weights": jnp.zeros((num_states, model_kwargs["inputs"].shape[-1])),
+            "centred_biases": jnp.zeros(num_states),
+            "scales": jnp.ones(num_states),
+        },
+    )
+    keys = jax.random.split(key, len(prototype))
+    return {
+        name: jax.random.uniform(k, (num_chains, *jnp.shape(value)), jnp.result_type(value), -2.0, 2.0)
+        for k, (name, value) in zip(keys, sorted(prototype.items()), strict=True)
+    }
 
 
 def _initial_values(key, starts: list, model_kwargs, jitter: float) -> dict:
@@ -348,8 +377,6 @@ def _initial_values(key, starts: list, model_kwargs, jitter: float) -> dict:
                 for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
             }
         )
-    if len(per_chain) == 1:
-        return per_chain[0]  # NumPyro takes unbatched starting points for a single chain
     return {name: jnp.stack([chain[name] for chain in per_chain]) for name in per_chain[0]}
 
 
@@ -397,6 +424,8 @@ def fit_nuts(
     init_jitter: float = 0.1,
     on_stuck: str = "warn",
     standardize="auto",
+    sequence_devices: int = 1,
+    time_parallel: bool = False,
 ) -> Posterior:
     """Sample the posterior of a K-state Gaussian GLM-HMM with NUTS, states marginalized.
 
@@ -432,6 +461,16 @@ def fit_nuts(
             (:mod:`bayes_glmhmm.standardize`). ``"auto"`` applies it only to data far from unit
             scale (a spread outside [0.1, 10] or a mean beyond +-10), so the article's data keep
             the article's priors exactly. ``posterior.settings["standardization"]`` records it.
+        sequence_devices: number of devices that share each chain's batch of sequences
+            (``jax.shard_map`` over a (chains, sequences) mesh; each device computes the
+            likelihood and gradient of its slice). With ``chain_method="parallel"`` the fit uses
+            ``num_chains * sequence_devices`` devices. On CPU, create host devices with
+            ``numpyro.set_host_device_count`` before JAX starts; on GPUs they are the GPUs.
+            Results agree with one device up to floating-point summation order.
+        time_parallel: compute the likelihood with the parallel-in-time (associative) reduction,
+            O(log T) sequential depth instead of O(T). Same posterior; it pays on accelerators with
+            few long sequences and is 1.6-8x slower per gradient on CPUs
+            (``results/benchmarks/scaling.csv``).
         on_stuck: what to do with chains detected as stuck: ``"warn"`` (keep, warn), ``"drop"``
             (warn and remove them) or ``"raise"``.
 
@@ -445,6 +484,7 @@ def fit_nuts(
         ("num_chains", num_chains, 1),
         ("num_warmup", num_warmup, 0),
         ("num_samples", num_samples, 1),
+        ("sequence_devices", sequence_devices, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -454,6 +494,7 @@ def fit_nuts(
         raise ValueError(f"on_stuck must be 'warn', 'drop' or 'raise', got {on_stuck!r}")
     if chain_method not in ("auto", "parallel", "sequential", "vectorized"):
         raise ValueError(f"chain_method must be auto, parallel, sequential or vectorized, got {chain_method!r}")
+    method = _chain_method(chain_method, num_chains, sequence_devices)
     inputs, emissions, mask = validate_data(inputs, emissions, mask)
     if lengths is not None:
         lengths = np.asarray(lengths)
@@ -505,35 +546,34 @@ def fit_nuts(
             ]
         init_params = _initial_values(key_jitter, starts, model_kwargs, init_jitter)
 
-    method = _chain_method(chain_method, num_chains)
-    kernel = NUTS(
-        glmhmm_model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass
-    )
-    mcmc = MCMC(
-        kernel,
+    if init_params is None:  # init="prior": NumPyro's init_to_uniform, Uniform(-2, 2) in the unconstrained space
+        init_params = _uniform_initial_values(key_jitter, model_kwargs, num_chains)
+    nuts_start = time.perf_counter()
+    draws = run_nuts(
+        key_nuts,
+        init_params,
+        {name: value for name, value in model_kwargs.items() if name != "num_states"},
+        num_states,
         num_warmup=num_warmup,
         num_samples=num_samples,
-        num_chains=num_chains,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
         chain_method=method,
+        sequence_devices=sequence_devices,
+        time_parallel=time_parallel,
         progress_bar=progress_bar,
     )
-    nuts_start = time.perf_counter()
-    with warnings.catch_warnings():
-        # We choose the chain method ourselves; NumPyro's advice about device counts is noise here.
-        warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc.run(key_nuts, init_params=init_params, extra_fields=EXTRA_FIELDS, **model_kwargs)
-    raw = {name: np.asarray(value) for name, value in mcmc.get_samples(group_by_chain=True).items()}
-    extra = {name: np.asarray(value) for name, value in mcmc.get_extra_fields(group_by_chain=True).items()}
     wall["nuts"] = time.perf_counter() - nuts_start
+    raw = draws.samples
 
-    num_steps = extra["num_steps"]
     sample_stats = {
-        "diverging": extra["diverging"].astype(bool),
-        "energy": extra["energy"],
-        "n_steps": num_steps,
-        "tree_depth": np.floor(np.log2(np.maximum(num_steps, 1))).astype(int) + 1,
-        "step_size": extra["adapt_state.step_size"],
-        "lp": -extra["potential_energy"],
+        "diverging": draws.diverging,
+        "energy": draws.energy,
+        "n_steps": draws.num_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(draws.num_steps, 1))).astype(int) + 1,
+        "step_size": draws.step_size,
+        "lp": -draws.potential_energy,
     }
     stuck, threshold = detect_stuck_chains(sample_stats["lp"]) if num_chains > 1 else ([], float("nan"))
 
@@ -572,6 +612,8 @@ def fit_nuts(
             num_samples=num_samples,
             seed=seed,
             chain_method=method,
+            sequence_devices=sequence_devices,
+            time_parallel=bool(time_parallel),
             target_accept_prob=target_accept_prob,
             max_tree_depth=max_tree_depth,
             dense_mass=dense_mass,

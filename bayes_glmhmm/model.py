@@ -8,10 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from bayes_glmhmm.emissions import gaussian_glm_log_likelihoods
-from bayes_glmhmm.inference import hmm_filter, hmm_marginal_loglik, hmm_sample_states, hmm_smoother, hmm_viterbi
+from bayes_glmhmm.inference import (
+    hmm_filter,
+    hmm_marginal_loglik,
+    hmm_marginal_loglik_parallel,
+    hmm_sample_states,
+    hmm_smoother,
+    hmm_viterbi,
+)
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "batched_log_likelihoods",
     "batched_marginal_loglik",
     "batched_smoother",
+    "sum_over_devices",
 ]
 
 
@@ -42,6 +51,7 @@ def batched_marginal_loglik(
     emissions: Float[Array, "num_sequences num_timesteps"],
     mask: Bool[Array, "num_sequences num_timesteps"],
     adjoint: bool = False,
+    time_parallel: bool = False,
 ) -> Float[Array, " num_sequences"]:
     """The marginal log-likelihood log p(y[n] | x[n], theta) of every sequence; no validation.
 
@@ -53,8 +63,14 @@ def batched_marginal_loglik(
         adjoint: use :func:`~bayes_glmhmm.inference.hmm_marginal_loglik`, whose reverse-mode
             gradient is the analytic forward-backward one (first order only); otherwise plain
             autodiff of the filter, differentiable to any order.
+        time_parallel: use :func:`~bayes_glmhmm.inference.hmm_marginal_loglik_parallel`, O(log T)
+            sequential depth (autodiff gradient); for accelerators with few long sequences, slower
+            on CPUs. Takes precedence over ``adjoint``.
     """
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    if time_parallel:
+        per_sequence = jax.vmap(hmm_marginal_loglik_parallel, in_axes=(None, None, 0, 0))
+        return per_sequence(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
     if adjoint:
         per_sequence = jax.vmap(hmm_marginal_loglik, in_axes=(None, None, 0, 0))
         return per_sequence(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
@@ -146,6 +162,30 @@ def _ffbs_batch(key, params, inputs, emissions, mask):
     return ffbs(keys, params.initial_probs, params.transition_matrix, log_likelihoods, mask)
 
 
+def sum_over_devices(function, axis_name: str):
+    """``params -> psum(function(params))`` over the mesh axis ``axis_name``, for replicated params.
+
+    Under ``shard_map(check_vma=False)`` autodiff would transpose ``psum`` into another
+    ``psum`` and scale the gradient by the number of devices; here the gradient is the sum of
+    the devices' local gradients, the gradient of the sum.
+    """
+
+    @jax.custom_vjp
+    def total(params):
+        return lax.psum(function(params), axis_name)
+
+    def forward(params):
+        value, pullback = jax.vjp(function, params)
+        return lax.psum(value, axis_name), pullback
+
+    def backward(pullback, cotangent):
+        (gradient,) = pullback(cotangent)
+        return (jax.tree.map(lambda part: lax.psum(part, axis_name), gradient),)
+
+    total.defvjp(forward, backward)
+    return total
+
+
 def _prior_distributions(num_states: int, input_dim: int, priors: Priors) -> dict:
     """The article's priors as NumPyro distributions, one per parameter (biases included)."""
     return {
@@ -173,6 +213,8 @@ def glmhmm_model(
     priors: Priors,
     input_mean: Float[Array, " input_dim"],
     adjoint: bool = True,
+    sequence_axis_name: str | None = None,
+    time_parallel: bool = False,
 ) -> None:
     """NumPyro model of the GLM-HMM with the hidden states marginalized.
 
@@ -191,6 +233,11 @@ def glmhmm_model(
         input_mean: (D,) mean of the observed inputs, used only to centre.
         adjoint: differentiate the marginal likelihood with the analytic forward-backward
             adjoint (default) instead of autodiff through the scan; same value and gradient.
+        sequence_axis_name: inside :func:`jax.shard_map`, the mesh axis over which the sequences
+            are split; the log-likelihoods of all devices are added (with a ``psum`` whose
+            gradient is the sum of the devices' gradients). None: this device holds them all.
+        time_parallel: compute the marginal likelihood with the parallel-in-time reduction
+            (:func:`~bayes_glmhmm.inference.hmm_marginal_loglik_parallel`); same value.
     """
     input_dim = inputs.shape[-1]
     distributions = _prior_distributions(num_states, input_dim, priors)
@@ -204,5 +251,13 @@ def glmhmm_model(
     numpyro.factor("biases_prior", distributions["biases"].log_prob(biases))
     scales = numpyro.sample("scales", distributions["scales"])
     params = GLMHMMParams(initial_probs, transition_matrix, weights, centred_biases, scales)
-    marginal_loglik = batched_marginal_loglik(params, inputs - input_mean, emissions, mask, adjoint=adjoint)
-    numpyro.factor("marginal_loglik", jnp.sum(marginal_loglik))
+
+    def total_loglik(params):
+        per_sequence = batched_marginal_loglik(
+            params, inputs - input_mean, emissions, mask, adjoint=adjoint, time_parallel=time_parallel
+        )
+        return jnp.sum(per_sequence)
+
+    if sequence_axis_name is not None:
+        total_loglik = sum_over_devices(total_loglik, sequence_axis_name)
+    numpyro.factor("marginal_loglik", total_loglik(params))

@@ -1,0 +1,320 @@
+"""The NUTS runner under :func:`~bayes_glmhmm.mcmc.fit_nuts`: compiled once, spread over devices.
+
+NumPyro's ``MCMC`` driver re-traces and re-compiles its sampler on every call and runs parallel
+chains with ``pmap`` only. This runner drives NumPyro's own NUTS kernel
+(:func:`numpyro.infer.hmc.hmc`, the same transition and adaptation) with the data passed as
+arguments, so that
+
+- a second fit with the same shapes and settings reuses the compiled sampler (different data,
+  priors, seeds and starting points included), and
+- it runs under :func:`jax.shard_map` on a two-axis device mesh: chains along ``"chains"`` and
+  the batch of sequences along ``"sequences"``. Each device holds one slice of the sequences,
+  computes its part of the log-likelihood and its gradient, and a ``psum`` adds them, so every
+  device of a chain follows the same trajectory. The same code runs on CPU host devices
+  (``XLA_FLAGS=--xla_force_host_platform_device_count=8`` or
+  ``numpyro.set_host_device_count``), on GPUs, and multi-host.
+
+The iterations run in chunks of one compiled length, so a progress bar can advance between them.
+"""
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import constrain_fn, potential_energy
+from tqdm.auto import tqdm
+
+from bayes_glmhmm.model import glmhmm_model
+
+__all__ = ["NutsDraws", "compiled_programs", "run_nuts", "sequence_mesh"]
+
+CHAIN_AXIS = "chains"
+SEQUENCE_AXIS = "sequences"
+NUM_CHUNKS = 20  # progress-bar resolution; every chunk reuses one compiled function
+
+
+class NutsDraws(NamedTuple):
+    """What the runner returns, NumPy arrays with leading axes (chain, draw).
+
+    Attributes:
+        samples: constrained draws of every model site, ``biases`` included.
+        diverging: whether the trajectory diverged.
+        energy: Hamiltonian at the draw.
+        num_steps: leapfrog steps (gradient evaluations) of the transition.
+        step_size: the (adapted) leapfrog step size.
+        potential_energy: minus the unnormalized log posterior density in the unconstrained space.
+        num_devices: devices used, by mesh axis: ``{"chains": C, "sequences": S}``.
+    """
+
+    samples: dict
+    diverging: np.ndarray
+    energy: np.ndarray
+    num_steps: np.ndarray
+    step_size: np.ndarray
+    potential_energy: np.ndarray
+    num_devices: dict
+
+
+class _Settings(NamedTuple):
+    """Static (compile-time) settings of one sampler."""
+
+    num_states: int
+    num_warmup: int
+    chunk_length: int
+    target_accept_prob: float
+    max_tree_depth: int
+    dense_mass: bool
+    within_device: str  # "map" or "vmap": how one device runs its share of the chains
+    sequence_axis: str | None
+    time_parallel: bool
+
+
+def sequence_mesh(num_chain_devices: int, num_sequence_devices: int, devices=None) -> Mesh:
+    """A (chains, sequences) device mesh over the first ``C * S`` devices.
+
+    Args:
+        num_chain_devices: C, device groups that run chains side by side.
+        num_sequence_devices: S, devices that share the sequences of one chain.
+        devices: devices to use; ``jax.devices()`` by default.
+
+    Raises:
+        ValueError: if fewer than C * S devices are available.
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    needed = num_chain_devices * num_sequence_devices
+    if needed > len(devices):
+        raise ValueError(
+            f"need {num_chain_devices} x {num_sequence_devices} = {needed} devices, only {len(devices)} available "
+            "(on CPU: numpyro.set_host_device_count or XLA_FLAGS=--xla_force_host_platform_device_count)"
+        )
+    grid = np.asarray(devices[:needed], dtype=object).reshape(num_chain_devices, num_sequence_devices)
+    return Mesh(grid, (CHAIN_AXIS, SEQUENCE_AXIS))
+
+
+def _potential_fn_gen(settings: _Settings):
+    model = functools.partial(
+        glmhmm_model,
+        num_states=settings.num_states,
+        sequence_axis_name=settings.sequence_axis,
+        adjoint=True,
+        time_parallel=settings.time_parallel,
+    )
+
+    def generate(**model_kwargs):
+        return functools.partial(potential_energy, model, (), model_kwargs)
+
+    return generate
+
+
+def _nuts_kernels(settings: _Settings, z, model_kwargs):
+    """NumPyro's NUTS init and transition functions, set up for ``settings``.
+
+    ``hmc``'s ``init_kernel`` also configures the transition (adaptation schedule, tree depth)
+    held in its closure, so every traced function that calls ``sample_kernel`` calls
+    ``init_kernel`` first; its other outputs are unused there and compiled away.
+    """
+    init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_fn_gen(settings), algo="NUTS")
+
+    def init(key):
+        return init_kernel(
+            z,
+            settings.num_warmup,
+            dense_mass=settings.dense_mass,
+            target_accept_prob=settings.target_accept_prob,
+            trajectory_length=None,
+            max_tree_depth=settings.max_tree_depth,
+            model_kwargs=model_kwargs,
+            rng_key=key,
+        )
+
+    return init, sample_kernel
+
+
+def _over_local_chains(settings: _Settings, function, *batched):
+    if settings.within_device == "vmap":
+        return jax.vmap(function)(*batched)
+    return lax.map(lambda args: function(*args), batched)
+
+
+def _local_init(settings, keys, z, model_kwargs):
+    def one_chain(key, chain_z):
+        init, _ = _nuts_kernels(settings, chain_z, model_kwargs)
+        return init(key)
+
+    return _over_local_chains(settings, one_chain, keys, z)
+
+
+def _local_advance(settings, states, num_valid, model_kwargs):
+    def one_chain(state):
+        init, sample_kernel = _nuts_kernels(settings, state.z, model_kwargs)
+        init(state.rng_key)  # configures sample_kernel; the state it builds is discarded
+
+        def _transition(state):
+            return sample_kernel(state, model_kwargs=model_kwargs)
+
+        def _step(state, index):
+            state = lax.cond(index < num_valid, _transition, lambda unchanged: unchanged, state)
+            stats = (state.diverging, state.energy, state.num_steps, state.adapt_state.step_size)
+            return state, (state.z, state.potential_energy, stats)
+
+        return lax.scan(_step, state, jnp.arange(settings.chunk_length))
+
+    return _over_local_chains(settings, one_chain, states)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(settings: _Settings, mesh_shape: tuple, device_ids: tuple):
+    """Jitted init and chunk functions for one setting and mesh (cached: compiled once per shape)."""
+    devices = {device.id: device for device in jax.devices()}
+    grid = np.asarray([devices[i] for i in device_ids], dtype=object).reshape(mesh_shape)
+    mesh = Mesh(grid, (CHAIN_AXIS, SEQUENCE_AXIS))
+    data_specs = dict(
+        inputs=P(SEQUENCE_AXIS), emissions=P(SEQUENCE_AXIS), mask=P(SEQUENCE_AXIS), priors=P(), input_mean=P()
+    )
+    # check_vma=False: the chain state is replicated along "sequences" by construction (every
+    # device adds the same psum), and glmhmm_model's psum carries its own gradient rule.
+    init = jax.shard_map(
+        functools.partial(_local_init, settings),
+        mesh=mesh,
+        in_specs=(P(CHAIN_AXIS), P(CHAIN_AXIS), data_specs),
+        out_specs=P(CHAIN_AXIS),
+        check_vma=False,
+    )
+    advance = jax.shard_map(
+        functools.partial(_local_advance, settings),
+        mesh=mesh,
+        in_specs=(P(CHAIN_AXIS), P(), data_specs),
+        out_specs=P(CHAIN_AXIS),
+        check_vma=False,
+    )
+    constrain_model = functools.partial(glmhmm_model, num_states=settings.num_states)
+
+    def constrain(z, model_kwargs):
+        one = functools.partial(constrain_fn, constrain_model, (), model_kwargs, return_deterministic=True)
+        return jax.vmap(jax.vmap(one))(z)
+
+    functions = (jax.jit(init), jax.jit(advance), jax.jit(constrain))
+    _JITTED.extend(functions)
+    return (mesh, *functions)
+
+
+_JITTED: list = []  # every jitted function _compiled has made, for compiled_programs()
+
+
+def compiled_programs() -> int:
+    """How many programs the runner has compiled in this process (one per function and shape)."""
+    return sum(function._cache_size() for function in _JITTED)
+
+
+def _pad_sequences(model_kwargs: dict, multiple: int) -> dict:
+    """Append fully masked sequences so the batch splits evenly; they add exactly 0 to the log-likelihood."""
+    num_sequences = model_kwargs["emissions"].shape[0]
+    extra = (-num_sequences) % multiple
+    if extra == 0:
+        return model_kwargs
+    padded = dict(model_kwargs)
+    for name in ("inputs", "emissions", "mask"):
+        value = model_kwargs[name]
+        padded[name] = jnp.concatenate([value, jnp.zeros((extra, *value.shape[1:]), value.dtype)])
+    return padded
+
+
+def run_nuts(
+    key,
+    init_z: dict,
+    model_kwargs: dict,
+    num_states: int,
+    *,
+    num_warmup: int,
+    num_samples: int,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    chain_method: str = "sequential",
+    sequence_devices: int = 1,
+    time_parallel: bool = False,
+    progress_bar: bool = False,
+) -> NutsDraws:
+    """Run NUTS chains on :func:`~bayes_glmhmm.model.glmhmm_model` and return the kept draws.
+
+    Args:
+        key: PRNG key; chain c uses ``jax.random.split(key, num_chains)[c]``.
+        init_z: starting points in the unconstrained space, each leaf with a leading chain axis.
+        model_kwargs: ``inputs``, ``emissions``, ``mask``, ``priors`` and ``input_mean`` of the model.
+        num_states: K.
+        num_warmup: adaptation iterations per chain (discarded).
+        num_samples: kept draws per chain.
+        target_accept_prob: NUTS target acceptance probability.
+        max_tree_depth: NUTS maximum tree depth.
+        dense_mass: adapt a dense mass matrix.
+        chain_method: ``"parallel"`` (one device group per chain), ``"sequential"`` (one after the
+            other) or ``"vectorized"`` (all chains batched in one program).
+        sequence_devices: devices sharing each chain's batch of sequences (S of the mesh).
+        time_parallel: the parallel-in-time marginal likelihood (for accelerators, long T).
+        progress_bar: show a progress bar over the iterations.
+
+    Returns:
+        A :class:`NutsDraws`.
+    """
+    num_chains = jax.tree.leaves(init_z)[0].shape[0]
+    num_chain_devices = num_chains if chain_method == "parallel" else 1
+    mesh = sequence_mesh(num_chain_devices, sequence_devices)
+    total = num_warmup + num_samples
+    settings = _Settings(
+        num_states=num_states,
+        num_warmup=num_warmup,
+        chunk_length=math.ceil(total / NUM_CHUNKS),
+        target_accept_prob=float(target_accept_prob),
+        max_tree_depth=int(max_tree_depth),
+        dense_mass=bool(dense_mass),
+        within_device="vmap" if chain_method == "vectorized" else "map",
+        sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,
+        time_parallel=bool(time_parallel),
+    )
+    mesh, init, advance, constrain = _compiled(
+        settings, mesh.devices.shape, tuple(device.id for device in mesh.devices.flat)
+    )
+    sharded_kwargs = _pad_sequences(model_kwargs, sequence_devices)
+    sharded_kwargs = {
+        name: (
+            jax.device_put(value, NamedSharding(mesh, P(SEQUENCE_AXIS)))
+            if name in ("inputs", "emissions", "mask")
+            else value
+        )
+        for name, value in sharded_kwargs.items()
+    }
+    chain_keys = jax.random.split(key, num_chains)
+    states = init(chain_keys, init_z, sharded_kwargs)
+    zs, potentials, stats = [], [], []
+    done = 0
+    with tqdm(total=total, disable=not progress_bar, desc="NUTS") as bar:
+        while done < total:
+            num_valid = min(settings.chunk_length, total - done)
+            states, (z, potential, stat) = advance(states, jnp.int32(num_valid), sharded_kwargs)
+            keep = slice(max(0, num_warmup - done), num_valid)  # drop warmup and the chunk's idle tail
+            zs.append(jax.tree.map(lambda value, keep=keep: value[:, keep], z))
+            potentials.append(potential[:, keep])
+            stats.append(jax.tree.map(lambda value, keep=keep: value[:, keep], stat))
+            done += num_valid
+            bar.update(num_valid)
+    z = jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1), *zs)
+    diverging, energy, num_steps, step_size = (
+        np.concatenate([np.asarray(part[i]) for part in stats], axis=1) for i in range(4)
+    )
+    samples = constrain(z, model_kwargs)
+    return NutsDraws(
+        samples={name: np.asarray(value) for name, value in samples.items()},
+        diverging=diverging.astype(bool),
+        energy=energy,
+        num_steps=num_steps,
+        step_size=step_size,
+        potential_energy=np.concatenate([np.asarray(part) for part in potentials], axis=1),
+        num_devices={CHAIN_AXIS: num_chain_devices, SEQUENCE_AXIS: sequence_devices},
+    )
