@@ -1,11 +1,13 @@
 """Atomic file writing: every result file is either complete or absent, never half-written."""
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
 
-__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic", "save_figures_atomic"]
+__all__ = ["atomic_path", "csv_text", "markdown_table", "write_json_atomic", "write_text_atomic", "save_figures_atomic"]
 
 
 @contextlib.contextmanager
@@ -61,3 +63,19 @@ def save_figures_atomic(figures: dict, out, dpi: int = 110) -> list[str]:
         with atomic_path(os.path.join(out, name)) as temporary:
             figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format="png")
     return list(figures)
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """CSV text with proper quoting (labels such as ``weight[0, x]`` contain commas); floats to 6 digits."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows])
+    return buffer.getvalue()
+
+
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    """The lines of a Markdown table; cells are written with ``str``."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return lines

@@ -16,11 +16,11 @@ import time
 __all__ = ["main", "run_demo"]
 
 
-def _configure_devices(num_chains: int) -> None:
-    """Give XLA one host device per chain so that chains run in parallel (before JAX starts)."""
+def _configure_devices(num_devices: int) -> None:
+    """Give XLA enough host devices (one per chain and sequence shard) before JAX starts."""
     import numpyro
 
-    numpyro.set_host_device_count(max(num_chains, os.cpu_count() or 1))
+    numpyro.set_host_device_count(max(num_devices, os.cpu_count() or 1))
 
 
 def _versions() -> dict:
@@ -83,7 +83,7 @@ def run_demo(
     from tqdm.auto import tqdm
 
     from bayes_glmhmm import plots
-    from bayes_glmhmm._io import save_figures_atomic, write_json_atomic, write_text_atomic
+    from bayes_glmhmm._io import csv_text, save_figures_atomic, write_json_atomic, write_text_atomic
     from bayes_glmhmm.compare import compare_fits, comparison_to_csv, comparison_to_dict, comparison_to_markdown
     from bayes_glmhmm.convert import write_netcdf_atomic
     from bayes_glmhmm.em import fit_em
@@ -151,26 +151,11 @@ def run_demo(
         "upper",
         "covered",
     ]
-    lines = [
-        ",".join(
-            [
-                "parameter",
-                "index",
-                "truth",
-                "em_ml",
-                "posterior_mean",
-                "posterior_sd",
-                "lower_94",
-                "upper_94",
-                "covered",
-            ]
-        )
+    csv_header = ["parameter", "index", "truth", "em_ml", "posterior_mean", "posterior_sd", "lower_94", "upper_94"]
+    csv_rows = [
+        [row["parameter"], "-".join(map(str, row["index"])) or "-", *(row[name] for name in header[2:])] for row in rows
     ]
-    for row in rows:
-        values = [row["parameter"], "-".join(map(str, row["index"])) or "-"]
-        values += [f"{row[name]:.6g}" if isinstance(row[name], float) else str(row[name]) for name in header[2:]]
-        lines.append(",".join(values))
-    write_text_atomic(os.path.join(out, "parameters.csv"), "\n".join(lines) + "\n")
+    write_text_atomic(os.path.join(out, "parameters.csv"), csv_text([*csv_header, "covered"], csv_rows))
 
     comparison = compare_fits(
         posterior,
@@ -329,6 +314,17 @@ def _build_parser() -> argparse.ArgumentParser:
     ]:
         fit.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default 1)")
     fit.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
+    fit.add_argument(
+        "--sequence-devices",
+        type=int,
+        default=1,
+        help="devices that split each chain's sequences (default 1; CPU host devices are created as needed)",
+    )
+    fit.add_argument(
+        "--time-parallel",
+        action="store_true",
+        help="parallel-in-time likelihood (O(log T) depth; pays on GPUs with few long sequences, not on CPUs)",
+    )
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
     report = commands.add_parser("report", help="write an HTML and Markdown diagnostic report of a saved posterior")
     report.add_argument("posterior", help="InferenceData netCDF file written by bayes_glmhmm (e.g. posterior.nc)")
@@ -343,6 +339,9 @@ def _run_fit_command(args) -> int:
     if args.chains < 1:
         print("bayes-glmhmm: error: --chains must be >= 1", file=sys.stderr)
         return 2
+    if args.sequence_devices < 1:
+        print("bayes-glmhmm: error: --sequence-devices must be >= 1", file=sys.stderr)
+        return 2
     try:
         priors = Priors(
             args.initial_concentration,
@@ -354,7 +353,7 @@ def _run_fit_command(args) -> int:
     except ValueError as error:
         print(f"bayes-glmhmm: error: {error}", file=sys.stderr)
         return 2
-    _configure_devices(args.chains)
+    _configure_devices(args.chains * args.sequence_devices)
     if args.float64:
         import jax
 
@@ -376,6 +375,8 @@ def _run_fit_command(args) -> int:
             seed=args.seed,
             progress_bar=not args.no_progress,
             standardize={"auto": "auto", "yes": True, "no": False}[args.standardize],
+            sequence_devices=args.sequence_devices,
+            time_parallel=args.time_parallel,
         )
     except ValueError as error:
         print(f"bayes-glmhmm: error: {error}", file=sys.stderr)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import logsumexp
 
-from bayes_glmhmm._io import write_text_atomic
+from bayes_glmhmm._io import markdown_table, write_text_atomic
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.mcmc import Posterior
 from bayes_glmhmm.model import log_likelihood, most_likely_states
@@ -483,12 +483,6 @@ def comparison_to_csv(comparison: Comparison, path: str | os.PathLike | None = N
     return text
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _number(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -530,7 +524,7 @@ def comparison_to_markdown(comparison: Comparison, path: str | os.PathLike | Non
             [_number(row["realized"]), "yes" if row["covers_realized"] else "**no**"] if has_realized else []
         )
         body.append(cells)
-    lines += _markdown_table(header, body)
+    lines += markdown_table(header, body)
     if has_truth:
         lines += ["", "Per group: coverage of the truth by the intervals; mean absolute error of each estimate.", ""]
         header = ["group", "parameters", f"{percent}% coverage", "EM abs. error", "posterior-mean abs. error"]
@@ -541,7 +535,7 @@ def comparison_to_markdown(comparison: Comparison, path: str | os.PathLike | Non
             cells += [_number(entry["em_mean_abs_error"]), _number(entry["posterior_mean_abs_error"])]
             cells += [_number(entry.get("coverage_of_realized"), 2)] if has_realized else []
             body.append(cells)
-        lines += _markdown_table(header, body)
+        lines += markdown_table(header, body)
     if comparison.states is not None:
         lines += [
             "",
@@ -562,7 +556,7 @@ def comparison_to_markdown(comparison: Comparison, path: str | os.PathLike | Non
                         _number(comparison.states[f"{label}_posterior_accuracy"]),
                     ]
                 )
-        lines += _markdown_table(["data", "EM Viterbi", "posterior"], body)
+        lines += markdown_table(["data", "EM Viterbi", "posterior"], body)
     if comparison.heldout is not None:
         heldout = comparison.heldout
         has_oracle = "truth" in heldout
@@ -587,7 +581,7 @@ def comparison_to_markdown(comparison: Comparison, path: str | os.PathLike | Non
         cells = ["**total**", _number(em, 2), _number(bayes, 2), _number(bayes - em, 2)]
         cells += [_number(heldout["truth_total"], 2)] if has_oracle else []
         body.append(cells)
-        lines += _markdown_table(header, body)
+        lines += markdown_table(header, body)
         if heldout.get("gain_per_sequence_se") is not None:
             lines += [
                 "",
@@ -600,7 +594,7 @@ def comparison_to_markdown(comparison: Comparison, path: str | os.PathLike | Non
         "",
         "## Wall time",
         "",
-        *_markdown_table(
+        *markdown_table(
             ["fit", "seconds"],
             [
                 [f"EM ({comparison.em_objective.split(' under ')[0]})", _number(wall["em"], 2)],

@@ -1,12 +1,10 @@
 """Fit a GLM-HMM to a user's long-format CSV and write a results folder (``bayes-glmhmm fit``)."""
 
-import csv
-import io
 import os
 
 import numpy as np
 
-from bayes_glmhmm._io import save_figures_atomic, write_json_atomic, write_text_atomic
+from bayes_glmhmm._io import csv_text, markdown_table, save_figures_atomic, write_json_atomic, write_text_atomic
 from bayes_glmhmm.params import Priors, validate_num_states
 from bayes_glmhmm.tabular import TabularData, read_long_csv
 
@@ -71,15 +69,6 @@ def state_probability_rows(table: TabularData, probabilities: np.ndarray, predic
     return rows
 
 
-def _csv_text(header: list[str], rows: list[list]) -> str:
-    """CSV text with proper quoting (labels such as ``weight[0, x]`` contain commas)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows])
-    return buffer.getvalue()
-
-
 def run_fit(
     data_path,
     num_states: int,
@@ -94,6 +83,8 @@ def run_fit(
     seed: int = 0,
     standardize="auto",
     progress_bar: bool = True,
+    sequence_devices: int = 1,
+    time_parallel: bool = False,
 ) -> dict:
     """Fit NUTS to a long-format CSV and write the results folder.
 
@@ -116,6 +107,8 @@ def run_fit(
         seed: seed.
         standardize: see :func:`bayes_glmhmm.fit_nuts`.
         progress_bar: show progress.
+        sequence_devices: devices sharing each chain's sequences; see :func:`bayes_glmhmm.fit_nuts`.
+        time_parallel: parallel-in-time likelihood; see :func:`bayes_glmhmm.fit_nuts`.
 
     Returns:
         The summary written to ``summary.json``.
@@ -148,6 +141,8 @@ def run_fit(
         seed=seed,
         progress_bar=progress_bar,
         standardize=standardize,
+        sequence_devices=sequence_devices,
+        time_parallel=time_parallel,
     )
     os.makedirs(out, exist_ok=True)
     idata = posterior.to_arviz(key=jax.random.PRNGKey(seed + 1))
@@ -171,7 +166,7 @@ def run_fit(
     ]
     write_text_atomic(
         os.path.join(out, "state_probabilities.csv"),
-        _csv_text(header, state_probability_rows(table, probabilities, predictive_mean)),
+        csv_text(header, state_probability_rows(table, probabilities, predictive_mean)),
     )
 
     rows = parameter_table(posterior.samples, point_estimate=posterior.em.params if posterior.em else None)
@@ -190,9 +185,8 @@ def run_fit(
             ]
         )
     parameter_header = ["parameter", "posterior_mean", "posterior_sd", "lower_94", "upper_94", "em_map"]
-    write_text_atomic(os.path.join(out, "parameters.csv"), _csv_text(parameter_header, table_rows))
-    markdown = ["| " + " | ".join(parameter_header) + " |", "|" + "---|" * len(parameter_header)]
-    markdown += ["| " + " | ".join([row[0]] + [f"{v:.4g}" for v in row[1:]]) + " |" for row in table_rows]
+    write_text_atomic(os.path.join(out, "parameters.csv"), csv_text(parameter_header, table_rows))
+    markdown = markdown_table(parameter_header, [[row[0]] + [f"{v:.4g}" for v in row[1:]] for row in table_rows])
     write_text_atomic(os.path.join(out, "parameters.md"), "\n".join(markdown) + "\n")
 
     first = 0

@@ -29,15 +29,13 @@ from bayes_glmhmm.model import (
     batched_smoother,
     glmhmm_model,
 )
-from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data, validate_num_states
+from bayes_glmhmm.params import PARAM_NAMES, GLMHMMParams, Priors, validate_data, validate_num_states
 from bayes_glmhmm.relabel import relabel_draws, relabel_samples, state_features
 from bayes_glmhmm.sampler import run_nuts
 from bayes_glmhmm.simulate import simulate
 from bayes_glmhmm.standardize import standardize_if_requested
 
 __all__ = ["Posterior", "fit_nuts", "detect_stuck_chains", "PARAM_NAMES"]
-
-PARAM_NAMES = ("initial_probs", "transition_matrix", "weights", "biases", "scales")
 
 
 def detect_stuck_chains(log_density: np.ndarray, threshold: float | None = None) -> tuple[list[int], float]:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["GLMHMMParams", "Priors", "validate_data", "validate_num_states", "permute_params"]
+__all__ = ["GLMHMMParams", "PARAM_NAMES", "Priors", "validate_data", "validate_num_states", "permute_params"]
 
 
 class GLMHMMParams(NamedTuple):
@@ -63,6 +63,9 @@ def permute_params(params: GLMHMMParams, permutation) -> GLMHMMParams:
         biases=params.biases[permutation],
         scales=params.scales[permutation],
     )
+
+
+PARAM_NAMES: tuple[str, ...] = GLMHMMParams._fields  # the parameter names, in GLMHMMParams order
 
 
 class Priors(NamedTuple):

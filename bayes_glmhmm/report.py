@@ -25,10 +25,10 @@ import warnings
 import numpy as np
 
 from bayes_glmhmm._io import atomic_path, write_text_atomic
+from bayes_glmhmm.params import PARAM_NAMES
 
 __all__ = ["write_report", "report_checks", "DEFAULT_THRESHOLDS"]
 
-PARAM_NAMES = ("initial_probs", "transition_matrix", "weights", "biases", "scales")
 EMISSION_NAMES = ("weights", "biases", "scales")
 #: Okabe-Ito colours for chains (as in :mod:`bayes_glmhmm.plots`); ArviZ draws chains from the
 #: Matplotlib colour cycle, so the report sets it to these.

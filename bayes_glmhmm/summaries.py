@@ -2,11 +2,9 @@
 
 import numpy as np
 
-from bayes_glmhmm.params import GLMHMMParams
+from bayes_glmhmm.params import PARAM_NAMES, GLMHMMParams
 
 __all__ = ["equal_tailed_interval", "parameter_table", "coverage_summary", "state_accuracy", "complete_data_estimate"]
-
-PARAM_NAMES = ("initial_probs", "transition_matrix", "weights", "biases", "scales")
 
 
 def equal_tailed_interval(draws: np.ndarray, prob: float = 0.94) -> tuple[np.ndarray, np.ndarray]:

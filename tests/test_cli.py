@@ -105,6 +105,8 @@ def test_fit_command_end_to_end(tmp_path, capsys):
             "--no-progress",
             "--weight-scale",
             "2",
+            "--sequence-devices",
+            "2",
         ]
     )
     assert code == 0, capsys.readouterr().err
@@ -121,6 +123,7 @@ def test_fit_command_end_to_end(tmp_path, capsys):
         (["--target", "nope", "--inputs", "x"], "unknown column 'nope'"),
         (["--target", "y", "--inputs", "x", "--noise-scale", "-1"], "noise_scale"),
         (["--target", "y", "--inputs", "x", "--states", "0"], "num_states"),
+        (["--target", "y", "--inputs", "x", "--sequence-devices", "0"], "--sequence-devices must be >= 1"),
     ],
 )
 def test_fit_command_errors(tmp_path, capsys, extra, message):
