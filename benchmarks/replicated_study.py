@@ -293,7 +293,6 @@ def main(argv=None):
         began = time.perf_counter()
         row = _one_dataset(index, args)
         row["dataset_seconds"] = time.perf_counter() - began
-        jax.clear_caches()  # each fit compiles anew; keep LLVM's code memory bounded over many fits
         rows = sorted([*rows, row], key=lambda r: r["dataset"])
         _write_csv(csv_path, rows)
         print(
