@@ -176,6 +176,10 @@ def _run_em(params, inputs, emissions, mask, priors, num_iters, tol):
     return params, log_probs, iteration, done
 
 
+_initialize_restarts = jax.jit(
+    jax.vmap(initialize_params, in_axes=(0, None, None, None, None)), static_argnums=(4,)
+)  # one compiled program instead of dozens of eagerly dispatched ones
+
 _run_em_restarts = jax.jit(
     jax.vmap(_run_em, in_axes=(0, None, None, None, None, None, None)), static_argnames=("num_iters",)
 )
@@ -238,9 +242,7 @@ def fit_em(
         starts = jax.tree.map(lambda p: jnp.asarray(p, dtype)[None], GLMHMMParams(*init_params))
     else:
         keys = jax.random.split(jax.random.PRNGKey(seed), num_restarts)
-        starts = jax.vmap(initialize_params, in_axes=(0, None, None, None, None))(
-            keys, inputs, emissions, mask, num_states
-        )
+        starts = _initialize_restarts(keys, inputs, emissions, mask, num_states)
     params, log_probs, iterations, done = _run_em_restarts(starts, inputs, emissions, mask, priors, num_iters, tol)
     log_probs = np.asarray(log_probs)
     finals = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else -np.inf for row in log_probs])

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.util import unconstrain_fn
 
 from bayes_glmhmm.em import EMResult, fit_em
 from bayes_glmhmm.inference import hmm_sample_states
@@ -27,7 +26,7 @@ from bayes_glmhmm.model import (
     batched_log_likelihoods,
     batched_marginal_loglik,
     batched_smoother,
-    glmhmm_model,
+    unconstrain_sites,
 )
 from bayes_glmhmm.params import PARAM_NAMES, GLMHMMParams, Priors, validate_data, validate_num_states
 from bayes_glmhmm.relabel import relabel_draws, relabel_samples, state_features
@@ -325,10 +324,7 @@ def _chain_method(requested: str, num_chains: int, sequence_devices: int) -> str
 def _uniform_initial_values(key, model_kwargs, num_chains: int) -> dict:
     """NumPyro's ``init_to_uniform``: every unconstrained coordinate ~ Uniform(-2, 2), per chain."""
     num_states = model_kwargs["num_states"]
-    prototype = unconstrain_fn(
-        glmhmm_model,
-        (),
-        model_kwargs,
+    prototype = unconstrain_sites(
         {
             "initial_probs": jnp.full(num_states, 1.0 / num_states),
             "transition_matrix": jnp.full((num_states, num_states), 1.0 / num_states),
@@ -353,29 +349,36 @@ def _initial_values(key, starts: list, model_kwargs, jitter: float) -> dict:
         model_kwargs: the model's keyword arguments (for the centring and the transforms).
         jitter: standard deviation of the noise in the unconstrained space.
     """
-    input_mean = model_kwargs["input_mean"]
-    per_chain = []
-    for chain_key, start in zip(jax.random.split(key, len(starts)), starts, strict=True):
+    dtype = model_kwargs["inputs"].dtype
+    stacked = GLMHMMParams(*(np.stack([np.asarray(v, dtype) for v in values]) for values in zip(*starts, strict=True)))
+    return _jittered_starts(key, stacked, model_kwargs["input_mean"], jitter)
+
+
+@jax.jit
+def _jittered_starts(key, starts: GLMHMMParams, input_mean, jitter) -> dict:
+    """The work of :func:`_initial_values`, vmapped over chains (one compiled program)."""
+
+    def _one_chain(chain_key, start):
         constrained = {
-            "initial_probs": jnp.asarray(start.initial_probs),
-            "transition_matrix": jnp.asarray(start.transition_matrix),
-            "weights": jnp.asarray(start.weights),
-            "centred_biases": jnp.asarray(start.biases) + jnp.asarray(start.weights) @ input_mean,
-            "scales": jnp.asarray(start.scales),
+            "initial_probs": start.initial_probs,
+            "transition_matrix": start.transition_matrix,
+            "weights": start.weights,
+            "centred_biases": start.biases + start.weights @ input_mean,
+            "scales": start.scales,
         }
         # Keep the starting point off the simplex boundary, where the unconstrained value is infinite.
         for name in ("initial_probs", "transition_matrix"):
             value = jnp.clip(constrained[name], 1e-4, None)
             constrained[name] = value / value.sum(axis=-1, keepdims=True)
-        unconstrained = unconstrain_fn(glmhmm_model, (), model_kwargs, constrained)
+        unconstrained = unconstrain_sites(constrained)
         keys = jax.random.split(chain_key, len(unconstrained))
-        per_chain.append(
-            {
-                name: value + jitter * jax.random.normal(k, jnp.shape(value), dtype=jnp.result_type(value))
-                for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
-            }
-        )
-    return {name: jnp.stack([chain[name] for chain in per_chain]) for name in per_chain[0]}
+        return {
+            name: value + jitter * jax.random.normal(k, jnp.shape(value), dtype=jnp.result_type(value))
+            for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
+        }
+
+    num_chains = starts.initial_probs.shape[0]
+    return jax.vmap(_one_chain)(jax.random.split(key, num_chains), starts)
 
 
 def _starting_params(init, num_states: int, input_dim: int, num_chains: int) -> list:

@@ -33,6 +33,7 @@ __all__ = [
     "batched_marginal_loglik",
     "batched_smoother",
     "sum_over_devices",
+    "unconstrain_sites",
 ]
 
 
@@ -184,6 +185,26 @@ def sum_over_devices(function, axis_name: str):
 
     total.defvjp(forward, backward)
     return total
+
+
+#: The support of every sampled site of :func:`glmhmm_model` (its unconstrained space is theirs under
+#: NumPyro's ``biject_to``); ``centred_biases`` has the improper flat prior.
+SITE_SUPPORTS = {
+    "initial_probs": dist.constraints.simplex,
+    "transition_matrix": dist.constraints.simplex,  # row-wise
+    "weights": dist.constraints.real,
+    "centred_biases": dist.constraints.real,
+    "scales": dist.constraints.positive,
+}
+
+
+def unconstrain_sites(constrained: dict) -> dict:
+    """Map values of :func:`glmhmm_model`'s sites to NumPyro's unconstrained space, without running the model.
+
+    Same result as ``numpyro.infer.util.unconstrain_fn`` on the model, which evaluates the
+    likelihood on the way; this only applies the inverse bijections (stick-breaking, log).
+    """
+    return {name: dist.biject_to(SITE_SUPPORTS[name]).inv(jnp.asarray(value)) for name, value in constrained.items()}
 
 
 def _prior_distributions(num_states: int, input_dim: int, priors: Priors) -> dict:

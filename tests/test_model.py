@@ -104,3 +104,33 @@ def test_analytic_adjoint_gradient_matches_autodiff(data):
     np.testing.assert_allclose(value_adjoint, value_autodiff, rtol=1e-6)
     for name in key_names:
         np.testing.assert_allclose(grad_adjoint[name], grad_autodiff[name], rtol=1e-4, atol=1e-3, err_msg=name)
+
+
+def test_unconstrain_sites_matches_numpyro_unconstrain_fn(data):
+    """Our direct inverse bijections equal NumPyro's unconstrain_fn (which runs the model), so the
+    starting points NUTS gets are the ones NumPyro would compute."""
+    from numpyro.infer.util import unconstrain_fn
+
+    from bayes_glmhmm.model import unconstrain_sites
+
+    params, inputs, emissions = data
+    constrained = {
+        "initial_probs": jnp.array([0.2, 0.3, 0.5]),
+        "transition_matrix": jnp.asarray(params.transition_matrix, jnp.float32),
+        "weights": jnp.asarray(params.weights, jnp.float32),
+        "centred_biases": jnp.array([1.0, -2.0, 0.5]),
+        "scales": jnp.asarray(params.scales, jnp.float32),
+    }
+    kwargs = dict(
+        inputs=inputs,
+        emissions=emissions,
+        mask=jnp.ones(emissions.shape, bool),
+        num_states=3,
+        priors=Priors(),
+        input_mean=jnp.array([5.0]),
+    )
+    expected = unconstrain_fn(glmhmm_model, (), kwargs, constrained)
+    ours = unconstrain_sites(constrained)
+    assert set(ours) == set(expected)
+    for name in expected:
+        np.testing.assert_allclose(ours[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
