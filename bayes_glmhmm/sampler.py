@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from numpyro.infer.hmc import hmc
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from bayes_glmhmm.model import glmhmm_model
 
-__all__ = ["NutsDraws", "compiled_programs", "run_nuts", "sequence_mesh"]
+__all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "run_nuts", "sequence_mesh"]
 
 CHAIN_AXIS = "chains"
 SEQUENCE_AXIS = "sequences"
@@ -50,6 +51,7 @@ class NutsDraws(NamedTuple):
         num_steps: leapfrog steps (gradient evaluations) of the transition.
         step_size: the (adapted) leapfrog step size.
         potential_energy: minus the unnormalized log posterior density in the unconstrained space.
+        warmup_num_steps: (chain,) leapfrog steps spent in warmup.
         num_devices: devices used, by mesh axis: ``{"chains": C, "sequences": S}``.
     """
 
@@ -59,6 +61,7 @@ class NutsDraws(NamedTuple):
     num_steps: np.ndarray
     step_size: np.ndarray
     potential_energy: np.ndarray
+    warmup_num_steps: np.ndarray
     num_devices: dict
 
 
@@ -74,6 +77,7 @@ class _Settings(NamedTuple):
     within_device: str  # "map" or "vmap": how one device runs its share of the chains
     sequence_axis: str | None
     time_parallel: bool
+    precondition: bool
 
 
 def sequence_mesh(num_chain_devices: int, num_sequence_devices: int, devices=None) -> Mesh:
@@ -122,10 +126,11 @@ def _nuts_kernels(settings: _Settings, z, model_kwargs):
     """
     init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_fn_gen(settings), algo="NUTS")
 
-    def init(key):
+    def init(key, inverse_mass_matrix=None):
         return init_kernel(
             z,
             settings.num_warmup,
+            inverse_mass_matrix=inverse_mass_matrix,
             dense_mass=settings.dense_mass,
             target_accept_prob=settings.target_accept_prob,
             trajectory_length=None,
@@ -143,10 +148,45 @@ def _over_local_chains(settings: _Settings, function, *batched):
     return lax.map(lambda args: function(*args), batched)
 
 
+def curvature_inverse_mass_matrix(potential_fn, z, dense: bool, step: float = 1e-2):
+    """A starting inverse mass matrix from the curvature of the potential at ``z``.
+
+    The Hessian H of the potential (minus the log posterior density, unconstrained space) is
+    taken by central differences of its gradient, 2 D gradient evaluations at once. Where H is
+    positive definite, H^-1 approximates the posterior covariance near z: the returned matrix is
+    H^-1 (``dense``) or its diagonal. Elsewhere (z far from a mode) it falls back to
+    1 / max(H_ii, 1e-2) per coordinate, capped at 100, and to 1 where H_ii is not finite.
+
+    Args:
+        potential_fn: z (dict) -> scalar potential energy.
+        z: the point, a dict of arrays (flattened in ``ravel_pytree`` order, as NumPyro does).
+        dense: return a (D, D) matrix instead of a (D,) diagonal.
+        step: finite-difference step in the unconstrained space.
+    """
+    flat, unravel = ravel_pytree(z)
+    size = flat.shape[0]
+    offsets = step * jnp.concatenate([jnp.eye(size, dtype=flat.dtype), -jnp.eye(size, dtype=flat.dtype)])
+    gradients = jax.vmap(lambda offset: ravel_pytree(jax.grad(potential_fn)(unravel(flat + offset)))[0])(offsets)
+    hessian = (gradients[:size] - gradients[size:]) / (2 * step)
+    hessian = 0.5 * (hessian + hessian.T)
+    eigenvalues, eigenvectors = jnp.linalg.eigh(hessian)
+    positive_definite = jnp.all(eigenvalues > 0) & jnp.all(jnp.isfinite(hessian))
+    inverse = (eigenvectors / jnp.where(positive_definite, eigenvalues, 1.0)) @ eigenvectors.T
+    diagonal = jnp.diagonal(hessian)
+    fallback = jnp.where(jnp.isfinite(diagonal), 1.0 / jnp.clip(diagonal, 1e-2, None), 1.0)
+    fallback = jnp.minimum(fallback, 100.0)
+    if dense:
+        return jnp.where(positive_definite, inverse, jnp.diag(fallback))
+    return jnp.where(positive_definite, jnp.diagonal(inverse), fallback)
+
+
 def _local_init(settings, keys, z, model_kwargs):
     def one_chain(key, chain_z):
         init, _ = _nuts_kernels(settings, chain_z, model_kwargs)
-        return init(key)
+        if not settings.precondition:
+            return init(key)
+        potential_fn = _potential_fn_gen(settings)(**model_kwargs)
+        return init(key, curvature_inverse_mass_matrix(potential_fn, chain_z, settings.dense_mass))
 
     return _over_local_chains(settings, one_chain, keys, z)
 
@@ -240,6 +280,7 @@ def run_nuts(
     chain_method: str = "sequential",
     sequence_devices: int = 1,
     time_parallel: bool = False,
+    precondition: bool = True,
     progress_bar: bool = False,
 ) -> NutsDraws:
     """Run NUTS chains on :func:`~bayes_glmhmm.model.glmhmm_model` and return the kept draws.
@@ -258,6 +299,9 @@ def run_nuts(
             other) or ``"vectorized"`` (all chains batched in one program).
         sequence_devices: devices sharing each chain's batch of sequences (S of the mesh).
         time_parallel: the parallel-in-time marginal likelihood (for accelerators, long T).
+        precondition: start the mass matrix from the curvature of the potential at each chain's
+            starting point (:func:`curvature_inverse_mass_matrix`) instead of the identity, so the
+            first adaptation window does not crawl with long trajectories; adaptation goes on as usual.
         progress_bar: show a progress bar over the iterations.
 
     Returns:
@@ -277,6 +321,7 @@ def run_nuts(
         within_device="vmap" if chain_method == "vectorized" else "map",
         sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,
         time_parallel=bool(time_parallel),
+        precondition=bool(precondition),
     )
     mesh, init, advance, constrain = _compiled(
         settings, mesh.devices.shape, tuple(device.id for device in mesh.devices.flat)
@@ -293,12 +338,14 @@ def run_nuts(
     chain_keys = jax.random.split(key, num_chains)
     states = init(chain_keys, init_z, sharded_kwargs)
     zs, potentials, stats = [], [], []
+    warmup_num_steps = np.zeros(num_chains, dtype=np.int64)
     done = 0
     with tqdm(total=total, disable=not progress_bar, desc="NUTS") as bar:
         while done < total:
             num_valid = min(settings.chunk_length, total - done)
             states, (z, potential, stat) = advance(states, jnp.int32(num_valid), sharded_kwargs)
             keep = slice(max(0, num_warmup - done), num_valid)  # drop warmup and the chunk's idle tail
+            warmup_num_steps += np.asarray(stat[2][:, : keep.start]).sum(axis=1)
             zs.append(jax.tree.map(lambda value, keep=keep: value[:, keep], z))
             potentials.append(potential[:, keep])
             stats.append(jax.tree.map(lambda value, keep=keep: value[:, keep], stat))
@@ -316,5 +363,6 @@ def run_nuts(
         num_steps=num_steps,
         step_size=step_size,
         potential_energy=np.concatenate([np.asarray(part) for part in potentials], axis=1),
+        warmup_num_steps=warmup_num_steps,
         num_devices={CHAIN_AXIS: num_chain_devices, SEQUENCE_AXIS: sequence_devices},
     )

@@ -132,6 +132,7 @@ def test_chain_methods_give_valid_draws(chain_method):
     for stat in (draws.diverging, draws.energy, draws.num_steps, draws.step_size, draws.potential_energy):
         assert stat.shape == (2, 25)
     assert np.all(draws.num_steps >= 1) and np.all(np.isfinite(draws.potential_energy))
+    assert draws.warmup_num_steps.shape == (2,) and np.all(draws.warmup_num_steps >= 30)
     assert draws.num_devices == {"chains": 2 if chain_method == "parallel" else 1, "sequences": 1}
 
 
@@ -207,8 +208,10 @@ def test_auto_chain_method_falls_back_to_sequential_without_enough_devices(small
         num_samples=10,
         progress_bar=False,
         sequence_devices=2,
+        precondition=False,
     )
     assert posterior.settings["chain_method"] == "sequential"
+    assert posterior.settings["precondition"] is False
     assert isinstance(posterior.posterior_mean(), GLMHMMParams)
 
 
@@ -245,3 +248,35 @@ def test_chains_and_sequences_across_four_host_devices(tmp_path):
     assert report["chain_method"] == "parallel"
     assert report["rhat"] < 1.1
     np.testing.assert_allclose(sorted(report["weights"]), sorted(article_params().weights.ravel()), atol=0.15)
+
+
+def test_curvature_inverse_mass_matrix_inverts_a_gaussian_precision():
+    """Oracle: for the potential 0.5 z' P z the Hessian is P, so the start is P^-1 (dense) or its
+    diagonal, to finite-difference rounding (float32, step 1e-2: exact for a quadratic up to ~1e-4)."""
+    from bayes_glmhmm.sampler import curvature_inverse_mass_matrix
+
+    root = jax.random.normal(jax.random.PRNGKey(0), (4, 4))
+    precision = root @ root.T + 4.0 * jnp.eye(4)
+    z = {"a": jnp.array([0.3, -1.0]), "b": jnp.array([2.0, 0.5])}
+
+    def potential(point):
+        flat = jnp.concatenate([point["a"], point["b"]])
+        return 0.5 * flat @ precision @ flat
+
+    expected = jnp.linalg.inv(precision)
+    dense = curvature_inverse_mass_matrix(potential, z, dense=True)
+    np.testing.assert_allclose(dense, expected, rtol=1e-3, atol=1e-5)
+    diagonal = curvature_inverse_mass_matrix(potential, z, dense=False)
+    np.testing.assert_allclose(diagonal, jnp.diagonal(expected), rtol=1e-3)
+
+
+def test_curvature_inverse_mass_matrix_falls_back_away_from_a_mode():
+    """Not positive definite (a saddle): per-coordinate 1 / max(H_ii, 1e-2), capped at 100."""
+    from bayes_glmhmm.sampler import curvature_inverse_mass_matrix
+
+    def potential(point):
+        x, y = point["z"]
+        return 2.0 * x**2 - 0.5 * y**2
+
+    diagonal = curvature_inverse_mass_matrix(potential, {"z": jnp.array([0.1, 0.2])}, dense=False)
+    np.testing.assert_allclose(diagonal, [0.25, 100.0], rtol=1e-3)
