@@ -114,7 +114,8 @@ class Posterior:
         stuck_threshold: the threshold in nats used for that.
         wall_seconds: dict of timings: ``em``, ``nuts`` (compile included), ``relabel``, ``total``.
         settings: the sampler settings, and ``warmup_gradients``: leapfrog steps per chain in warmup
-            (those of the kept draws are ``sample_stats["n_steps"]``).
+            (those of the kept draws are ``sample_stats["n_steps"]``; the 2 D + 1 gradients of the
+            preconditioning Hessian at the start are not counted).
         lengths: (N,) true length of each sequence when sequences were padded to a common T
             (steps beyond are padding, masked out and blanked in every output), else None.
     """

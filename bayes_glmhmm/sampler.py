@@ -12,7 +12,8 @@ arguments, so that
   computes its part of the log-likelihood and its gradient, and a ``psum`` adds them, so every
   device of a chain follows the same trajectory. The same code runs on CPU host devices
   (``XLA_FLAGS=--xla_force_host_platform_device_count=8`` or
-  ``numpyro.set_host_device_count``), on GPUs, and multi-host.
+  ``numpyro.set_host_device_count``) and on the GPUs of one process (multi-host runs would need
+  the outputs gathered across processes, which this runner does not do).
 
 The iterations run in chunks of one compiled length, so a progress bar can advance between them.
 """
@@ -122,7 +123,8 @@ def _nuts_kernels(settings: _Settings, z, model_kwargs):
 
     ``hmc``'s ``init_kernel`` also configures the transition (adaptation schedule, tree depth)
     held in its closure, so every traced function that calls ``sample_kernel`` calls
-    ``init_kernel`` first; its other outputs are unused there and compiled away.
+    ``init_kernel`` first; its other outputs are unused there (at most one extra potential and
+    gradient per chunk of ~100 transitions if XLA keeps them).
     """
     init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_fn_gen(settings), algo="NUTS")
 
@@ -154,8 +156,10 @@ def curvature_inverse_mass_matrix(potential_fn, z, dense: bool, step: float = 1e
     The Hessian H of the potential (minus the log posterior density, unconstrained space) is
     taken by central differences of its gradient, 2 D gradient evaluations at once. Where H is
     positive definite, H^-1 approximates the posterior covariance near z: the returned matrix is
-    H^-1 (``dense``) or its diagonal. Elsewhere (z far from a mode) it falls back to
-    1 / max(H_ii, 1e-2) per coordinate, capped at 100, and to 1 where H_ii is not finite.
+    H^-1 (``dense``) or its diagonal, with H's eigenvalues floored at 1e-2 (a nearly flat or
+    noise-level direction gets variance at most 100). Elsewhere (z far from a mode) it falls back to
+    1 / max(H_ii, 1e-2) per coordinate, and to 1 where H_ii is not finite. The 2 D gradients are
+    evaluated 8 at a time, so memory stays that of a few gradients.
 
     Args:
         potential_fn: z (dict) -> scalar potential energy.
@@ -166,12 +170,15 @@ def curvature_inverse_mass_matrix(potential_fn, z, dense: bool, step: float = 1e
     flat, unravel = ravel_pytree(z)
     size = flat.shape[0]
     offsets = step * jnp.concatenate([jnp.eye(size, dtype=flat.dtype), -jnp.eye(size, dtype=flat.dtype)])
-    gradients = jax.vmap(lambda offset: ravel_pytree(jax.grad(potential_fn)(unravel(flat + offset)))[0])(offsets)
+    gradients = lax.map(
+        lambda offset: ravel_pytree(jax.grad(potential_fn)(unravel(flat + offset)))[0], offsets, batch_size=8
+    )
     hessian = (gradients[:size] - gradients[size:]) / (2 * step)
     hessian = 0.5 * (hessian + hessian.T)
     eigenvalues, eigenvectors = jnp.linalg.eigh(hessian)
     positive_definite = jnp.all(eigenvalues > 0) & jnp.all(jnp.isfinite(hessian))
-    inverse = (eigenvectors / jnp.where(positive_definite, eigenvalues, 1.0)) @ eigenvectors.T
+    floored = jnp.where(positive_definite, jnp.maximum(eigenvalues, 1e-2), 1.0)
+    inverse = (eigenvectors / floored) @ eigenvectors.T
     diagonal = jnp.diagonal(hessian)
     fallback = jnp.where(jnp.isfinite(diagonal), 1.0 / jnp.clip(diagonal, 1e-2, None), 1.0)
     fallback = jnp.minimum(fallback, 100.0)
@@ -254,7 +261,7 @@ def compiled_programs() -> int:
 
 
 def _pad_sequences(model_kwargs: dict, multiple: int) -> dict:
-    """Append fully masked sequences so the batch splits evenly; they add exactly 0 to the log-likelihood."""
+    """Append fully masked sequences so the batch splits evenly; they add 0 to the log-likelihood (up to rounding)."""
     num_sequences = model_kwargs["emissions"].shape[0]
     extra = (-num_sequences) % multiple
     if extra == 0:
@@ -307,6 +314,10 @@ def run_nuts(
     Returns:
         A :class:`NutsDraws`.
     """
+    if chain_method not in ("parallel", "sequential", "vectorized"):
+        raise ValueError(f"chain_method must be parallel, sequential or vectorized, got {chain_method!r}")
+    if num_warmup < 0 or num_samples < 1:
+        raise ValueError(f"need num_warmup >= 0 and num_samples >= 1, got {num_warmup} and {num_samples}")
     num_chains = jax.tree.leaves(init_z)[0].shape[0]
     num_chain_devices = num_chains if chain_method == "parallel" else 1
     mesh = sequence_mesh(num_chain_devices, sequence_devices)

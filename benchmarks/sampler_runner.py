@@ -5,7 +5,9 @@ same chain settings (4 chains in parallel on 4 host devices, 1000 warmup + 1000 
 article's 10 x 100 data). Each sampler fits data set A (first call: tracing and compilation
 included), then data set B of the same shapes (a repeated fit, as in a simulation study or a
 bootstrap), then A again. The runner compiles once; NumPyro's ``MCMC`` re-traces and recompiles
-``pmap``-ed chains on every call. The two samplers' calls alternate so load affects both alike.
+``pmap``-ed chains on every call. The samplers' calls alternate so load affects all alike. The
+runner runs twice: with NumPyro's identity starting mass matrix (the like-for-like row) and with
+``fit_nuts``' default curvature preconditioning (fewer warmup gradients).
 
     python benchmarks/sampler_runner.py [--quick]
 
@@ -54,15 +56,28 @@ def _numpyro_fit(key, z, kwargs, num_warmup, num_samples):
         chain_method="parallel",
         progress_bar=False,
     )
+    # One run() as fit_nuts used to call it: warmup() + run() would compile twice per call. MCMC.run
+    # does not expose the warmup's leapfrog steps (-1 below); the like-for-like runner row shows them.
     mcmc.run(key, init_params=z, extra_fields=("num_steps",), num_states=NUM_STATES, **kwargs)
-    return np.asarray(mcmc.get_extra_fields()["num_steps"]).sum()
+    return np.asarray(mcmc.get_extra_fields()["num_steps"]).sum(), -1
 
 
-def _runner_fit(key, z, kwargs, num_warmup, num_samples):
+def _runner_fit(key, z, kwargs, num_warmup, num_samples, precondition=False):
     draws = run_nuts(
-        key, z, kwargs, NUM_STATES, num_warmup=num_warmup, num_samples=num_samples, chain_method="parallel"
+        key,
+        z,
+        kwargs,
+        NUM_STATES,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        chain_method="parallel",
+        precondition=precondition,
     )
-    return draws.num_steps.sum()
+    return draws.num_steps.sum(), draws.warmup_num_steps.sum()
+
+
+def _runner_fit_preconditioned(key, z, kwargs, num_warmup, num_samples):
+    return _runner_fit(key, z, kwargs, num_warmup, num_samples, precondition=True)
 
 
 def main():
@@ -72,14 +87,18 @@ def main():
     args = parser.parse_args()
     num_warmup = num_samples = 100 if args.quick else 1000
     problems = {"A": _problem(0), "B": _problem(1)}
-    samplers = {"numpyro_mcmc": _numpyro_fit, "bayes_glmhmm_runner": _runner_fit}
+    samplers = {
+        "numpyro_mcmc": _numpyro_fit,
+        "bayes_glmhmm_runner": _runner_fit,
+        "bayes_glmhmm_runner_preconditioned": _runner_fit_preconditioned,
+    }
     rows = []
     for call, name in enumerate(["A", "B", "A"]):
         kwargs, z = problems[name]
         for sampler, fit in samplers.items():
             programs = compiled_programs()
             start = time.perf_counter()
-            kept_steps = fit(jax.random.PRNGKey(call), z, kwargs, num_warmup, num_samples)
+            kept_steps, warmup_steps = fit(jax.random.PRNGKey(call), z, kwargs, num_warmup, num_samples)
             seconds = time.perf_counter() - start
             rows.append(
                 dict(
@@ -88,6 +107,7 @@ def main():
                     data=name,
                     seconds=round(seconds, 3),
                     kept_draw_gradients=int(kept_steps),
+                    warmup_gradients=int(warmup_steps),
                     new_runner_programs=compiled_programs() - programs,
                     load_1min=round(os.getloadavg()[0], 2),
                 )

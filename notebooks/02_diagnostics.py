@@ -282,8 +282,10 @@ pd.DataFrame(
 # %% [markdown]
 # Relabeling repairs label switching, but not everything: when a chain is stuck in a different
 # *mode* (not merely a different labeling of the same mode), R-hat stays high until that chain is
-# dropped. With random initialization one of the four chains got stuck this way, which is why
-# `fit_nuts` starts from EM by default. The next section looks at such a chain on purpose.
+# dropped; the last row drops the chains `fit_nuts` flagged as stuck, if any (the warning above
+# names them). Random initialization does land chains in such a mode (with the identity starting
+# mass matrix, one chain in 3 of 4 seeds in an earlier measurement), which is why `fit_nuts`
+# starts from EM by default. The next section looks at such a chain on purpose.
 #
 # ## 3. A stuck chain, shown and detected
 #

@@ -13,7 +13,7 @@ from jax.sharding import PartitionSpec as P
 from numpyro.infer.util import potential_energy, unconstrain_fn
 
 from bayes_glmhmm import GLMHMMParams, Priors, article_params, fit_nuts, simulate
-from bayes_glmhmm.model import glmhmm_model
+from bayes_glmhmm.model import glmhmm_model, unconstrain_sites
 from bayes_glmhmm.sampler import SEQUENCE_AXIS, _pad_sequences, compiled_programs, run_nuts, sequence_mesh
 
 
@@ -43,7 +43,7 @@ def _potential_and_grad(model_kwargs, z, axis_name=None, time_parallel=False):
 def test_sharded_potential_and_gradient_equal_the_single_device_ones():
     """Oracle: with the sequences split over 2 devices (psum of the parts), value and gradient of the
     potential match the unsplit computation to float32 summation error (5 sequences: one device
-    gets a padded, fully masked sequence, which must add exactly nothing)."""
+    gets a padded, fully masked sequence, which must add nothing but rounding)."""
     model_kwargs = _data(jax.random.PRNGKey(0))
     params = article_params()._replace(initial_probs=jnp.array([0.5, 0.3, 0.2]))
     z = _unconstrained(model_kwargs, params)
@@ -277,6 +277,64 @@ def test_curvature_inverse_mass_matrix_falls_back_away_from_a_mode():
     def potential(point):
         x, y = point["z"]
         return 2.0 * x**2 - 0.5 * y**2
+
+    diagonal = curvature_inverse_mass_matrix(potential, {"z": jnp.array([0.1, 0.2])}, dense=False)
+    np.testing.assert_allclose(diagonal, [0.25, 100.0], rtol=1e-3)
+
+
+def test_runner_reproduces_numpyro_mcmc_with_the_same_kernel():
+    """Oracle: NumPyro's own MCMC driver on the same potential, key and start gives the same chain
+    (identity starting mass matrix, i.e. precondition=False): first draws equal to float32
+    rounding. Covers num_warmup=0 (no adaptation) and a short warmup crossing a chunk boundary."""
+    from numpyro.infer import MCMC, NUTS
+
+    model_kwargs = _data(jax.random.PRNGKey(7))
+    z = _unconstrained(model_kwargs, article_params())
+    potential = functools.partial(potential_energy, functools.partial(glmhmm_model, num_states=3), (), model_kwargs)
+    key = jax.random.PRNGKey(11)
+    for num_warmup in (0, 5):
+        ours = run_nuts(
+            key,
+            jax.tree.map(lambda v: v[None], z),
+            model_kwargs,
+            3,
+            num_warmup=num_warmup,
+            num_samples=3,
+            precondition=False,
+        )
+        mcmc = MCMC(NUTS(potential_fn=potential), num_warmup=num_warmup, num_samples=3, progress_bar=False)
+        mcmc.run(key, init_params=z)  # HMC.init hands the kernel split(key)[0], our chain 0's key
+        theirs = mcmc.get_samples()  # unconstrained draws (a potential_fn has no transforms)
+        ours_unconstrained = unconstrain_sites({name: ours.samples[name][0] for name in theirs})
+        for name, value in theirs.items():
+            np.testing.assert_allclose(
+                ours_unconstrained[name], value, rtol=1e-4, atol=1e-4, err_msg=f"{name}, warmup {num_warmup}"
+            )
+
+
+def test_one_chunk_and_many_chunks_give_identical_draws(monkeypatch):
+    """Splitting the iterations into chunks (for the progress bar) changes nothing, bitwise,
+    including the adaptation state carried across chunk boundaries and the warmup step count."""
+    from bayes_glmhmm import sampler
+
+    model_kwargs = _data(jax.random.PRNGKey(8))
+    z = jax.tree.map(lambda v: v[None], _unconstrained(model_kwargs, article_params()))
+    chunked = run_nuts(jax.random.PRNGKey(2), z, model_kwargs, 3, num_warmup=30, num_samples=7)
+    monkeypatch.setattr(sampler, "NUM_CHUNKS", 1)
+    whole = run_nuts(jax.random.PRNGKey(2), z, model_kwargs, 3, num_warmup=30, num_samples=7)
+    for name in chunked.samples:
+        np.testing.assert_array_equal(chunked.samples[name], whole.samples[name], err_msg=name)
+    np.testing.assert_array_equal(chunked.warmup_num_steps, whole.warmup_num_steps)
+    np.testing.assert_array_equal(chunked.step_size, whole.step_size)
+
+
+def test_curvature_start_floors_nearly_flat_directions():
+    """A positive definite but nearly flat direction (curvature 1e-6) gets variance 100, not 1e6."""
+    from bayes_glmhmm.sampler import curvature_inverse_mass_matrix
+
+    def potential(point):
+        x, y = point["z"]
+        return 0.5 * (4.0 * x**2 + 1e-6 * y**2)
 
     diagonal = curvature_inverse_mass_matrix(potential, {"z": jnp.array([0.1, 0.2])}, dense=False)
     np.testing.assert_allclose(diagonal, [0.25, 100.0], rtol=1e-3)
