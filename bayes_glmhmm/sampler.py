@@ -150,22 +150,24 @@ def _over_local_chains(settings: _Settings, function, *batched):
     return lax.map(lambda args: function(*args), batched)
 
 
-def curvature_inverse_mass_matrix(potential_fn, z, dense: bool, step: float = 1e-2):
+def curvature_inverse_mass_matrix(potential_fn, z, dense: bool, step: float = 1e-2, max_variance: float = 1.0):
     """A starting inverse mass matrix from the curvature of the potential at ``z``.
 
     The Hessian H of the potential (minus the log posterior density, unconstrained space) is
     taken by central differences of its gradient, 2 D gradient evaluations at once. Where H is
     positive definite, H^-1 approximates the posterior covariance near z: the returned matrix is
-    H^-1 (``dense``) or its diagonal, with H's eigenvalues floored at 1e-2 (a nearly flat or
-    noise-level direction gets variance at most 100). Elsewhere (z far from a mode) it falls back to
-    1 / max(H_ii, 1e-2) per coordinate, and to 1 where H_ii is not finite. The 2 D gradients are
-    evaluated 8 at a time, so memory stays that of a few gradients.
+    H^-1 (``dense``) or its diagonal, with H's eigenvalues floored at 1 / max_variance, so no
+    direction starts looser than NumPyro's identity start (nearly flat or noise-level directions
+    get variance max_variance). Elsewhere (z far from a mode) it falls back to
+    1 / max(H_ii, 1 / max_variance) per coordinate, and to max_variance where H_ii is not finite.
+    The 2 D gradients are evaluated 8 at a time, so memory stays that of a few gradients.
 
     Args:
         potential_fn: z (dict) -> scalar potential energy.
         z: the point, a dict of arrays (flattened in ``ravel_pytree`` order, as NumPyro does).
         dense: return a (D, D) matrix instead of a (D,) diagonal.
         step: finite-difference step in the unconstrained space.
+        max_variance: the largest starting variance of any direction.
     """
     flat, unravel = ravel_pytree(z)
     size = flat.shape[0]
@@ -177,11 +179,10 @@ def curvature_inverse_mass_matrix(potential_fn, z, dense: bool, step: float = 1e
     hessian = 0.5 * (hessian + hessian.T)
     eigenvalues, eigenvectors = jnp.linalg.eigh(hessian)
     positive_definite = jnp.all(eigenvalues > 0) & jnp.all(jnp.isfinite(hessian))
-    floored = jnp.where(positive_definite, jnp.maximum(eigenvalues, 1e-2), 1.0)
+    floored = jnp.where(positive_definite, jnp.maximum(eigenvalues, 1.0 / max_variance), 1.0)
     inverse = (eigenvectors / floored) @ eigenvectors.T
     diagonal = jnp.diagonal(hessian)
-    fallback = jnp.where(jnp.isfinite(diagonal), 1.0 / jnp.clip(diagonal, 1e-2, None), 1.0)
-    fallback = jnp.minimum(fallback, 100.0)
+    fallback = jnp.where(jnp.isfinite(diagonal), 1.0 / jnp.clip(diagonal, 1.0 / max_variance, None), max_variance)
     if dense:
         return jnp.where(positive_definite, inverse, jnp.diag(fallback))
     return jnp.where(positive_definite, jnp.diagonal(inverse), fallback)

@@ -73,13 +73,15 @@ def test_fit_command_end_to_end(tmp_path, capsys):
 
     from bayes_glmhmm import article_data
 
-    data = article_data(jax.random.PRNGKey(8), num_sequences=2, num_timesteps=40)
+    # Enough rows that MAP-EM starts in the main mode: on 2 x 40 rows it found a merged-belts mode,
+    # which the chains rightly did not leave (flagged as stuck).
+    data = article_data(jax.random.PRNGKey(8), num_sequences=2, num_timesteps=80)
     path = tmp_path / "data.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "x", "y"])
         for n in range(2):
-            for t in range(40 - 10 * n):
+            for t in range(80 - 10 * n):
                 writer.writerow([n, data.inputs[n, t, 0], "" if t == 7 else data.emissions[n, t]])
     out = tmp_path / "out"
     code = main(
@@ -99,7 +101,7 @@ def test_fit_command_end_to_end(tmp_path, capsys):
             "--chains",
             "2",
             "--warmup",
-            "60",
+            "150",
             "--samples",
             "40",
             "--no-progress",
@@ -112,7 +114,7 @@ def test_fit_command_end_to_end(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["priors"]["weight_scale"] == 2.0
-    assert summary["data"]["num_rows"] == 70 and summary["data"]["num_missing_targets"] == 2
+    assert summary["data"]["num_rows"] == 150 and summary["data"]["num_missing_targets"] == 2
     for name in summary["files"]:
         assert (out / name).exists(), name
 
