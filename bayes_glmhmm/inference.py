@@ -436,9 +436,7 @@ def _safe_logsumexp(values: Array, axis: int) -> Array:
     """Log-sum-exp that returns -inf (with a zero, not NaN, gradient) when every term is -inf."""
     shift = lax.stop_gradient(jnp.max(values, axis=axis, keepdims=True))
     shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
-    total = jnp.sum(jnp.exp(values - shift), axis=axis)
-    positive = total > 0
-    return jnp.where(positive, jnp.log(jnp.where(positive, total, 1.0)) + jnp.squeeze(shift, axis), -jnp.inf)
+    return _safe_log(jnp.sum(jnp.exp(values - shift), axis=axis)) + jnp.squeeze(shift, axis)
 
 
 def _normalize_segment(log_matrix: Array, log_scale: Array) -> _LogSegment:

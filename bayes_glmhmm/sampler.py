@@ -40,6 +40,7 @@ __all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "r
 CHAIN_AXIS = "chains"
 SEQUENCE_AXIS = "sequences"
 NUM_CHUNKS = 20  # progress-bar resolution; every chunk reuses one compiled function
+SEQUENCE_FIELDS = ("inputs", "emissions", "mask")  # the model arguments split along "sequences"
 
 
 class NutsDraws(NamedTuple):
@@ -218,14 +219,13 @@ def _local_advance(settings, states, num_valid, model_kwargs):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(settings: _Settings, mesh_shape: tuple, device_ids: tuple):
-    """Jitted init and chunk functions for one setting and mesh (cached: compiled once per shape)."""
-    devices = {device.id: device for device in jax.devices()}
-    grid = np.asarray([devices[i] for i in device_ids], dtype=object).reshape(mesh_shape)
-    mesh = Mesh(grid, (CHAIN_AXIS, SEQUENCE_AXIS))
-    data_specs = dict(
-        inputs=P(SEQUENCE_AXIS), emissions=P(SEQUENCE_AXIS), mask=P(SEQUENCE_AXIS), priors=P(), input_mean=P()
-    )
+def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices: int):
+    """The mesh and the jitted init, chunk and constrain functions, cached per setting and mesh shape.
+
+    Being cached, each function is traced and compiled once per data shape.
+    """
+    mesh = sequence_mesh(num_chain_devices, num_sequence_devices)
+    data_specs = {name: P(SEQUENCE_AXIS) for name in SEQUENCE_FIELDS} | dict(priors=P(), input_mean=P())
     # check_vma=False: the chain state is replicated along "sequences" by construction (every
     # device adds the same psum), and glmhmm_model's psum carries its own gradient rule.
     init = jax.shard_map(
@@ -265,10 +265,10 @@ def _pad_sequences(model_kwargs: dict, multiple: int) -> dict:
     """Append fully masked sequences so the batch splits evenly; they add 0 to the log-likelihood (up to rounding)."""
     num_sequences = model_kwargs["emissions"].shape[0]
     extra = (-num_sequences) % multiple
-    if extra == 0:
-        return model_kwargs
     padded = dict(model_kwargs)
-    for name in ("inputs", "emissions", "mask"):
+    if extra == 0:
+        return padded
+    for name in SEQUENCE_FIELDS:
         value = model_kwargs[name]
         padded[name] = jnp.concatenate([value, jnp.zeros((extra, *value.shape[1:]), value.dtype)])
     return padded
@@ -321,7 +321,6 @@ def run_nuts(
         raise ValueError(f"need num_warmup >= 0 and num_samples >= 1, got {num_warmup} and {num_samples}")
     num_chains = jax.tree.leaves(init_z)[0].shape[0]
     num_chain_devices = num_chains if chain_method == "parallel" else 1
-    mesh = sequence_mesh(num_chain_devices, sequence_devices)
     total = num_warmup + num_samples
     settings = _Settings(
         num_states=num_states,
@@ -335,18 +334,10 @@ def run_nuts(
         time_parallel=bool(time_parallel),
         precondition=bool(precondition),
     )
-    mesh, init, advance, constrain = _compiled(
-        settings, mesh.devices.shape, tuple(device.id for device in mesh.devices.flat)
-    )
+    mesh, init, advance, constrain = _compiled(settings, num_chain_devices, sequence_devices)
     sharded_kwargs = _pad_sequences(model_kwargs, sequence_devices)
-    sharded_kwargs = {
-        name: (
-            jax.device_put(value, NamedSharding(mesh, P(SEQUENCE_AXIS)))
-            if name in ("inputs", "emissions", "mask")
-            else value
-        )
-        for name, value in sharded_kwargs.items()
-    }
+    for name in SEQUENCE_FIELDS:
+        sharded_kwargs[name] = jax.device_put(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
     chain_keys = jax.random.split(key, num_chains)
     states = init(chain_keys, init_z, sharded_kwargs)
     zs, potentials, stats = [], [], []
