@@ -87,7 +87,7 @@ def run_demo(
     from bayes_glmhmm.compare import compare_fits, comparison_to_csv, comparison_to_dict, comparison_to_markdown
     from bayes_glmhmm.convert import write_netcdf_atomic
     from bayes_glmhmm.em import fit_em
-    from bayes_glmhmm.mcmc import fit_nuts
+    from bayes_glmhmm.fit import fit_nuts
     from bayes_glmhmm.model import most_likely_states
     from bayes_glmhmm.relabel import match_params
     from bayes_glmhmm.report import write_report

@@ -120,7 +120,7 @@ def run_fit(
 
     from bayes_glmhmm import plots
     from bayes_glmhmm.convert import write_netcdf_atomic
-    from bayes_glmhmm.mcmc import fit_nuts
+    from bayes_glmhmm.fit import fit_nuts
     from bayes_glmhmm.summaries import parameter_table
 
     num_states = validate_num_states(num_states)

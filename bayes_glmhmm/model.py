@@ -1,7 +1,10 @@
 """The GLM-HMM as a probability model: batched likelihood, state inference, and the NumPyro model.
 
-The hidden states are summed out by the forward filter of :mod:`bayes_glmhmm.inference`, run over
+The model composes the components: initial probabilities, a transition matrix and an emission
+family (:mod:`bayes_glmhmm.emissions`), whose per-state log-likelihoods feed the HMM kernels of
+:mod:`bayes_glmhmm.inference`. The hidden states are summed out by the forward filter, run over
 all sequences at once with ``jax.vmap``; the result enters NumPyro through ``numpyro.factor``.
+Every function here takes any family's params; the params' type names the family.
 """
 
 import jax
@@ -11,7 +14,7 @@ import numpyro.distributions as dist
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
-from bayes_glmhmm.emissions import gaussian_glm_log_likelihoods
+from bayes_glmhmm.emissions import EmissionFamily, family_of, get_family
 from bayes_glmhmm.inference import (
     hmm_filter,
     hmm_marginal_loglik,
@@ -21,6 +24,8 @@ from bayes_glmhmm.inference import (
     hmm_viterbi,
 )
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
+
+GAUSSIAN = get_family("gaussian")
 
 __all__ = [
     "glmhmm_model",
@@ -34,6 +39,8 @@ __all__ = [
     "batched_smoother",
     "sum_over_devices",
     "unconstrain_sites",
+    "centred_sites",
+    "GAUSSIAN",
 ]
 
 
@@ -43,7 +50,7 @@ def batched_log_likelihoods(
     emissions: Float[Array, "num_sequences num_timesteps"],
 ) -> Float[Array, "num_sequences num_timesteps num_states"]:
     """Log p(y[n, t] | x[n, t], z[n, t] = k, theta) for every sequence, step and state."""
-    return gaussian_glm_log_likelihoods(params.weights, params.biases, params.scales, inputs, emissions)
+    return family_of(params).log_likelihoods(params, inputs, emissions)
 
 
 def batched_marginal_loglik(
@@ -86,9 +93,11 @@ def batched_smoother(params: GLMHMMParams, inputs, emissions, mask):
     return smoother(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
 
 
-def _as_params(params) -> GLMHMMParams:
+def _as_params(params):
+    """Params as float JAX arrays, keeping their family's type."""
     dtype = jnp.result_type(float)
-    return GLMHMMParams(*(jnp.asarray(p, dtype=dtype) for p in params))
+    family_of(params)  # a clear error for anything that is not a family's params
+    return type(params)(*(jnp.asarray(p, dtype=dtype) for p in params))
 
 
 def log_likelihood(
@@ -110,7 +119,7 @@ def log_likelihood(
     Returns:
         One log-likelihood per sequence, shape (N,).
     """
-    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
     return batched_marginal_loglik(_as_params(params), inputs, emissions, mask)
 
 
@@ -128,7 +137,7 @@ def most_likely_states(
     mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
 ) -> Int[Array, "num_sequences num_timesteps"]:
     """Viterbi paths argmax_z p(z[n] | y[n], x[n], theta), shape (N, T)."""
-    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
     return _viterbi_batch(_as_params(params), inputs, emissions, mask)
 
 
@@ -139,7 +148,7 @@ def smoothed_state_probs(
     mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
 ) -> Float[Array, "num_sequences num_timesteps num_states"]:
     """p(z[n, t] = k | y[n], x[n], theta) for fixed parameters, shape (N, T, K)."""
-    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
     return jax.jit(batched_smoother)(_as_params(params), inputs, emissions, mask).smoothed_probs
 
 
@@ -151,7 +160,7 @@ def sample_states(
     mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
 ) -> Int[Array, "num_sequences num_timesteps"]:
     """One FFBS draw z[n] ~ p(z[n] | y[n], x[n], theta) per sequence, for fixed parameters."""
-    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
     return _ffbs_batch(key, _as_params(params), inputs, emissions, mask)
 
 
@@ -187,43 +196,53 @@ def sum_over_devices(function, axis_name: str):
     return total
 
 
-#: The support of every sampled site of :func:`glmhmm_model` (its unconstrained space is theirs under
-#: NumPyro's ``biject_to``); ``centred_biases`` has the improper flat prior.
+#: The support of the sampled sites every family shares (its unconstrained space is theirs under
+#: NumPyro's ``biject_to``); ``centred_biases`` has the improper flat prior. A family adds its own
+#: (``EmissionFamily.extra_supports``).
 SITE_SUPPORTS = {
     "initial_probs": dist.constraints.simplex,
     "transition_matrix": dist.constraints.simplex,  # row-wise
     "weights": dist.constraints.real,
     "centred_biases": dist.constraints.real,
-    "scales": dist.constraints.positive,
 }
 
 
-def unconstrain_sites(constrained: dict) -> dict:
+def unconstrain_sites(constrained: dict, family: EmissionFamily = GAUSSIAN) -> dict:
     """Map values of :func:`glmhmm_model`'s sites to NumPyro's unconstrained space, without running the model.
 
     Same result as ``numpyro.infer.util.unconstrain_fn`` on the model, which evaluates the
     likelihood on the way; this only applies the inverse bijections (stick-breaking, log).
     """
-    return {name: dist.biject_to(SITE_SUPPORTS[name]).inv(jnp.asarray(value)) for name, value in constrained.items()}
+    supports = SITE_SUPPORTS | {name: getattr(dist.constraints, kind) for name, kind in family.extra_supports}
+    return {name: dist.biject_to(supports[name]).inv(jnp.asarray(value)) for name, value in constrained.items()}
 
 
-def _prior_distributions(num_states: int, input_dim: int, priors: Priors) -> dict:
-    """The article's priors as NumPyro distributions, one per parameter (biases included)."""
+def centred_sites(params, input_mean) -> dict:
+    """The model's sites at ``params``: every parameter, with ``centred_biases`` = biases + weights @ input_mean."""
+    sites = params._asdict()
+    sites["centred_biases"] = sites.pop("biases") + params.weights @ input_mean
+    return sites
+
+
+def _prior_distributions(family: EmissionFamily, num_states: int, input_dim: int, priors: Priors) -> dict:
+    """The shared priors as NumPyro distributions: Dirichlet probabilities, Normal weights and biases."""
+    weight_shape = family.weight_shape(num_states, input_dim)
     return {
         "initial_probs": dist.Dirichlet(jnp.full(num_states, priors.initial_concentration)),
         "transition_matrix": dist.Dirichlet(
             jnp.full((num_states, num_states), priors.transition_concentration)
         ).to_event(1),
-        "weights": dist.Normal(0.0, priors.weight_scale).expand([num_states, input_dim]).to_event(2),
-        "biases": dist.Normal(0.0, priors.bias_scale).expand([num_states]).to_event(1),
-        "scales": dist.HalfNormal(priors.noise_scale).expand([num_states]).to_event(1),
+        "weights": dist.Normal(0.0, priors.weight_scale).expand(list(weight_shape)).to_event(len(weight_shape)),
+        "biases": dist.Normal(0.0, priors.bias_scale).expand(list(weight_shape[:-1])).to_event(len(weight_shape) - 1),
     }
 
 
-def log_prior(params: GLMHMMParams, priors: Priors) -> Float[Array, ""]:
+def log_prior(params, priors: Priors) -> Float[Array, ""]:
     """Log p(theta) under ``priors``, the density the NUTS model uses (in the constrained space)."""
-    distributions = _prior_distributions(params.num_states, params.input_dim, priors)
-    return sum(distributions[name].log_prob(value) for name, value in params._asdict().items())
+    family = family_of(params)
+    distributions = _prior_distributions(family, params.num_states, params.input_dim, priors)
+    shared = sum(distributions[name].log_prob(getattr(params, name)) for name in distributions)
+    return shared + family.extra_log_prior(params, priors)
 
 
 def glmhmm_model(
@@ -236,18 +255,20 @@ def glmhmm_model(
     adjoint: bool = True,
     sequence_axis_name: str | None = None,
     time_parallel: bool = False,
+    family: EmissionFamily = GAUSSIAN,
 ) -> None:
-    """NumPyro model of the GLM-HMM with the hidden states marginalized.
+    """NumPyro model of the GLM-HMM with the hidden states marginalized, for any emission family.
 
     The prior is exactly the article's. Only the coordinates differ: the sampler moves
     ``centred_biases = biases + weights @ input_mean``, the intercept at the mean input, which is
     far less correlated with the weights than ``biases`` is; the Normal prior on ``biases`` enters
     through a factor. The map (weights, biases) -> (weights, centred_biases) has unit Jacobian, so
-    the posterior of (weights, biases) is unchanged.
+    the posterior of (weights, biases) is unchanged. The family adds its own sites (the
+    Gaussian's noise scales).
 
     Args:
         inputs: (N, T, D) covariates.
-        emissions: (N, T) observations (any finite value where masked).
+        emissions: (N, T) observations (any value in the family's support where masked).
         mask: (N, T) booleans, False where missing or padding.
         num_states: K.
         priors: hyperparameters.
@@ -259,19 +280,21 @@ def glmhmm_model(
             gradient is the sum of the devices' gradients). None: this device holds them all.
         time_parallel: compute the marginal likelihood with the parallel-in-time reduction
             (:func:`~bayes_glmhmm.inference.hmm_marginal_loglik_parallel`); same value.
+        family: the emission family (Gaussian by default).
     """
     input_dim = inputs.shape[-1]
-    distributions = _prior_distributions(num_states, input_dim, priors)
+    distributions = _prior_distributions(family, num_states, input_dim, priors)
     initial_probs = numpyro.sample("initial_probs", distributions["initial_probs"])
     transition_matrix = numpyro.sample("transition_matrix", distributions["transition_matrix"])
     weights = numpyro.sample("weights", distributions["weights"])
+    bias_shape = distributions["biases"].event_shape
     centred_biases = numpyro.sample(
-        "centred_biases", dist.ImproperUniform(dist.constraints.real, (), event_shape=(num_states,))
+        "centred_biases", dist.ImproperUniform(dist.constraints.real, (), event_shape=bias_shape)
     )
     biases = numpyro.deterministic("biases", centred_biases - weights @ input_mean)
     numpyro.factor("biases_prior", distributions["biases"].log_prob(biases))
-    scales = numpyro.sample("scales", distributions["scales"])
-    params = GLMHMMParams(initial_probs, transition_matrix, weights, centred_biases, scales)
+    extras = family.extra_sites(num_states, priors)
+    params = family.params_type(initial_probs, transition_matrix, weights, centred_biases, **extras)
 
     def total_loglik(params):
         per_sequence = batched_marginal_loglik(

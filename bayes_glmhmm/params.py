@@ -1,12 +1,15 @@
-"""Parameters, priors and input validation of the Gaussian GLM-HMM.
+"""Parameters, priors and input validation of the GLM-HMM, for every emission family.
 
 The model, for sequence n and time t:
 
     z_1 ~ Categorical(initial_probs),  z_{t+1} | z_t = i ~ Categorical(transition_matrix[i])
-    y_t | x_t, z_t = k ~ Normal(x_t . weights[k] + biases[k], scales[k]^2)
+    y_t | x_t, z_t = k ~ family(x_t . weights[k] + biases[k])
 
+e.g. Normal(x_t . weights[k] + biases[k], scales[k]^2) for the Gaussian family (the article's),
 with the priors of the article: Dirichlet on ``initial_probs`` and on each row of
 ``transition_matrix``, Normal(0, scale) on weights and biases, HalfNormal(scale) on ``scales``.
+Each family has its parameter NamedTuple (:class:`GLMHMMParams` is the Gaussian's); the type of a
+params object says its family (:func:`bayes_glmhmm.emissions.family_of`).
 """
 
 from typing import NamedTuple
@@ -16,7 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["GLMHMMParams", "PARAM_NAMES", "Priors", "validate_data", "validate_num_states", "permute_params"]
+__all__ = [
+    "BernoulliGLMHMMParams",
+    "CategoricalGLMHMMParams",
+    "GLMHMMParams",
+    "PARAM_NAMES",
+    "PoissonGLMHMMParams",
+    "Priors",
+    "validate_data",
+    "validate_num_states",
+    "permute_params",
+]
 
 
 class GLMHMMParams(NamedTuple):
@@ -36,36 +49,93 @@ class GLMHMMParams(NamedTuple):
     biases: Float[Array, " num_states"]
     scales: Float[Array, " num_states"]
 
-    @property
-    def num_states(self) -> int:
-        return int(np.shape(self.initial_probs)[-1])
 
-    @property
-    def input_dim(self) -> int:
-        return int(np.shape(self.weights)[-1])
+def permute_params(params, permutation):
+    """Relabel states so that new state k is old state ``permutation[k]``, for any family's params.
 
-    def permute(self, permutation) -> "GLMHMMParams":
-        """Relabel the states: new state k is old state ``permutation[k]``."""
-        return permute_params(self, permutation)
-
-
-def permute_params(params: GLMHMMParams, permutation) -> GLMHMMParams:
-    """Relabel states so that new state k is old state ``permutation[k]``.
-
-    Works on unbatched parameters; the transition matrix is permuted on both axes.
+    Works on unbatched parameters: every parameter has its state axis first, and the transition
+    matrix is permuted on both axes.
     """
     # NumPy indices keep NumPy parameters NumPy (float64 stays exact) and index JAX arrays too.
     permutation = np.asarray(permutation)
-    return GLMHMMParams(
-        initial_probs=params.initial_probs[permutation],
-        transition_matrix=params.transition_matrix[permutation][:, permutation],
-        weights=params.weights[permutation],
-        biases=params.biases[permutation],
-        scales=params.scales[permutation],
-    )
+    permuted = {name: value[permutation] for name, value in params._asdict().items()}
+    permuted["transition_matrix"] = permuted["transition_matrix"][:, permutation]
+    return type(params)(**permuted)
 
 
-PARAM_NAMES: tuple[str, ...] = GLMHMMParams._fields  # the parameter names, in GLMHMMParams order
+def _num_states(self) -> int:
+    return int(np.shape(self.initial_probs)[-1])
+
+
+def _input_dim(self) -> int:
+    return int(np.shape(self.weights)[-1])
+
+
+def _permute(self, permutation):
+    """Relabel the states: new state k is old state ``permutation[k]``."""
+    return permute_params(self, permutation)
+
+
+class BernoulliGLMHMMParams(NamedTuple):
+    """Parameters of a Bernoulli (logistic) GLM-HMM: p(y_t = 1 | x_t, z_t = k) = sigmoid(x_t . weights[k] + biases[k]).
+
+    Attributes:
+        initial_probs: p(z_1 = k), shape (K,).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shape (K, K).
+        weights: log-odds of y = 1 per unit of each input, shape (K, D).
+        biases: log-odds of y = 1 at zero input, shape (K,).
+    """
+
+    initial_probs: Float[Array, " num_states"]
+    transition_matrix: Float[Array, "num_states num_states"]
+    weights: Float[Array, "num_states input_dim"]
+    biases: Float[Array, " num_states"]
+
+
+class CategoricalGLMHMMParams(NamedTuple):
+    """Parameters of a categorical (multinomial logit) GLM-HMM with C classes, class 0 the reference.
+
+    log p(y_t = c | x_t, z_t = k) / p(y_t = 0 | x_t, z_t = k) = x_t . weights[k, c - 1] + biases[k, c - 1]
+    for c = 1..C-1: row c - 1 of a state's weights is the log-odds of class c *against class 0*,
+    so there are C - 1 weight vectors, not C, and a positive weight favours class c over class 0
+    (as in statsmodels' ``MNLogit``, whose first class is the reference too).
+
+    Attributes:
+        initial_probs: p(z_1 = k), shape (K,).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shape (K, K).
+        weights: shape (K, C - 1, D).
+        biases: shape (K, C - 1).
+    """
+
+    initial_probs: Float[Array, " num_states"]
+    transition_matrix: Float[Array, "num_states num_states"]
+    weights: Float[Array, "num_states num_classes_minus_one input_dim"]
+    biases: Float[Array, "num_states num_classes_minus_one"]
+
+
+class PoissonGLMHMMParams(NamedTuple):
+    """Parameters of a Poisson (log-link) GLM-HMM: E[y_t | x_t, z_t = k] = exp(x_t . weights[k] + biases[k]).
+
+    Attributes:
+        initial_probs: p(z_1 = k), shape (K,).
+        transition_matrix: p(z_{t+1} = j | z_t = i), shape (K, K).
+        weights: log rate ratio per unit of each input, shape (K, D).
+        biases: log rate at zero input, shape (K,).
+    """
+
+    initial_probs: Float[Array, " num_states"]
+    transition_matrix: Float[Array, "num_states num_states"]
+    weights: Float[Array, "num_states input_dim"]
+    biases: Float[Array, " num_states"]
+
+
+for _params_type in (GLMHMMParams, BernoulliGLMHMMParams, CategoricalGLMHMMParams, PoissonGLMHMMParams):
+    _params_type.num_states = property(_num_states)
+    _params_type.input_dim = property(_input_dim)
+    _params_type.permute = _permute
+
+
+PARAM_NAMES: tuple[str, ...] = GLMHMMParams._fields  # the Gaussian parameter names, in GLMHMMParams order
 
 
 class Priors(NamedTuple):
@@ -76,7 +146,7 @@ class Priors(NamedTuple):
         transition_concentration: each row of transition_matrix ~ Dirichlet(concentration * ones(K)).
         weight_scale: weights[k, d] ~ Normal(0, weight_scale).
         bias_scale: biases[k] ~ Normal(0, bias_scale).
-        noise_scale: scales[k] ~ HalfNormal(noise_scale).
+        noise_scale: scales[k] ~ HalfNormal(noise_scale) (Gaussian family only).
     """
 
     initial_concentration: float = 1.0
@@ -106,7 +176,7 @@ def validate_num_states(num_states) -> int:
     return int(num_states)
 
 
-def validate_data(inputs, emissions, mask=None):
+def validate_data(inputs, emissions, mask=None, family=None):
     """Check and promote data to (num_sequences, num_timesteps[, input_dim]) arrays.
 
     A single sequence given as (T, D) inputs and (T,) emissions is promoted to a batch of one.
@@ -115,6 +185,8 @@ def validate_data(inputs, emissions, mask=None):
         inputs: covariates x, shape (N, T, D) or (T, D).
         emissions: observations y, shape (N, T) or (T,).
         mask: optional booleans of the emissions' shape, False where y is missing or padding.
+        family: optional :class:`~bayes_glmhmm.emissions.EmissionFamily` whose support the observed
+            emissions must lie in (and whose coding they are converted to, e.g. -1/+1 to 0/1).
 
     Returns:
         ``(inputs, emissions, mask)`` as float / bool JAX arrays of shapes (N, T, D), (N, T), (N, T).
@@ -176,6 +248,8 @@ def validate_data(inputs, emissions, mask=None):
             f"inputs contain NaN or inf (first at sequence {n}, step {t}, input {d}); missing inputs are not supported"
         )
     emissions_np = np.where(mask_np, emissions_np, 0.0)
+    if family is not None:
+        emissions_np = family.prepare_emissions(emissions_np, mask_np)
     dtype = jnp.result_type(float)
     return (
         jnp.asarray(inputs_np, dtype=dtype),

@@ -247,7 +247,7 @@ def plot_states(emissions, true_states, state_probabilities, map_states=None, se
         emissions: y_t of the sequence, shape (T,).
         true_states: z_t, shape (T,), or None when the truth is unknown.
         state_probabilities: (T, K), state_probabilities[t, k] = p(z_t = k | y, x), e.g. a row of
-            :meth:`bayes_glmhmm.mcmc.Posterior.state_probabilities`.
+            :meth:`bayes_glmhmm.posterior.Posterior.state_probabilities`.
         map_states: optional (T,) path estimate in the same labelling.
         sequence_label: appended to the title, e.g. ``"sequence 3"``.
 
@@ -674,7 +674,7 @@ def plot_lp_by_chain(
 
     Left, the log density against the draw, one line per chain; right, its distribution per chain
     (box of the quartiles, whiskers at 3%..97%) with the level below which a chain counts as stuck
-    (see :func:`bayes_glmhmm.mcmc.detect_stuck_chains`).
+    (see :func:`bayes_glmhmm.posterior.detect_stuck_chains`).
 
     Args:
         lp: (C, S) log density of each draw of each chain.
@@ -692,7 +692,7 @@ def plot_lp_by_chain(
     if lp.ndim != 2:
         raise ValueError(f"lp must have shape (num_chains, num_draws), got {lp.shape}")
     # mcmc imports NumPyro; import it only when this figure is drawn.
-    from bayes_glmhmm.mcmc import detect_stuck_chains
+    from bayes_glmhmm.posterior import detect_stuck_chains
 
     detected, threshold_used = detect_stuck_chains(lp, threshold)
     stuck = set(detected if stuck_chains is None else (int(c) for c in stuck_chains))

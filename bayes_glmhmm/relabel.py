@@ -6,7 +6,8 @@ Convention used throughout: a permutation ``perm`` of shape (K,) relabels parame
 ``z_new = argsort(perm)[z_old]``.
 
 Draws are matched to a reference by the Hungarian algorithm on a cost built from the
-state-specific emission parameters (weights, biases, log scales), standardized by their
+state-specific emission parameters (the family's ``relabel_features``: weights, biases and, for
+the Gaussian, log scales), standardized by their
 posterior spread; the reference is then re-estimated from the aligned draws and the matching
 repeated until no permutation changes (a pivotal-reordering / Stephens-type fixed point).
 """
@@ -15,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from bayes_glmhmm.emissions import family_of, get_family
 
 __all__ = [
     "RelabelResult",
@@ -29,6 +32,7 @@ __all__ = [
 ]
 
 STATE_AXIS = {"initial_probs": 0, "weights": 0, "biases": 0, "scales": 0, "centred_biases": 0}
+# Every parameter of every family has its state axis first; the transition matrix has two.
 
 
 class RelabelResult(NamedTuple):
@@ -53,11 +57,11 @@ def invert_permutation(permutation: np.ndarray) -> np.ndarray:
 
 
 def state_features(samples: dict) -> np.ndarray:
-    """Per-state emission features of each draw: weights, bias and log scale, shape (..., K, D + 2)."""
-    weights = np.asarray(samples["weights"])
-    biases = np.asarray(samples["biases"])[..., None]
-    log_scales = np.log(np.asarray(samples["scales"]))[..., None]
-    return np.concatenate([weights, biases, log_scales], axis=-1)
+    """Per-state emission features of each draw of the Gaussian family: weights, bias and log scale, (..., K, D + 2).
+
+    Other families: ``family.relabel_features``.
+    """
+    return get_family("gaussian").relabel_features(samples)
 
 
 def match_permutation(features: np.ndarray, reference: np.ndarray, feature_scale: np.ndarray) -> np.ndarray:
@@ -121,20 +125,24 @@ def permute_states(states: np.ndarray, permutations: np.ndarray) -> np.ndarray:
     return np.take_along_axis(flat_inverse, flat_states, axis=1).reshape(np.shape(states))
 
 
-def relabel_samples(samples: dict, reference: np.ndarray | None = None, max_iterations: int = 20) -> RelabelResult:
+def relabel_samples(
+    samples: dict, reference: np.ndarray | None = None, max_iterations: int = 20, features=state_features
+) -> RelabelResult:
     """Relabel every draw to a common labeling.
 
     Args:
         samples: dict with ``weights`` (..., K, D), ``biases`` (..., K), ``scales`` (..., K) and
             optionally ``initial_probs``, ``transition_matrix`` and other state-indexed entries.
-        reference: (K, D + 2) starting reference features (e.g. from the EM estimate, see
+        reference: (K, F) starting reference features (e.g. from the EM estimate, see
             :func:`state_features`); defaults to the first draw.
         max_iterations: bound on the reference refinements.
+        features: ``samples -> (..., K, F)`` per-state features, the family's ``relabel_features``
+            (the Gaussian's by default).
 
     Returns:
         A :class:`RelabelResult`.
     """
-    features = state_features(samples)
+    features = features(samples)
     lead_shape, (num_states, num_features) = features.shape[:-2], features.shape[-2:]
     flat = features.reshape(-1, num_states, num_features)
     if reference is None:
@@ -187,20 +195,19 @@ def find_state_permutation(true_states: np.ndarray, estimated_states: np.ndarray
 def match_params(estimate, target) -> np.ndarray:
     """Permutation that aligns an estimate's state labels to a target's (e.g. the truth).
 
-    Matches the per-state emission features (weights, bias, log scale), standardized by the
-    target's spread across states, with the Hungarian algorithm. With the convention of this
-    module, ``estimate.permute(perm)`` has the target's labeling.
+    Matches the per-state emission features (the family's: weights, bias and, for the Gaussian,
+    log scale), standardized by the target's spread across states, with the Hungarian algorithm.
+    With the convention of this module, ``estimate.permute(perm)`` has the target's labeling.
 
     Args:
-        estimate: GLMHMMParams (or anything with ``weights``, ``biases``, ``scales``).
-        target: GLMHMMParams with the labeling wanted.
+        estimate: params of any family (e.g. GLMHMMParams).
+        target: params of the same family with the labeling wanted.
 
     Returns:
         (K,) permutation.
     """
-    estimate_features = state_features(
-        {"weights": estimate.weights, "biases": estimate.biases, "scales": estimate.scales}
-    )
-    target_features = state_features({"weights": target.weights, "biases": target.biases, "scales": target.scales})
+    features = family_of(target).relabel_features
+    estimate_features = features({name: np.asarray(value) for name, value in estimate._asdict().items()})
+    target_features = features({name: np.asarray(value) for name, value in target._asdict().items()})
     scale = np.std(target_features, axis=0) + 1e-12
     return match_permutation(estimate_features, target_features, scale)

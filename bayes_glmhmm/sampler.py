@@ -1,4 +1,4 @@
-"""The NUTS runner under :func:`~bayes_glmhmm.mcmc.fit_nuts`: compiled once, spread over devices.
+"""The NUTS runner under :func:`~bayes_glmhmm.fit.fit_nuts`: compiled once, spread over devices.
 
 NumPyro's ``MCMC`` driver re-traces and re-compiles its sampler on every call and runs parallel
 chains with ``pmap`` only. This runner drives NumPyro's own NUTS kernel
@@ -20,6 +20,7 @@ The iterations run in chunks of one compiled length, so a progress bar can advan
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -32,8 +33,6 @@ from jax.sharding import PartitionSpec as P
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 from tqdm.auto import tqdm
-
-from bayes_glmhmm.model import glmhmm_model
 
 __all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "run_nuts", "sequence_mesh"]
 
@@ -70,7 +69,8 @@ class NutsDraws(NamedTuple):
 class _Settings(NamedTuple):
     """Static (compile-time) settings of one sampler."""
 
-    num_states: int
+    model: Callable
+    model_options: tuple  # ((name, value), ...) static keyword arguments of the model
     num_warmup: int
     chunk_length: int
     target_accept_prob: float
@@ -78,7 +78,6 @@ class _Settings(NamedTuple):
     dense_mass: bool
     within_device: str  # "map" or "vmap": how one device runs its share of the chains
     sequence_axis: str | None
-    time_parallel: bool
     precondition: bool
 
 
@@ -104,14 +103,13 @@ def sequence_mesh(num_chain_devices: int, num_sequence_devices: int, devices=Non
     return Mesh(grid, (CHAIN_AXIS, SEQUENCE_AXIS))
 
 
+def _model(settings: _Settings, **extra):
+    """The model with its static options bound (and ``extra``, e.g. the sequence axis name)."""
+    return functools.partial(settings.model, **dict(settings.model_options), **extra)
+
+
 def _potential_fn_gen(settings: _Settings):
-    model = functools.partial(
-        glmhmm_model,
-        num_states=settings.num_states,
-        sequence_axis_name=settings.sequence_axis,
-        adjoint=True,
-        time_parallel=settings.time_parallel,
-    )
+    model = _model(settings, sequence_axis_name=settings.sequence_axis)
 
     def generate(**model_kwargs):
         return functools.partial(potential_energy, model, (), model_kwargs)
@@ -219,13 +217,15 @@ def _local_advance(settings, states, num_valid, model_kwargs):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices: int):
+def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices: int, replicated: tuple):
     """The mesh and the jitted init, chunk and constrain functions, cached per setting and mesh shape.
+
+    ``replicated`` names the model arguments every device holds whole (all but the sequences).
 
     Being cached, each function is traced and compiled once per data shape.
     """
     mesh = sequence_mesh(num_chain_devices, num_sequence_devices)
-    data_specs = {name: P(SEQUENCE_AXIS) for name in SEQUENCE_FIELDS} | dict(priors=P(), input_mean=P())
+    data_specs = {name: P(SEQUENCE_AXIS) for name in SEQUENCE_FIELDS} | {name: P() for name in replicated}
     # check_vma=False: the chain state is replicated along "sequences" by construction (every
     # device adds the same psum), and glmhmm_model's psum carries its own gradient rule.
     init = jax.shard_map(
@@ -242,7 +242,7 @@ def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices:
         out_specs=P(CHAIN_AXIS),
         check_vma=False,
     )
-    constrain_model = functools.partial(glmhmm_model, num_states=settings.num_states)
+    constrain_model = _model(settings)
 
     def constrain(z, model_kwargs):
         one = functools.partial(constrain_fn, constrain_model, (), model_kwargs, return_deterministic=True)
@@ -277,8 +277,9 @@ def _pad_sequences(model_kwargs: dict, multiple: int) -> dict:
 def run_nuts(
     key,
     init_z: dict,
+    model: Callable,
     model_kwargs: dict,
-    num_states: int,
+    model_options: dict,
     *,
     num_warmup: int,
     num_samples: int,
@@ -287,17 +288,20 @@ def run_nuts(
     dense_mass: bool = False,
     chain_method: str = "sequential",
     sequence_devices: int = 1,
-    time_parallel: bool = False,
     precondition: bool = True,
     progress_bar: bool = False,
 ) -> NutsDraws:
-    """Run NUTS chains on :func:`~bayes_glmhmm.model.glmhmm_model` and return the kept draws.
+    """Run NUTS chains on a NumPyro model (e.g. :func:`~bayes_glmhmm.model.glmhmm_model`), return the kept draws.
 
     Args:
         key: PRNG key; chain c uses ``jax.random.split(key, num_chains)[c]``.
         init_z: starting points in the unconstrained space, each leaf with a leading chain axis.
-        model_kwargs: ``inputs``, ``emissions``, ``mask``, ``priors`` and ``input_mean`` of the model.
-        num_states: K.
+        model: the NumPyro model, a function of ``**model_kwargs, **model_options`` that accepts a
+            ``sequence_axis_name`` keyword (the mesh axis along which its sequences are split, or None).
+        model_kwargs: the model's array arguments (traced: a new value reuses the compiled sampler);
+            ``inputs``, ``emissions`` and ``mask`` have a leading sequence axis and are split over devices.
+        model_options: the model's static keyword arguments (hashable values, e.g. ``num_states``, the
+            family); a new value compiles a new sampler.
         num_warmup: adaptation iterations per chain (discarded).
         num_samples: kept draws per chain.
         target_accept_prob: NUTS target acceptance probability.
@@ -306,7 +310,6 @@ def run_nuts(
         chain_method: ``"parallel"`` (one device group per chain), ``"sequential"`` (one after the
             other) or ``"vectorized"`` (all chains batched in one program).
         sequence_devices: devices sharing each chain's batch of sequences (S of the mesh).
-        time_parallel: the parallel-in-time marginal likelihood (for accelerators, long T).
         precondition: start the mass matrix from the curvature of the potential at each chain's
             starting point (:func:`curvature_inverse_mass_matrix`) instead of the identity, so the
             first adaptation window does not crawl with long trajectories; adaptation goes on as usual.
@@ -323,7 +326,8 @@ def run_nuts(
     num_chain_devices = num_chains if chain_method == "parallel" else 1
     total = num_warmup + num_samples
     settings = _Settings(
-        num_states=num_states,
+        model=model,
+        model_options=tuple(sorted(model_options.items())),
         num_warmup=num_warmup,
         chunk_length=math.ceil(total / NUM_CHUNKS),
         target_accept_prob=float(target_accept_prob),
@@ -331,10 +335,10 @@ def run_nuts(
         dense_mass=bool(dense_mass),
         within_device="vmap" if chain_method == "vectorized" else "map",
         sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,
-        time_parallel=bool(time_parallel),
         precondition=bool(precondition),
     )
-    mesh, init, advance, constrain = _compiled(settings, num_chain_devices, sequence_devices)
+    replicated = tuple(sorted(set(model_kwargs) - set(SEQUENCE_FIELDS)))
+    mesh, init, advance, constrain = _compiled(settings, num_chain_devices, sequence_devices, replicated)
     sharded_kwargs = _pad_sequences(model_kwargs, sequence_devices)
     for name in SEQUENCE_FIELDS:
         sharded_kwargs[name] = jax.device_put(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))

@@ -8,16 +8,16 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from bayes_glmhmm.emissions import glm_means
+from bayes_glmhmm.emissions import family_of
 from bayes_glmhmm.params import GLMHMMParams
 
 __all__ = ["simulate", "article_params", "article_data", "ArticleData"]
 
 
 @jax.jit
-def _simulate_one(key, params: GLMHMMParams, inputs):
+def _simulate_one(key, params, inputs):
     num_timesteps = inputs.shape[0]
-    key_initial, key_transitions, key_noise = jax.random.split(key, 3)
+    key_initial, key_transitions, key_emissions = jax.random.split(key, 3)
     first_state = jax.random.categorical(key_initial, jnp.log(params.initial_probs))
 
     def _step(carry, xs):
@@ -28,25 +28,24 @@ def _simulate_one(key, params: GLMHMMParams, inputs):
 
     _, later_states = lax.scan(_step, first_state, jax.random.split(key_transitions, num_timesteps - 1))
     states = jnp.concatenate([first_state[None], later_states])
-    means = jnp.take_along_axis(glm_means(params.weights, params.biases, inputs), states[:, None], axis=1)[:, 0]
-    noise = jax.random.normal(key_noise, (num_timesteps,), dtype=means.dtype)
-    return states, means + params.scales[states] * noise
+    return states, family_of(params).sample(key_emissions, params, inputs, states)
 
 
 def simulate(
-    key: Array, params: GLMHMMParams, inputs: Float[Array, "num_sequences num_timesteps input_dim"]
+    key: Array, params, inputs: Float[Array, "num_sequences num_timesteps input_dim"]
 ) -> tuple[Int[Array, "num_sequences num_timesteps"], Float[Array, "num_sequences num_timesteps"]]:
-    """Draw hidden states and emissions from the GLM-HMM given the inputs.
+    """Draw hidden states and emissions from the GLM-HMM given the inputs, for any family.
 
     Args:
         key: PRNG key.
-        params: model parameters.
+        params: model parameters (their type names the family; discrete emissions come as floats).
         inputs: covariates, (N, T, D); a single (T, D) sequence gives (T,) outputs.
 
     Returns:
         ``(states, emissions)``: z ~ p(z | theta) and y ~ p(y | x, z, theta), shapes (N, T).
     """
-    params = GLMHMMParams(*(jnp.asarray(p) for p in params))
+    family_of(params)  # a clear error for anything that is not a family's params
+    params = type(params)(*(jnp.asarray(p) for p in params))
     inputs = jnp.asarray(inputs, dtype=jnp.result_type(float))
     if inputs.ndim == 2:
         return _simulate_one(key, params, inputs)

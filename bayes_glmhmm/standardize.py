@@ -11,15 +11,15 @@ where the priors apply to the standardized parameters, and every draw is mapped 
     biases[k]     = emission_mean + emission_scale * biases'[k] - sum_d weights[k, d] input_mean[d]
     scales[k]     = emission_scale * scales'[k]
 
-Initial and transition probabilities are unit-free and unchanged.
+Initial and transition probabilities are unit-free and unchanged. Families other than the
+Gaussian standardize their inputs only (emission_mean 0, emission_scale 1): a logit or log link
+has no unit to change. The weights of a categorical family, (K, C - 1, D), map the same way.
 """
 
 from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-
-from bayes_glmhmm.params import GLMHMMParams
 
 __all__ = ["Standardization", "fit_standardization", "needs_standardization", "standardize_if_requested"]
 
@@ -49,13 +49,16 @@ class Standardization(NamedTuple):
         emissions = (np.asarray(emissions) - self.emission_mean) / self.emission_scale
         return inputs, emissions
 
-    def to_original(self, weights, biases, scales):
-        """Map standardized (weights (..., K, D), biases (..., K), scales (..., K)) to original units."""
+    def to_original(self, weights, biases, scales=None):
+        """Map standardized (weights (..., K, [C - 1,] D), biases (..., K, [C - 1]), scales (..., K)) to original units.
+
+        Returns ``(weights, biases, scales)``; scales is None when not given.
+        """
         weights = self.emission_scale * np.asarray(weights) / self.input_scale
         biases = self.emission_mean + self.emission_scale * np.asarray(biases) - weights @ self.input_mean
-        return weights, biases, self.emission_scale * np.asarray(scales)
+        return weights, biases, None if scales is None else self.emission_scale * np.asarray(scales)
 
-    def to_standardized(self, weights, biases, scales):
+    def to_standardized(self, weights, biases, scales=None):
         """The inverse of :meth:`to_original`."""
         weights = np.asarray(weights)
         standardized_biases = (
@@ -64,20 +67,27 @@ class Standardization(NamedTuple):
         return (
             weights * self.input_scale / self.emission_scale,
             standardized_biases,
-            np.asarray(scales) / self.emission_scale,
+            None if scales is None else np.asarray(scales) / self.emission_scale,
         )
 
-    def params_to_original(self, params: GLMHMMParams) -> GLMHMMParams:
-        """Parameters fitted on standardized data, in the data's original units."""
-        weights, biases, scales = self.to_original(params.weights, params.biases, params.scales)
-        return GLMHMMParams(
-            np.asarray(params.initial_probs), np.asarray(params.transition_matrix), weights, biases, scales
-        )
+    def _map_params(self, params, transform):
+        weights, biases, scales = transform(params.weights, params.biases, getattr(params, "scales", None))
+        mapped = dict(weights=weights, biases=biases) | ({} if scales is None else dict(scales=scales))
+        return type(params)(**{name: np.asarray(value) for name, value in (params._asdict() | mapped).items()})
+
+    def params_to_original(self, params):
+        """Parameters (any family's) fitted on standardized data, in the data's original units."""
+        return self._map_params(params, self.to_original)
+
+    def params_to_standardized(self, params):
+        """Parameters in the data's units, in standardized units (the inverse of :meth:`params_to_original`)."""
+        return self._map_params(params, self.to_standardized)
 
     def samples_to_original(self, samples: dict) -> dict:
-        """Every draw of a samples dict (keys as GLMHMMParams' fields) in original units."""
-        weights, biases, scales = self.to_original(samples["weights"], samples["biases"], samples["scales"])
-        return {**samples, "weights": weights, "biases": biases, "scales": scales}
+        """Every draw of a samples dict (keys as the params' fields) in original units."""
+        weights, biases, scales = self.to_original(samples["weights"], samples["biases"], samples.get("scales"))
+        mapped = dict(weights=weights, biases=biases) | ({} if scales is None else dict(scales=scales))
+        return {**samples, **mapped}
 
     def as_dict(self) -> dict:
         """JSON-friendly form."""
@@ -89,13 +99,15 @@ class Standardization(NamedTuple):
         }
 
 
-def fit_standardization(inputs, emissions, mask) -> Standardization:
+def fit_standardization(inputs, emissions, mask, emissions_too: bool = True) -> Standardization:
     """Means and standard deviations of the observed inputs and emissions.
 
     Args:
         inputs: (N, T, D) covariates.
         emissions: (N, T) observations.
         mask: (N, T), False where missing or padding (those steps are ignored).
+        emissions_too: standardize the emissions as well (Gaussian); otherwise their mean is 0
+            and scale 1, i.e. they are left as they are.
 
     Returns:
         The :class:`Standardization`; a constant input keeps mean 0 and scale 1, so that an
@@ -108,6 +120,8 @@ def fit_standardization(inputs, emissions, mask) -> Standardization:
     constant = input_scale <= 1e-12 * np.maximum(np.abs(observed_inputs).max(axis=0), 1.0)
     input_mean = np.where(constant, 0.0, observed_inputs.mean(axis=0))
     input_scale = np.where(constant, 1.0, input_scale)
+    if not emissions_too:
+        return Standardization(input_mean, input_scale, 0.0, 1.0)
     emission_scale = float(observed_emissions.std())
     if emission_scale <= 0:
         raise ValueError("emissions: all observed values are equal; there is nothing to regress")
@@ -127,7 +141,7 @@ def needs_standardization(standardization: Standardization) -> bool:
     return bool(np.any((scales < low) | (scales > high)) or np.any(np.abs(means) > MAX_ABS_MEAN))
 
 
-def standardize_if_requested(inputs, emissions, mask, standardize):
+def standardize_if_requested(inputs, emissions, mask, standardize, emissions_too: bool = True):
     """Apply the ``standardize`` option of the fitting functions.
 
     Args:
@@ -135,6 +149,8 @@ def standardize_if_requested(inputs, emissions, mask, standardize):
         emissions: (N, T) validated observations.
         mask: (N, T) observed steps.
         standardize: True, False or ``"auto"`` (only when :func:`needs_standardization`).
+        emissions_too: whether the emissions are standardized too (the Gaussian family) or left as
+            they are (the other families).
 
     Returns:
         ``(inputs, emissions, standardization)``: the arrays to fit, in the input dtype, and the
@@ -147,7 +163,7 @@ def standardize_if_requested(inputs, emissions, mask, standardize):
         raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
     if standardize is False:
         return inputs, emissions, None
-    standardization = fit_standardization(inputs, emissions, mask)
+    standardization = fit_standardization(inputs, emissions, mask, emissions_too)
     if standardize == "auto" and not needs_standardization(standardization):
         return inputs, emissions, None
     scaled_inputs, scaled_emissions = standardization.apply(inputs, emissions)

@@ -29,7 +29,7 @@ from numpyro.infer import MCMC, NUTS  # noqa: E402
 
 from bayes_glmhmm import Priors, article_data, fit_em  # noqa: E402
 from bayes_glmhmm._io import write_text_atomic  # noqa: E402
-from bayes_glmhmm.mcmc import _initial_values  # noqa: E402
+from bayes_glmhmm.fit import _initial_values  # noqa: E402
 from bayes_glmhmm.model import glmhmm_model  # noqa: E402
 from bayes_glmhmm.sampler import compiled_programs, run_nuts  # noqa: E402
 
@@ -43,7 +43,7 @@ def _problem(seed):
     mask = jnp.ones(emissions.shape, bool)
     kwargs = dict(inputs=inputs, emissions=emissions, mask=mask, priors=Priors(), input_mean=inputs.mean((0, 1)))
     em = fit_em(inputs, emissions, NUM_STATES, priors=Priors(), num_restarts=10, seed=seed)
-    z = _initial_values(jax.random.PRNGKey(seed), [em.params] * NUM_CHAINS, {**kwargs, "num_states": NUM_STATES}, 0.1)
+    z = _initial_values(jax.random.PRNGKey(seed), [em.params] * NUM_CHAINS, kwargs["input_mean"], 0.1, inputs.dtype)
     return kwargs, z
 
 
@@ -66,8 +66,9 @@ def _runner_fit(key, z, kwargs, num_warmup, num_samples, precondition=False):
     draws = run_nuts(
         key,
         z,
+        glmhmm_model,
         kwargs,
-        NUM_STATES,
+        {"num_states": NUM_STATES},
         num_warmup=num_warmup,
         num_samples=num_samples,
         chain_method="parallel",

@@ -83,11 +83,11 @@ def test_time_parallel_model_has_the_same_potential_and_runs():
     draws = run_nuts(
         jax.random.PRNGKey(0),
         jax.tree.map(lambda v: v[None], z),
+        glmhmm_model,
         model_kwargs,
-        3,
+        {"num_states": 3, "time_parallel": True},
         num_warmup=10,
         num_samples=5,
-        time_parallel=True,
     )
     assert np.all(np.isfinite(draws.potential_energy))
 
@@ -101,11 +101,11 @@ def test_second_fit_with_new_data_reuses_the_compiled_sampler():
     z_a = jax.tree.map(lambda v: v[None], _unconstrained(kwargs_a, article_params()))
     z_b = jax.tree.map(lambda v: v + 0.1, z_a)
     settings = dict(num_warmup=20, num_samples=20, chain_method="sequential")
-    first = run_nuts(jax.random.PRNGKey(0), z_a, kwargs_a, 3, **settings)
+    first = run_nuts(jax.random.PRNGKey(0), z_a, glmhmm_model, kwargs_a, {"num_states": 3}, **settings)
     programs = compiled_programs()
-    second = run_nuts(jax.random.PRNGKey(5), z_b, kwargs_b, 3, **settings)
+    second = run_nuts(jax.random.PRNGKey(5), z_b, glmhmm_model, kwargs_b, {"num_states": 3}, **settings)
     assert compiled_programs() == programs
-    run_nuts(jax.random.PRNGKey(5), z_b, kwargs_b, 3, **{**settings, "num_warmup": 21})
+    run_nuts(jax.random.PRNGKey(5), z_b, glmhmm_model, kwargs_b, {"num_states": 3}, **{**settings, "num_warmup": 21})
     assert compiled_programs() > programs  # the check can fail: new static settings do compile
     assert first.samples["weights"].shape == second.samples["weights"].shape == (1, 20, 3, 1)
     assert not np.allclose(first.samples["weights"], second.samples["weights"])
@@ -117,7 +117,14 @@ def test_chain_methods_give_valid_draws(chain_method):
     model_kwargs = _data(jax.random.PRNGKey(3))
     z = jax.tree.map(lambda v: jnp.stack([v, v + 0.05]), _unconstrained(model_kwargs, article_params()))
     draws = run_nuts(
-        jax.random.PRNGKey(0), z, model_kwargs, 3, num_warmup=30, num_samples=25, chain_method=chain_method
+        jax.random.PRNGKey(0),
+        z,
+        glmhmm_model,
+        model_kwargs,
+        {"num_states": 3},
+        num_warmup=30,
+        num_samples=25,
+        chain_method=chain_method,
     )
     assert draws.samples["transition_matrix"].shape == (2, 25, 3, 3)
     np.testing.assert_allclose(draws.samples["transition_matrix"].sum(-1), 1.0, rtol=1e-5)
@@ -142,7 +149,16 @@ def test_chunking_matches_the_requested_counts():
     model_kwargs = _data(jax.random.PRNGKey(4))
     z = jax.tree.map(lambda v: v[None], _unconstrained(model_kwargs, article_params()))
     runs = [
-        run_nuts(jax.random.PRNGKey(9), z, model_kwargs, 3, num_warmup=7, num_samples=13, progress_bar=True)
+        run_nuts(
+            jax.random.PRNGKey(9),
+            z,
+            glmhmm_model,
+            model_kwargs,
+            {"num_states": 3},
+            num_warmup=7,
+            num_samples=13,
+            progress_bar=True,
+        )
         for _ in range(2)
     ]
     assert runs[0].samples["scales"].shape == (1, 13, 3)
@@ -296,8 +312,9 @@ def test_runner_reproduces_numpyro_mcmc_with_the_same_kernel():
         ours = run_nuts(
             key,
             jax.tree.map(lambda v: v[None], z),
+            glmhmm_model,
             model_kwargs,
-            3,
+            {"num_states": 3},
             num_warmup=num_warmup,
             num_samples=3,
             precondition=False,
@@ -319,9 +336,13 @@ def test_one_chunk_and_many_chunks_give_identical_draws(monkeypatch):
 
     model_kwargs = _data(jax.random.PRNGKey(8))
     z = jax.tree.map(lambda v: v[None], _unconstrained(model_kwargs, article_params()))
-    chunked = run_nuts(jax.random.PRNGKey(2), z, model_kwargs, 3, num_warmup=30, num_samples=7)
+    chunked = run_nuts(
+        jax.random.PRNGKey(2), z, glmhmm_model, model_kwargs, {"num_states": 3}, num_warmup=30, num_samples=7
+    )
     monkeypatch.setattr(sampler, "NUM_CHUNKS", 1)
-    whole = run_nuts(jax.random.PRNGKey(2), z, model_kwargs, 3, num_warmup=30, num_samples=7)
+    whole = run_nuts(
+        jax.random.PRNGKey(2), z, glmhmm_model, model_kwargs, {"num_states": 3}, num_warmup=30, num_samples=7
+    )
     for name in chunked.samples:
         np.testing.assert_array_equal(chunked.samples[name], whole.samples[name], err_msg=name)
     np.testing.assert_array_equal(chunked.warmup_num_steps, whole.warmup_num_steps)

@@ -1,0 +1,186 @@
+"""GLM pieces shared by the emission families.
+
+The linear predictor, the design matrix, weighted least squares, a generalized-EM Newton M-step,
+random starts, relabeling features and support checks.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+__all__ = [
+    "linear_predictor",
+    "design_matrix",
+    "weighted_least_squares",
+    "prior_precision",
+    "newton_m_step",
+    "glm_initialize",
+    "glm_state_features",
+    "first_bad_index",
+]
+
+NEWTON_STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 1.0 / 16, 1.0 / 64, 0.0)  # 0 keeps the old value: never worse
+
+
+def linear_predictor(
+    weights: Float[Array, "num_states ..."],
+    biases: Float[Array, "num_states ..."],
+    inputs: Float[Array, "*batch input_dim"],
+) -> Float[Array, "..."]:
+    """eta[..., k] = x . weights[k] + biases[k] (one entry per non-reference class for the categorical)."""
+    return jnp.tensordot(inputs, weights, axes=[[-1], [-1]]) + biases
+
+
+def design_matrix(inputs: Float[Array, "*batch input_dim"]) -> Float[Array, "*batch input_dim_plus_one"]:
+    """The inputs with a trailing column of ones (the intercept)."""
+    return jnp.concatenate([inputs, jnp.ones(inputs.shape[:-1] + (1,), inputs.dtype)], axis=-1)
+
+
+def weighted_least_squares(design, targets, step_weights, penalty=None, jitter: float = 1e-8):
+    """Coefficients of a weighted ridge regression of ``targets`` on ``design``, for every state at once.
+
+    Solves (X' W_k X + P_k) beta_k = X' W_k y per state k, with W_k = diag(step_weights[..., k]).
+
+    Args:
+        design: (..., P) regressors (e.g. :func:`design_matrix`), any leading shape.
+        targets: (...) responses.
+        step_weights: (..., K) weight of every step in every state (e.g. posterior responsibilities).
+        penalty: optional (K, P, P) ridge penalty matrices.
+        jitter: added to the diagonal so that a state with almost no weight stays solvable.
+
+    Returns:
+        (K, P) coefficients.
+    """
+    num_coefficients = design.shape[-1]
+    flat_design = design.reshape(-1, num_coefficients)
+    flat_weights = step_weights.reshape(-1, step_weights.shape[-1])
+    gram = jnp.einsum("sk,si,sj->kij", flat_weights, flat_design, flat_design)
+    moment = jnp.einsum("sk,si,s->ki", flat_weights, flat_design, targets.reshape(-1))
+    if penalty is not None:
+        gram = gram + penalty
+    gram = gram + jitter * jnp.eye(num_coefficients, dtype=design.dtype)
+    return jnp.linalg.solve(gram, moment[..., None])[..., 0]
+
+
+def prior_precision(coefficient_shape: tuple, priors, dtype) -> Array:
+    """Precision of the Normal priors on (weights, bias) coefficients laid out as (..., D + 1); zeros if no priors."""
+    if priors is None:
+        return jnp.zeros(coefficient_shape, dtype)
+    weight_precision = jnp.full(coefficient_shape[:-1] + (coefficient_shape[-1] - 1,), 1.0 / priors.weight_scale**2)
+    bias_precision = jnp.full(coefficient_shape[:-1] + (1,), 1.0 / priors.bias_scale**2)
+    return jnp.concatenate([weight_precision, bias_precision], axis=-1).astype(dtype)
+
+
+def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_weights, priors):
+    """A generalized-EM M-step for a GLM family: one damped Newton step per state.
+
+    Per state k it increases Q_k(beta) = sum_t w_tk log p(y_t | eta_t = X_t beta) + log N(beta; 0, prior),
+    the expected complete-data log-likelihood of the state's coefficients (plus their log prior
+    for MAP). The Newton direction uses the exact Hessian (Q_k is concave for the canonical links
+    used here); the step is the best of a few step sizes including 0, so Q_k never decreases and
+    EM's objective is non-decreasing (generalized EM).
+
+    Args:
+        step_log_likelihood: ``(eta (N, T, *classes), emissions (N, T)) -> (N, T)`` log p(y | eta).
+        weights: (K, *classes, D) current weights.
+        biases: (K, *classes) current biases.
+        design: (N, T, D + 1) inputs with a column of ones.
+        emissions: (N, T) observations.
+        step_weights: (N, T, K) responsibilities times the mask.
+        priors: :class:`~bayes_glmhmm.params.Priors` for MAP, or None for maximum likelihood.
+
+    Returns:
+        ``(weights, biases)`` after the step.
+    """
+    coefficients = jnp.concatenate([weights, biases[..., None]], axis=-1)  # (K, *classes, D + 1)
+    shape = coefficients.shape[1:]
+    precision = prior_precision(shape, priors, design.dtype).reshape(-1)
+
+    def objective(flat, state_weights):
+        eta = jnp.tensordot(design, flat.reshape(shape), axes=[[-1], [-1]])  # (N, T, *classes)
+        fit = jnp.sum(state_weights * step_log_likelihood(eta, emissions))
+        return fit - 0.5 * jnp.sum(precision * flat**2)
+
+    def one_state(flat, state_weights):
+        gradient = jax.grad(objective)(flat, state_weights)
+        negative_hessian = -jax.hessian(objective)(flat, state_weights)
+        scale = jnp.maximum(jnp.trace(negative_hessian) / flat.shape[0], 1.0)
+        regularized = negative_hessian + 1e-6 * scale * jnp.eye(flat.shape[0], dtype=flat.dtype)
+        direction = jnp.linalg.solve(regularized, gradient)
+        direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, 0.0)
+        steps = jnp.asarray(NEWTON_STEP_SIZES, flat.dtype)
+        candidates = flat + steps[:, None] * direction
+        values = jax.vmap(objective, in_axes=(0, None))(candidates, state_weights)
+        return candidates[jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))]
+
+    flat = coefficients.reshape(coefficients.shape[0], -1)
+    new = jax.vmap(one_state, in_axes=(0, -1))(flat, step_weights).reshape(coefficients.shape)
+    return new[..., :-1], new[..., -1]
+
+
+def glm_initialize(key, step_log_likelihood, inputs, emissions, mask, weight_shape, start_bias, num_newton: int = 8):
+    """Random starting weights and biases around the pooled (one-state) GLM fit.
+
+    The pooled fit is ``num_newton`` damped Newton steps from weights 0 and biases ``start_bias``
+    under a weak Normal(0, 10) prior; each state then gets Normal noise of 0.5 log-odds (or log-rate)
+    units per standard deviation of each input, and 0.5 on the bias.
+
+    Args:
+        key: PRNG key.
+        step_log_likelihood: as in :func:`newton_m_step`.
+        inputs: (N, T, D).
+        emissions: (N, T).
+        mask: (N, T).
+        weight_shape: (K, *classes, D).
+        start_bias: (*classes,) starting bias of the pooled fit (e.g. log of the mean count).
+        num_newton: Newton steps of the pooled fit.
+
+    Returns:
+        ``(weights, biases)`` of shapes ``weight_shape`` and ``weight_shape[:-1]``.
+    """
+    from bayes_glmhmm.params import Priors
+
+    num_states, input_dim = weight_shape[0], weight_shape[-1]
+    dtype = inputs.dtype
+    weak = Priors(weight_scale=10.0, bias_scale=10.0)
+    design = design_matrix(inputs)
+    step_weights = mask.astype(dtype)[..., None]
+    weights = jnp.zeros((1, *weight_shape[1:]), dtype)
+    biases = jnp.broadcast_to(jnp.asarray(start_bias, dtype), (1, *weight_shape[1:-1]))
+    for _ in range(num_newton):
+        weights, biases = newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_weights, weak)
+    key_weights, key_biases, _ = jax.random.split(key, 3)  # the third is the transitions' (em.initialize_params)
+    input_sd = jnp.sqrt(jnp.var(inputs, axis=(0, 1), where=mask[..., None])) + 1e-12
+    input_sd = jnp.where(input_sd > 1e-6, input_sd, 1.0)
+    noise_weights = 0.5 * jax.random.normal(key_weights, weight_shape, dtype) / input_sd
+    noise_biases = 0.5 * jax.random.normal(key_biases, weight_shape[:-1], dtype)
+    del num_states, input_dim
+    return weights + noise_weights, biases + noise_biases
+
+
+def glm_state_features(samples: dict, num_class_axes: int = 0, extra: tuple = ()) -> np.ndarray:
+    """Per-state features of each draw: flattened weights and biases, then ``extra`` (..., K) arrays.
+
+    Args:
+        samples: dict with ``weights`` (..., K, *classes, D) and ``biases`` (..., K, *classes).
+        num_class_axes: 1 for the categorical family's class axis, else 0.
+        extra: further per-state arrays (..., K), e.g. log noise scales.
+
+    Returns:
+        (..., K, F) features.
+    """
+    biases = np.asarray(samples["biases"])
+    weights = np.asarray(samples["weights"])
+    state_axis = biases.ndim - 1 - num_class_axes
+    parts = [
+        weights.reshape(weights.shape[: state_axis + 1] + (-1,)),
+        biases.reshape(biases.shape[: state_axis + 1] + (-1,)),
+    ]
+    parts += [np.asarray(value)[..., None] for value in extra]
+    return np.concatenate(parts, axis=-1)
+
+
+def first_bad_index(bad: np.ndarray) -> tuple[int, ...]:
+    """The (sequence, step) index of the first True entry of ``bad``."""
+    return tuple(int(i) for i in np.argwhere(bad)[0])

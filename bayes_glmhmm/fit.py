@@ -1,0 +1,412 @@
+"""``fit_nuts``: the posterior of a GLM-HMM by NUTS, in a few named steps.
+
+1. validate the settings and the data (:func:`_validated_settings`, :func:`_prepared_data`);
+2. a MAP EM fit with several restarts under the same priors (:func:`bayes_glmhmm.em.fit_em`);
+3. NUTS chains started from that estimate with independent jitter in the unconstrained space,
+   so that no chain starts in the basin of an inferior (merged-states) mode (:func:`_starting_points`);
+4. the compile-once runner of :mod:`bayes_glmhmm.sampler` on the model of :mod:`bayes_glmhmm.model`;
+5. detection of chains whose log density sits far below the best chain's (a stuck chain);
+6. relabeling of every draw of every chain to the EM labeling (:mod:`bayes_glmhmm.relabel`).
+"""
+
+import time
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayes_glmhmm.em import fit_em
+from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
+from bayes_glmhmm.model import centred_sites, glmhmm_model, unconstrain_sites
+from bayes_glmhmm.params import Priors, validate_data, validate_num_states
+from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
+from bayes_glmhmm.relabel import relabel_samples
+from bayes_glmhmm.sampler import run_nuts
+from bayes_glmhmm.standardize import standardize_if_requested
+
+__all__ = ["fit_nuts"]
+
+
+def _chain_method(requested: str, num_chains: int, sequence_devices: int) -> str:
+    available = jax.local_device_count()
+    if sequence_devices > available:
+        raise ValueError(f"sequence_devices={sequence_devices} exceeds the {available} available devices")
+    if requested == "auto":
+        return "parallel" if num_chains > 1 and available >= num_chains * sequence_devices else "sequential"
+    if requested == "parallel" and available < num_chains * sequence_devices:
+        raise ValueError(
+            f"chain_method='parallel' needs num_chains x sequence_devices = {num_chains * sequence_devices} devices, "
+            f"{available} available (on CPU: numpyro.set_host_device_count before JAX starts)"
+        )
+    return requested
+
+
+def _uniform_initial_values(key, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int) -> dict:
+    """NumPyro's ``init_to_uniform``: every unconstrained coordinate ~ Uniform(-2, 2), per chain."""
+    shapes = family.param_shapes(num_states, input_dim)
+    prototype = unconstrain_sites(
+        {
+            "initial_probs": jnp.full(num_states, 1.0 / num_states),
+            "transition_matrix": jnp.full((num_states, num_states), 1.0 / num_states),
+            "weights": jnp.zeros(shapes["weights"]),
+            "centred_biases": jnp.zeros(shapes["biases"]),
+            **{name: jnp.ones(shapes[name]) for name in family.extra_names},
+        },
+        family,
+    )
+    keys = jax.random.split(key, len(prototype))
+    return {
+        name: jax.random.uniform(k, (num_chains, *jnp.shape(value)), jnp.result_type(value), -2.0, 2.0)
+        for k, (name, value) in zip(keys, sorted(prototype.items()), strict=True)
+    }
+
+
+def _initial_values(key, starts: list, input_mean, jitter: float, dtype) -> dict:
+    """Unconstrained starting points, one per chain: each start plus independent Normal(0, jitter) noise.
+
+    Args:
+        key: PRNG key of the jitter.
+        starts: one params NamedTuple per chain (of one family).
+        input_mean: (D,) the model's centring of the inputs.
+        jitter: standard deviation of the noise in the unconstrained space.
+        dtype: floating dtype of the data.
+    """
+    params_type = type(starts[0])
+    stacked = params_type(*(np.stack([np.asarray(v, dtype) for v in values]) for values in zip(*starts, strict=True)))
+    return _jittered_starts(key, stacked, input_mean, jitter)
+
+
+@jax.jit
+def _jittered_starts(key, starts, input_mean, jitter) -> dict:
+    """The work of :func:`_initial_values`, vmapped over chains (one compiled program)."""
+
+    def _one_chain(chain_key, start):
+        constrained = centred_sites(start, input_mean)
+        # Keep the starting point off the simplex boundary, where the unconstrained value is infinite.
+        for name in ("initial_probs", "transition_matrix"):
+            value = jnp.clip(constrained[name], 1e-4, None)
+            constrained[name] = value / value.sum(axis=-1, keepdims=True)
+        unconstrained = unconstrain_sites(constrained, family_of(start))
+        keys = jax.random.split(chain_key, len(unconstrained))
+        return {
+            name: value + jitter * jax.random.normal(k, jnp.shape(value), dtype=jnp.result_type(value))
+            for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
+        }
+
+    num_chains = starts.initial_probs.shape[0]
+    return jax.vmap(_one_chain)(jax.random.split(key, num_chains), starts)
+
+
+def _starting_params(init, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int) -> list:
+    """Validate a user-given ``init`` (one params NamedTuple, or one per chain) and return one per chain."""
+    kind = family.params_type.__name__
+    if isinstance(init, family.params_type):
+        starts = [init] * num_chains
+    elif isinstance(init, (list, tuple)) and not hasattr(init, "_fields"):
+        starts = list(init)
+    else:
+        raise ValueError(f"init must be 'em', 'prior' or {kind} (the {family.name} family), got {type(init).__name__}")
+    if len(starts) != num_chains:
+        raise ValueError(f"init must give one {kind} per chain ({num_chains}), got {len(starts)}")
+    expected = family.param_shapes(num_states, input_dim)
+    for start in starts:
+        if not isinstance(start, family.params_type):
+            raise ValueError(f"init must be 'em', 'prior' or {kind}, got {type(start).__name__}")
+        for name, shape in expected.items():
+            if np.shape(getattr(start, name)) != shape:
+                raise ValueError(f"init.{name} must have shape {shape}, got {np.shape(getattr(start, name))}")
+    return starts
+
+
+class _Data(NamedTuple):
+    """Validated data, as fitted (possibly standardized) and as given."""
+
+    inputs: jax.Array
+    emissions: jax.Array
+    mask: jax.Array
+    original_inputs: jax.Array
+    original_emissions: jax.Array
+    lengths: np.ndarray | None
+    standardization: object
+    input_mean: jax.Array
+
+
+def _validated_settings(num_states, priors, init, on_stuck, chain_method, counts: dict):
+    """Check every setting of :func:`fit_nuts` that does not depend on the data; return (K, priors)."""
+    num_states = validate_num_states(num_states)
+    priors = Priors().validate() if priors is None else Priors(*priors).validate()
+    for name, (value, minimum) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(init, str) and init not in ("em", "prior"):
+        raise ValueError(f"init must be 'em', 'prior' or a params NamedTuple, got {init!r}")
+    if on_stuck not in ("warn", "drop", "raise"):
+        raise ValueError(f"on_stuck must be 'warn', 'drop' or 'raise', got {on_stuck!r}")
+    if chain_method not in ("auto", "parallel", "sequential", "vectorized"):
+        raise ValueError(f"chain_method must be auto, parallel, sequential or vectorized, got {chain_method!r}")
+    return num_states, priors
+
+
+def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize) -> _Data:
+    """Validate the data for the family, mask padding past ``lengths``, standardize if asked."""
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, family)
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (emissions.shape[0],) or np.any(lengths < 1) or np.any(lengths > emissions.shape[1]):
+            raise ValueError(f"lengths must hold one length in [1, {emissions.shape[1]}] per sequence, got {lengths}")
+        mask = mask & jnp.asarray(np.arange(emissions.shape[1])[None, :] < lengths[:, None])
+    if num_states > int(mask.sum()):
+        raise ValueError(f"num_states={num_states} exceeds the number of observed emissions ({int(mask.sum())})")
+    fitted_inputs, fitted_emissions, standardization = standardize_if_requested(
+        inputs, emissions, mask, standardize, emissions_too=family.standardizes_emissions
+    )
+    input_mean = jnp.sum(fitted_inputs * mask[..., None], axis=(0, 1)) / jnp.sum(mask)
+    return _Data(fitted_inputs, fitted_emissions, mask, inputs, emissions, lengths, standardization, input_mean)
+
+
+def _starting_points(key, init, data: _Data, family, num_states, priors, num_chains, em_restarts, seed, jitter):
+    """Unconstrained starting points per chain, and the EM fit they came from (or None)."""
+    input_dim = data.inputs.shape[-1]
+    if init == "prior":  # NumPyro's init_to_uniform, Uniform(-2, 2) in the unconstrained space
+        return _uniform_initial_values(key, family, num_states, input_dim, num_chains), None
+    em_result = None
+    if init == "em":
+        em_result = fit_em(
+            data.inputs,
+            data.emissions,
+            num_states,
+            family=family,
+            mask=data.mask,
+            priors=priors,
+            num_restarts=em_restarts,
+            seed=seed,
+            standardize=False,
+        )
+        starts = [em_result.params] * num_chains
+    else:
+        starts = _starting_params(init, family, num_states, input_dim, num_chains)
+        if data.standardization is not None:
+            starts = [data.standardization.params_to_standardized(start) for start in starts]
+    return _initial_values(key, starts, data.input_mean, jitter, data.inputs.dtype), em_result
+
+
+def _sample_stats(draws) -> dict:
+    return {
+        "diverging": draws.diverging,
+        "energy": draws.energy,
+        "n_steps": draws.num_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(draws.num_steps, 1))).astype(int) + 1,
+        "step_size": draws.step_size,
+        "lp": -draws.potential_energy,
+    }
+
+
+def _relabeled(raw: dict, family: EmissionFamily, em_result, lp):
+    """Relabel every draw to the EM labeling (or, without EM, to the best chain's last draw)."""
+    samples = {name: raw[name] for name in family.param_names}
+    if em_result is not None:
+        reference = family.relabel_features({k: np.asarray(v) for k, v in em_result.params._asdict().items()})
+    else:
+        best_chain = int(np.argmax(np.median(lp, axis=1)))
+        reference = family.relabel_features({k: v[best_chain, -1] for k, v in samples.items()})
+    return relabel_samples(samples, reference=reference, features=family.relabel_features)
+
+
+def _handle_stuck(posterior: Posterior, on_stuck: str) -> Posterior:
+    """Warn about (and drop, or raise on) chains flagged as stuck."""
+    stuck = posterior.stuck_chains
+    if not stuck:
+        return posterior
+    medians = np.median(posterior.sample_stats["lp"], axis=1)
+    message = (
+        f"chain(s) {stuck} look stuck in an inferior mode: median log density "
+        f"{np.round(medians[stuck], 1).tolist()} vs best {medians.max():.1f} "
+        f"(threshold {posterior.stuck_threshold:.1f} nats)"
+    )
+    if on_stuck == "raise":
+        raise RuntimeError(message)
+    warnings.warn(message + ("; dropped" if on_stuck == "drop" else "; kept (on_stuck='warn')"), stacklevel=3)
+    return posterior.drop_chains(stuck) if on_stuck == "drop" else posterior
+
+
+def fit_nuts(
+    inputs,
+    emissions,
+    num_states: int,
+    *,
+    family="gaussian",
+    num_classes: int | None = None,
+    mask=None,
+    lengths=None,
+    priors: Priors | None = None,
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    progress_bar: bool = True,
+    chain_method: str = "auto",
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    init="em",
+    em_restarts: int = 10,
+    init_jitter: float = 0.1,
+    on_stuck: str = "warn",
+    standardize="auto",
+    sequence_devices: int = 1,
+    time_parallel: bool = False,
+    precondition: bool = True,
+) -> Posterior:
+    """Sample the posterior of a K-state GLM-HMM with NUTS, states marginalized.
+
+    Args:
+        inputs: covariates, (N, T, D) or (T, D).
+        emissions: observations, (N, T) or (T,), in the family's support.
+        num_states: K >= 1.
+        family: the emission family: ``"gaussian"`` (default; the article's switching linear
+            regression), ``"bernoulli"`` (logistic; 0/1, booleans or all -1/+1),
+            ``"categorical"`` (multinomial logit, class 0 the reference; labels 0..C-1),
+            ``"poisson"`` (log link; counts), or an :class:`~bayes_glmhmm.emissions.EmissionFamily`.
+        num_classes: C of the categorical family (default: 1 + the largest observed label).
+        mask: optional, False where an emission is missing or padding.
+        lengths: optional (N,) lengths of sequences padded at the end to a common T: steps past
+            a length are padding, excluded from the likelihood and blanked (NaN / -1) in the
+            InferenceData, while missing steps inside a sequence keep state probabilities and
+            predictive draws.
+        priors: :class:`Priors`; the article's by default (``noise_scale`` is the Gaussian's only).
+        num_chains: number of chains.
+        num_warmup: warmup (adaptation) iterations per chain.
+        num_samples: kept draws per chain.
+        seed: seed of everything random (EM restarts, jitter, NUTS).
+        progress_bar: show NumPyro's progress bar.
+        chain_method: ``"auto"`` (parallel when there are enough JAX devices, see
+            ``numpyro.set_host_device_count``), ``"parallel"``, ``"sequential"`` or ``"vectorized"``.
+        target_accept_prob: NUTS target acceptance probability.
+        max_tree_depth: NUTS maximum tree depth.
+        dense_mass: adapt a dense mass matrix.
+        init: ``"em"`` (MAP EM with restarts, then jitter), ``"prior"`` (NumPyro's default
+            uniform initialization, no EM), or starting parameters of the family's params type:
+            one for all chains or a list with one per chain (jitter added). Without EM,
+            relabeling uses the best chain's last draw as reference.
+        em_restarts: restarts of the initializing EM.
+        init_jitter: standard deviation of the unconstrained jitter around the EM estimate.
+        standardize: ``"auto"`` (default), True or False. When applied, the fit runs on
+            standardized inputs (and, for the Gaussian family only, emissions), the priors apply
+            to the standardized parameters, and every draw is mapped back exactly to the data's
+            units (:mod:`bayes_glmhmm.standardize`). ``"auto"`` applies it only to data far from
+            unit scale (a spread outside [0.1, 10] or a mean beyond +-10), so the article's data
+            keep the article's priors exactly. ``posterior.settings["standardization"]`` records it.
+        sequence_devices: number of devices that share each chain's batch of sequences
+            (``jax.shard_map`` over a (chains, sequences) mesh; each device computes the
+            likelihood and gradient of its slice). With ``chain_method="parallel"`` the fit uses
+            ``num_chains * sequence_devices`` devices. On CPU, create host devices with
+            ``numpyro.set_host_device_count`` before JAX starts; on GPUs they are the GPUs.
+            Results agree with one device up to floating-point summation order.
+        time_parallel: compute the likelihood with the parallel-in-time (associative) reduction,
+            O(log T) sequential depth instead of O(T). Same posterior; it pays on accelerators with
+            few long sequences and is 1.6-8x slower per gradient on CPUs
+            (``results/benchmarks/scaling.csv``).
+        precondition: start each chain's mass matrix from the curvature of the log posterior at
+            its starting point (finite-difference Hessian; its inverse, or diagonal thereof)
+            instead of the identity. From the EM start this roughly halves the gradients spent
+            in warmup on the article's data; adaptation then proceeds as usual.
+        on_stuck: what to do with chains detected as stuck: ``"warn"`` (keep, warn), ``"drop"``
+            (warn and remove them) or ``"raise"``.
+
+    Returns:
+        A :class:`~bayes_glmhmm.posterior.Posterior`.
+    """
+    total_start = time.perf_counter()
+    num_states, priors = _validated_settings(
+        num_states,
+        priors,
+        init,
+        on_stuck,
+        chain_method,
+        {
+            "num_chains": (num_chains, 1),
+            "num_warmup": (num_warmup, 0),
+            "num_samples": (num_samples, 1),
+            "sequence_devices": (sequence_devices, 1),
+        },
+    )
+    family = resolve_family(family, emissions, mask, num_classes)
+    method = _chain_method(chain_method, num_chains, sequence_devices)
+    data = _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize)
+    key_jitter, key_nuts = jax.random.split(jax.random.PRNGKey(seed))
+    init_z, em_result = _starting_points(
+        key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter
+    )
+    wall = {} if em_result is None else {"em": em_result.wall_seconds}
+
+    nuts_start = time.perf_counter()
+    draws = run_nuts(
+        key_nuts,
+        init_z,
+        glmhmm_model,
+        dict(inputs=data.inputs, emissions=data.emissions, mask=data.mask, priors=priors, input_mean=data.input_mean),
+        dict(num_states=num_states, family=family, adjoint=True, time_parallel=bool(time_parallel)),
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        chain_method=method,
+        sequence_devices=sequence_devices,
+        precondition=precondition,
+        progress_bar=progress_bar,
+    )
+    wall["nuts"] = time.perf_counter() - nuts_start
+    sample_stats = _sample_stats(draws)
+    stuck, threshold = detect_stuck_chains(sample_stats["lp"]) if num_chains > 1 else ([], float("nan"))
+
+    relabel_start = time.perf_counter()
+    relabeled = _relabeled(draws.samples, family, em_result, sample_stats["lp"])
+    wall["relabel"] = time.perf_counter() - relabel_start
+    final_samples = relabeled.samples
+    if data.standardization is not None:
+        final_samples = data.standardization.samples_to_original(final_samples)
+        if em_result is not None:
+            em_result = em_result._replace(params=data.standardization.params_to_original(em_result.params))
+
+    posterior = Posterior(
+        samples=final_samples,
+        permutations=relabeled.permutations,
+        sample_stats=sample_stats,
+        inputs=np.asarray(data.original_inputs),
+        emissions=np.asarray(data.original_emissions),
+        mask=np.asarray(data.mask),
+        num_states=num_states,
+        priors=priors,
+        em=em_result,
+        stuck_chains=stuck,
+        stuck_threshold=threshold,
+        wall_seconds=wall,
+        lengths=data.lengths,
+        family=family,
+        settings=dict(
+            family=family.name,
+            num_classes=family.num_classes,
+            num_chains=num_chains,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            seed=seed,
+            chain_method=method,
+            sequence_devices=sequence_devices,
+            time_parallel=bool(time_parallel),
+            precondition=bool(precondition),
+            warmup_gradients=draws.warmup_num_steps.tolist(),
+            target_accept_prob=target_accept_prob,
+            max_tree_depth=max_tree_depth,
+            dense_mass=dense_mass,
+            init=init if isinstance(init, str) else "user",
+            init_jitter=init_jitter,
+            standardization=None if data.standardization is None else data.standardization.as_dict(),
+        ),
+    )
+    posterior = _handle_stuck(posterior, on_stuck)
+    wall["total"] = time.perf_counter() - total_start
+    posterior.wall_seconds = wall
+    return posterior

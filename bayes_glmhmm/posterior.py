@@ -1,0 +1,306 @@
+"""The posterior of a fitted GLM-HMM: relabeled NUTS draws and what is computed from them per draw.
+
+:class:`Posterior` holds relabeled draws and computes, per posterior draw, FFBS state paths,
+smoothed state probabilities, per-sequence log-likelihoods and predictive draws, for any emission
+family (the family's params type is rebuilt from the draws). :func:`detect_stuck_chains` flags
+chains whose log density sits far below the best chain's.
+"""
+
+from dataclasses import dataclass, field, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayes_glmhmm.em import EMResult
+from bayes_glmhmm.emissions import EmissionFamily, get_family
+from bayes_glmhmm.inference import hmm_sample_states
+from bayes_glmhmm.model import batched_log_likelihoods, batched_marginal_loglik, batched_smoother
+from bayes_glmhmm.params import Priors, validate_data
+from bayes_glmhmm.relabel import relabel_draws
+from bayes_glmhmm.simulate import simulate
+
+__all__ = ["Posterior", "detect_stuck_chains"]
+
+
+def detect_stuck_chains(log_density: np.ndarray, threshold: float | None = None) -> tuple[list[int], float]:
+    """Chains whose median log density sits far below the best chain's.
+
+    Within one mode the log density of a d-dimensional posterior fluctuates with a standard
+    deviation of about sqrt(d / 2); a chain in the same mode differs from the best only by Monte
+    Carlo error in its median. A chain is flagged when its median is lower than the best chain's
+    by more than ``threshold``, by default max(5, 3 x the within-chain spread), the spread being
+    the median over chains of 1.4826 x the median absolute deviation: robust, so that one chain
+    jumping between modes does not inflate the threshold past the gap it should detect.
+
+    Args:
+        log_density: (num_chains, num_draws) log density of the draws.
+        threshold: nats below the best chain's median at which a chain counts as stuck.
+
+    Returns:
+        ``(stuck_chain_indices, threshold_used)``.
+    """
+    log_density = np.asarray(log_density, dtype=float)
+    medians = np.median(log_density, axis=1)
+    if threshold is None:
+        deviations = np.abs(log_density - medians[:, None])
+        within_sd = float(np.median(1.4826 * np.median(deviations, axis=1)))
+        threshold = max(5.0, 3.0 * within_sd)
+    best = np.max(medians)
+    return [int(c) for c in np.flatnonzero(medians < best - threshold)], float(threshold)
+
+
+def _draw_chunks(num_draws: int, chunk_size: int):
+    for start in range(0, num_draws, chunk_size):
+        yield start, min(start + chunk_size, num_draws)
+
+
+@jax.jit
+def _loglik_per_draw(params, inputs, emissions, mask):
+    return jax.vmap(batched_marginal_loglik, in_axes=(0, None, None, None))(params, inputs, emissions, mask)
+
+
+@jax.jit
+def _smoothed_sum(params, inputs, emissions, mask):
+    smoothed = jax.vmap(batched_smoother, in_axes=(0, None, None, None))(params, inputs, emissions, mask)
+    return jnp.sum(smoothed.smoothed_probs, axis=0)
+
+
+@jax.jit
+def _ffbs_per_draw(keys, params, inputs, emissions, mask):
+    def _one_draw(key, draw_params):
+        log_likelihoods = batched_log_likelihoods(draw_params, inputs, emissions)
+        sequence_keys = jax.random.split(key, emissions.shape[0])
+        ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, None, 0, 0))
+        return ffbs(sequence_keys, draw_params.initial_probs, draw_params.transition_matrix, log_likelihoods, mask)
+
+    return jax.vmap(_one_draw)(keys, params)
+
+
+@jax.jit
+def _predictive_per_draw(keys, params, inputs):
+    return jax.vmap(simulate, in_axes=(0, 0, None))(keys, params, inputs)
+
+
+@dataclass
+class Posterior:
+    """Relabeled NUTS draws of a GLM-HMM and what can be computed from them.
+
+    Attributes:
+        samples: dict of NumPy arrays shaped (chain, draw, ...) with keys ``initial_probs``,
+            ``transition_matrix``, ``weights``, ``biases`` (+ ``scales`` for the Gaussian family);
+            already relabeled.
+        permutations: (chain, draw, K) permutation applied to each draw (new k = old perm[k]).
+        sample_stats: dict of (chain, draw) arrays: ``diverging``, ``energy``, ``n_steps``,
+            ``tree_depth``, ``step_size``, ``lp`` (log density in the unconstrained space).
+        inputs, emissions, mask: the data as fitted, (N, T, D), (N, T), (N, T).
+        num_states: K.
+        priors: the priors used.
+        em: the MAP EM fit used for initialization and as the relabeling reference (or None).
+        stuck_chains: indices of chains flagged by :func:`detect_stuck_chains`.
+        stuck_threshold: the threshold in nats used for that.
+        wall_seconds: dict of timings: ``em``, ``nuts`` (compile included), ``relabel``, ``total``.
+        settings: the sampler settings, and ``warmup_gradients``: leapfrog steps per chain in warmup
+            (those of the kept draws are ``sample_stats["n_steps"]``; the 2 D + 1 gradients of the
+            preconditioning Hessian at the start are not counted).
+        lengths: (N,) true length of each sequence when sequences were padded to a common T
+            (steps beyond are padding, masked out and blanked in every output), else None.
+        family: the emission family (Gaussian by default).
+    """
+
+    samples: dict
+    permutations: np.ndarray
+    sample_stats: dict
+    inputs: np.ndarray
+    emissions: np.ndarray
+    mask: np.ndarray
+    num_states: int
+    priors: Priors
+    em: EMResult | None = None
+    stuck_chains: list = field(default_factory=list)
+    stuck_threshold: float = float("nan")
+    wall_seconds: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    lengths: np.ndarray | None = None
+    family: EmissionFamily = field(default_factory=lambda: get_family("gaussian"))
+
+    def valid_steps(self) -> np.ndarray:
+        """(N, T) True at real time steps, False at padding (after a sequence's length)."""
+        if self.lengths is None:
+            return np.ones(self.emissions.shape, bool)
+        return np.arange(self.emissions.shape[1])[None, :] < np.asarray(self.lengths)[:, None]
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.samples["weights"].shape[0])
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.samples["weights"].shape[1])
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The names of the family's parameters (the keys of ``samples``)."""
+        return self.family.param_names
+
+    def flat_params(self):
+        """All draws as one params NamedTuple (the family's type) with a leading (chain * draw) axis."""
+        return self.family.params_type(
+            *(
+                jnp.asarray(self.samples[name].reshape((-1,) + self.samples[name].shape[2:]))
+                for name in self.param_names
+            )
+        )
+
+    def _data(self, inputs=None, emissions=None, mask=None):
+        """The fitted data, or new data (validated) when ``inputs`` and ``emissions`` are given."""
+        if inputs is None and emissions is None:
+            return jnp.asarray(self.inputs), jnp.asarray(self.emissions), jnp.asarray(self.mask)
+        if inputs is None or emissions is None:
+            raise ValueError("inputs and emissions must be given together (or neither, for the fitted data)")
+        inputs, emissions, mask = validate_data(inputs, emissions, mask, self.family)
+        if inputs.shape[-1] != self.inputs.shape[-1]:
+            raise ValueError(f"inputs have {inputs.shape[-1]} input dimensions, the model {self.inputs.shape[-1]}")
+        return inputs, emissions, mask
+
+    def permute(self, permutation) -> "Posterior":
+        """Relabel every draw by one more permutation (new state k = current state perm[k]).
+
+        Useful to express the posterior in the labeling of a known truth, see
+        :func:`bayes_glmhmm.relabel.match_params`. The stored ``permutations`` are composed, so
+        they still map the raw sampler labels to the final ones.
+        """
+        permutation = np.asarray(permutation)
+        if sorted(permutation.tolist()) != list(range(self.num_states)):
+            raise ValueError(f"permutation must be a permutation of range({self.num_states}), got {permutation}")
+        tiled = np.broadcast_to(permutation, self.permutations.shape)
+        em = self.em
+        if em is not None:
+            em = em._replace(params=type(em.params)(*(np.asarray(p) for p in em.params.permute(permutation))))
+        return replace(
+            self,
+            samples=relabel_draws(self.samples, tiled),
+            permutations=self.permutations[..., permutation],
+            em=em,
+        )
+
+    def _per_draw(self, function, *leading, chunk_size: int = 500):
+        """Apply a jitted per-draw function over chunks of draws; returns (chain, draw, ...) NumPy."""
+        params = self.flat_params()
+        total = self.num_chains * self.num_draws
+        outputs = []
+        for start, stop in _draw_chunks(total, chunk_size):
+            chunk = jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], params)
+            extra = [array[start:stop] for array in leading]
+            outputs.append(np.asarray(function(*extra, chunk)))
+        stacked = np.concatenate(outputs, axis=0)
+        return stacked.reshape((self.num_chains, self.num_draws) + stacked.shape[1:])
+
+    def log_likelihood(self, inputs=None, emissions=None, mask=None) -> np.ndarray:
+        """Log p(y[n] | x[n], theta_s) for every draw s and sequence n, shape (chain, draw, N).
+
+        Args:
+            inputs: new (e.g. held-out) covariates (N, T, D); the fitted data by default.
+            emissions: new observations (N, T), given together with ``inputs``.
+            mask: optional mask of the new emissions.
+        """
+        inputs, emissions, mask = self._data(inputs, emissions, mask)
+        return self._per_draw(lambda params: _loglik_per_draw(params, inputs, emissions, mask))
+
+    def sample_states(self, key, inputs=None, emissions=None, mask=None) -> np.ndarray:
+        """FFBS: one joint path z[n] ~ p(z[n] | y[n], x[n], theta_s) per posterior draw theta_s.
+
+        Args:
+            key: PRNG key.
+            inputs: new covariates (N, T, D); the fitted data by default.
+            emissions: new observations (N, T), given together with ``inputs``.
+            mask: optional mask of the new emissions.
+
+        Returns:
+            (chain, draw, N, T) integer states in the relabeled labeling.
+        """
+        inputs, emissions, mask = self._data(inputs, emissions, mask)
+        keys = jax.random.split(key, self.num_chains * self.num_draws)
+        return self._per_draw(lambda k, params: _ffbs_per_draw(k, params, inputs, emissions, mask), keys)
+
+    def state_probabilities(self, inputs=None, emissions=None, mask=None, chunk_size: int = 500) -> np.ndarray:
+        """Posterior state probabilities p(z[n, t] = k | y, x), shape (N, T, K).
+
+        The smoothed marginals p(z[n, t] = k | y[n], x[n], theta_s) averaged over all draws,
+        accumulated in chunks so that memory does not grow with the number of draws.
+
+        Args:
+            inputs: new covariates (N, T, D); the fitted data by default.
+            emissions: new observations (N, T), given together with ``inputs``.
+            mask: optional mask of the new emissions.
+            chunk_size: draws per compiled call.
+        """
+        inputs, emissions, mask = self._data(inputs, emissions, mask)
+        params = self.flat_params()
+        total = self.num_chains * self.num_draws
+        accumulated = np.zeros(emissions.shape + (self.num_states,))
+        for start, stop in _draw_chunks(total, chunk_size):
+            chunk = jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], params)
+            accumulated += np.asarray(_smoothed_sum(chunk, inputs, emissions, mask), dtype=float)
+        return accumulated / total
+
+    def posterior_predictive(self, key) -> np.ndarray:
+        """Replicated emissions y_rep ~ p(y_rep | x, theta_s): fresh states and emissions per draw.
+
+        Args:
+            key: PRNG key.
+
+        Returns:
+            (chain, draw, N, T) replicated emissions.
+        """
+        inputs, _, _ = self._data()
+        keys = jax.random.split(key, self.num_chains * self.num_draws)
+        return self._per_draw(lambda k, params: _predictive_per_draw(k, params, inputs)[1], keys)
+
+    def posterior_mean(self):
+        """Posterior means of the relabeled parameters (over all chains and draws), the family's params type."""
+        return self.family.params_type(*(self.samples[name].mean(axis=(0, 1)) for name in self.param_names))
+
+    def to_arviz(self, key=None, include_states: bool = True):
+        """An ``arviz.InferenceData`` (see :func:`bayes_glmhmm.convert.to_inference_data`)."""
+        from bayes_glmhmm.convert import to_inference_data
+
+        return to_inference_data(self, key=key, include_states=include_states)
+
+    def diagnostics(self) -> dict:
+        """Convergence summary: max R-hat, min bulk / tail ESS, divergences, stuck chains, timings."""
+        import arviz as az
+
+        posterior = az.convert_to_dataset({name: self.samples[name] for name in self.param_names})
+        rhat = az.rhat(posterior)
+        ess_bulk = az.ess(posterior, method="bulk")
+        ess_tail = az.ess(posterior, method="tail")
+
+        def _extreme(dataset, reducer):
+            values = np.concatenate([np.ravel(dataset[name].values) for name in self.param_names])
+            return float(reducer(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
+
+        return {
+            "max_rhat": _extreme(rhat, np.max),
+            "min_ess_bulk": _extreme(ess_bulk, np.min),
+            "min_ess_tail": _extreme(ess_tail, np.min),
+            "divergences": int(np.sum(self.sample_stats["diverging"])),
+            "stuck_chains": list(self.stuck_chains),
+            "num_chains": self.num_chains,
+            "num_draws": self.num_draws,
+            "wall_seconds": dict(self.wall_seconds),
+        }
+
+    def drop_chains(self, chains) -> "Posterior":
+        """A copy without the given chains (e.g. ``posterior.drop_chains(posterior.stuck_chains)``)."""
+        keep = np.setdiff1d(np.arange(self.num_chains), np.asarray(chains, dtype=int))
+        if keep.size == 0:
+            raise ValueError("chains: cannot drop every chain")
+        return replace(
+            self,
+            samples={name: value[keep] for name, value in self.samples.items()},
+            permutations=self.permutations[keep],
+            sample_stats={name: value[keep] for name, value in self.sample_stats.items()},
+            stuck_chains=[],
+            settings={**self.settings, "dropped_chains": np.setdiff1d(np.arange(self.num_chains), keep).tolist()},
+        )
