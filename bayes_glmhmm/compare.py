@@ -28,9 +28,9 @@ from scipy.special import logsumexp
 
 from bayes_glmhmm._io import markdown_table, write_text_atomic
 from bayes_glmhmm.em import EMResult
-from bayes_glmhmm.posterior import Posterior
 from bayes_glmhmm.model import log_likelihood, most_likely_states
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
+from bayes_glmhmm.posterior import Posterior
 from bayes_glmhmm.relabel import find_state_permutation, invert_permutation, match_params
 from bayes_glmhmm.summaries import PARAM_NAMES, complete_data_estimate, equal_tailed_interval
 
