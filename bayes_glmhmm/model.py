@@ -41,6 +41,8 @@ __all__ = [
     "unconstrain_sites",
     "centred_sites",
     "GAUSSIAN",
+    "prior_distributions",
+    "sample_prior",
 ]
 
 
@@ -224,8 +226,12 @@ def centred_sites(params, input_mean) -> dict:
     return sites
 
 
-def _prior_distributions(family: EmissionFamily, num_states: int, input_dim: int, priors: Priors) -> dict:
-    """The shared priors as NumPyro distributions: Dirichlet probabilities, Normal weights and biases."""
+def prior_distributions(family: EmissionFamily, num_states: int, input_dim: int, priors: Priors) -> dict:
+    """The prior of every parameter as a NumPyro distribution (event shape the parameter's): the one definition.
+
+    Dirichlet on ``initial_probs`` and on each row of ``transition_matrix``, Normal on ``weights``
+    and ``biases``, and the family's extra priors (the Gaussian's HalfNormal noise scales).
+    """
     weight_shape = family.weight_shape(num_states, input_dim)
     return {
         "initial_probs": dist.Dirichlet(jnp.full(num_states, priors.initial_concentration)),
@@ -234,15 +240,23 @@ def _prior_distributions(family: EmissionFamily, num_states: int, input_dim: int
         ).to_event(1),
         "weights": dist.Normal(0.0, priors.weight_scale).expand(list(weight_shape)).to_event(len(weight_shape)),
         "biases": dist.Normal(0.0, priors.bias_scale).expand(list(weight_shape[:-1])).to_event(len(weight_shape) - 1),
+        **family.extra_priors(num_states, priors),
     }
 
 
 def log_prior(params, priors: Priors) -> Float[Array, ""]:
     """Log p(theta) under ``priors``, the density the NUTS model uses (in the constrained space)."""
-    family = family_of(params)
-    distributions = _prior_distributions(family, params.num_states, params.input_dim, priors)
-    shared = sum(distributions[name].log_prob(getattr(params, name)) for name in distributions)
-    return shared + family.extra_log_prior(params, priors)
+    distributions = prior_distributions(family_of(params), params.num_states, params.input_dim, priors)
+    return sum(distributions[name].log_prob(getattr(params, name)) for name in distributions)
+
+
+def sample_prior(key: Array, family: EmissionFamily, num_states: int, input_dim: int, priors: Priors):
+    """One draw theta ~ p(theta) of every parameter, as the family's params NamedTuple."""
+    distributions = prior_distributions(family, num_states, input_dim, priors)
+    keys = jax.random.split(key, len(family.param_names))
+    return family.params_type(
+        *(distributions[name].sample(k) for k, name in zip(keys, family.param_names, strict=True))
+    )
 
 
 def glmhmm_model(
@@ -283,7 +297,7 @@ def glmhmm_model(
         family: the emission family (Gaussian by default).
     """
     input_dim = inputs.shape[-1]
-    distributions = _prior_distributions(family, num_states, input_dim, priors)
+    distributions = prior_distributions(family, num_states, input_dim, priors)
     initial_probs = numpyro.sample("initial_probs", distributions["initial_probs"])
     transition_matrix = numpyro.sample("transition_matrix", distributions["transition_matrix"])
     weights = numpyro.sample("weights", distributions["weights"])
@@ -293,7 +307,7 @@ def glmhmm_model(
     )
     biases = numpyro.deterministic("biases", centred_biases - weights @ input_mean)
     numpyro.factor("biases_prior", distributions["biases"].log_prob(biases))
-    extras = family.extra_sites(num_states, priors)
+    extras = {name: numpyro.sample(name, distributions[name]) for name in family.extra_names}
     params = family.params_type(initial_probs, transition_matrix, weights, centred_biases, **extras)
 
     def total_loglik(params):

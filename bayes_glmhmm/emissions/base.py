@@ -32,9 +32,8 @@ class EmissionFamily(NamedTuple):
         sample: ``(key, params, inputs (T, D), states (T,)) -> (T,)`` emissions y_t ~ p(y | x_t, z_t).
         mean: ``(params, inputs (..., D)) -> (..., K)`` E[y | x, z = k] (Gaussian and Poisson: the mean;
             Bernoulli: p(y = 1); categorical: (..., K, C) class probabilities).
-        extra_sites: ``(num_states, priors) -> dict`` of the NumPyro sample sites of the extra
-            parameters (called inside the model).
-        extra_log_prior: ``(params, priors) -> scalar`` log prior density of the extra parameters.
+        extra_priors: ``(num_states, priors) -> dict`` name -> NumPyro distribution (event shape the
+            parameter's) of each extra parameter, e.g. HalfNormal(noise_scale) on the scales.
         extra_supports: ``((name, constraint_name), ...)`` the supports of the extra sites, named as in
             ``numpyro.distributions.constraints`` (names keep the family hashable).
         m_step: ``(params, design (N, T, D + 1), emissions, weights_per_step (N, T, K), priors | None)
@@ -58,8 +57,7 @@ class EmissionFamily(NamedTuple):
     log_likelihoods: Callable
     sample: Callable
     mean: Callable
-    extra_sites: Callable
-    extra_log_prior: Callable
+    extra_priors: Callable
     extra_supports: tuple
     m_step: Callable
     initialize: Callable

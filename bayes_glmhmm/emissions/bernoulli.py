@@ -73,6 +73,10 @@ def prepare_emissions(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return emissions
 
 
+def _no_extra_priors(num_states: int, priors) -> dict:
+    return {}
+
+
 def relabel_features(samples: dict) -> np.ndarray:
     """Weights and bias of each state, (..., K, D + 1)."""
     return glm_state_features(samples)
@@ -86,8 +90,7 @@ FAMILY = EmissionFamily(
     log_likelihoods=log_likelihoods,
     sample=sample,
     mean=mean,
-    extra_sites=lambda num_states, priors: {},
-    extra_log_prior=lambda params, priors: 0.0,
+    extra_priors=_no_extra_priors,
     extra_supports=(),
     m_step=m_step,
     initialize=initialize,

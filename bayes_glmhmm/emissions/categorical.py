@@ -83,6 +83,10 @@ def prepare_emissions(emissions: np.ndarray, mask: np.ndarray, *, num_classes: i
     return emissions
 
 
+def _no_extra_priors(num_states: int, priors) -> dict:
+    return {}
+
+
 def relabel_features(samples: dict) -> np.ndarray:
     """Weights and biases of each state against the reference class, flattened, (..., K, (C - 1)(D + 1))."""
     return glm_state_features(samples, num_class_axes=1)
@@ -106,8 +110,7 @@ def family(num_classes: int) -> EmissionFamily:
         log_likelihoods=log_likelihoods,
         sample=sample,
         mean=mean,
-        extra_sites=lambda num_states, priors: {},
-        extra_log_prior=lambda params, priors: 0.0,
+        extra_priors=_no_extra_priors,
         extra_supports=(),
         m_step=m_step,
         initialize=functools.partial(initialize, num_classes=num_classes),

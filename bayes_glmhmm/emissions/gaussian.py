@@ -9,7 +9,6 @@ regression (an ECM step).
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 import numpyro.distributions as dist
 from jax.scipy.stats import norm
 from jaxtyping import Array, Float
@@ -74,18 +73,9 @@ def mean(params: GLMHMMParams, inputs):
     return glm_means(params.weights, params.biases, inputs)
 
 
-def extra_sites(num_states: int, priors) -> dict:
-    """The noise scales, scales[k] ~ HalfNormal(noise_scale)."""
-    return {"scales": numpyro.sample("scales", _scale_prior(num_states, priors))}
-
-
-def _scale_prior(num_states: int, priors):
-    return dist.HalfNormal(priors.noise_scale).expand([num_states]).to_event(1)
-
-
-def extra_log_prior(params: GLMHMMParams, priors):
-    """Log HalfNormal(noise_scale) density of the scales."""
-    return _scale_prior(params.scales.shape[-1], priors).log_prob(params.scales)
+def extra_priors(num_states: int, priors) -> dict:
+    """The noise scales' prior, scales[k] ~ HalfNormal(noise_scale)."""
+    return {"scales": dist.HalfNormal(priors.noise_scale).expand([num_states]).to_event(1)}
 
 
 def _map_scale_squared(count, residual_sum, noise_scale):
@@ -165,8 +155,7 @@ FAMILY = EmissionFamily(
     log_likelihoods=log_likelihoods,
     sample=sample,
     mean=mean,
-    extra_sites=extra_sites,
-    extra_log_prior=extra_log_prior,
+    extra_priors=extra_priors,
     extra_supports=(("scales", "positive"),),
     m_step=m_step,
     initialize=initialize,
