@@ -84,11 +84,34 @@ def test_ffbs_draw_frequencies_match_state_probabilities(handmade_posterior):
     assert np.all(np.abs(frequencies - probabilities) <= tolerance)
 
 
-def test_posterior_predictive_shape_and_spread(handmade_posterior):
-    posterior, _ = handmade_posterior
+def _exact_predictive_moments(params, inputs):
+    """Mean and variance of y_t under p(y | x, theta) with fresh states: a mixture over p(z_t | theta)."""
+    state_probs = [np.asarray(params.initial_probs, float)]
+    for _ in range(inputs.shape[1] - 1):
+        state_probs.append(state_probs[-1] @ np.asarray(params.transition_matrix, float))
+    state_probs = np.stack(state_probs)  # (T, K)
+    means = np.asarray(inputs, float) @ np.asarray(params.weights, float).T + np.asarray(params.biases, float)
+    second = means**2 + np.asarray(params.scales, float) ** 2
+    mean = np.sum(state_probs * means, axis=-1)
+    return mean, np.sum(state_probs * second, axis=-1) - mean**2
+
+
+def test_posterior_predictive_matches_the_exact_mixture_moments(handmade_posterior):
+    """Replicated emissions draw fresh states and noise per draw: over the 4000 draws of the two
+    parameter sets, their mean and variance at every (n, t) are those of the equal mixture of the
+    two exact predictive distributions. Tolerance: 5 standard errors of each Monte Carlo estimate
+    (mean: sd / sqrt(4000); variance: var * sqrt(2 / 4000) plus a kurtosis allowance of 2x)."""
+    posterior, (truth, other) = handmade_posterior
     replicated = posterior.posterior_predictive(jax.random.PRNGKey(2))
     assert replicated.shape == (2, 2000, 2, 25)
-    assert np.all(np.isfinite(replicated))
+    flat = replicated.reshape(4000, 2, 25).astype(float)
+    (mean_a, var_a), (mean_b, var_b) = (_exact_predictive_moments(p, posterior.inputs) for p in (truth, other))
+    mean = (mean_a + mean_b) / 2
+    variance = (var_a + mean_a**2 + var_b + mean_b**2) / 2 - mean**2
+    assert np.all(np.abs(flat.mean(axis=0) - mean) <= 5 * np.sqrt(variance / 4000))
+    assert np.all(np.abs(flat.var(axis=0) - variance) <= 5 * 2 * variance * np.sqrt(2 / 4000))
+    # Each chain holds one parameter set: its draws follow that set's mixture, not the other's.
+    assert np.abs(replicated[0].mean(axis=0) - mean_a).max() < np.abs(replicated[0].mean(axis=0) - mean_b).max()
 
 
 def test_small_fit_converges_and_recovers(small_posterior, small_article_data):
@@ -142,6 +165,9 @@ def test_drop_chains(small_posterior):
         small_posterior.drop_chains([0, 1])
 
 
+MERGED_MODE_PLACEHOLDER = object()
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -153,10 +179,17 @@ def test_drop_chains(small_posterior):
         (dict(num_states=3, init="random"), "init"),
         (dict(num_states=3, on_stuck="ignore"), "on_stuck"),
         (dict(num_states=3, chain_method="threads"), "chain_method"),
+        (dict(num_states=3, family="binomial"), "family must be one of"),
+        (dict(num_states=3, family="bernoulli"), "emissions for the bernoulli family"),
+        (dict(num_states=3, family="gaussian", num_classes=3), "num_classes applies to the categorical"),
+        (dict(num_states=3, family="bernoulli", init=MERGED_MODE_PLACEHOLDER), "BernoulliGLMHMMParams"),
     ],
 )
 def test_bad_arguments_raise(small_article_data, kwargs, message):
     data = small_article_data
+    if kwargs.get("init") is MERGED_MODE_PLACEHOLDER:  # Gaussian params given for another family
+        kwargs = {**kwargs, "init": MERGED_MODE}
+        data = data._replace(emissions=(data.emissions > 0).astype(float))
     with pytest.raises(ValueError, match=message):
         fit_nuts(data.inputs, data.emissions, **kwargs)
 

@@ -134,3 +134,73 @@ def test_unconstrain_sites_matches_numpyro_unconstrain_fn(data):
     assert set(ours) == set(expected)
     for name in expected:
         np.testing.assert_allclose(ours[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def _family_params(name):
+    """Hand-picked parameters of a 2-state, 2-input model of each non-Gaussian family."""
+    from bayes_glmhmm import BernoulliGLMHMMParams, CategoricalGLMHMMParams, PoissonGLMHMMParams
+
+    initial, transitions = jnp.array([0.3, 0.7]), jnp.array([[0.9, 0.1], [0.2, 0.8]])
+    if name == "categorical":
+        weights = jnp.array([[[1.0, -0.5], [0.3, 0.2]], [[-1.0, 0.4], [0.0, 0.8]]])
+        return CategoricalGLMHMMParams(initial, transitions, weights, jnp.array([[0.2, -0.3], [0.5, 0.1]]))
+    params_type = {"bernoulli": BernoulliGLMHMMParams, "poisson": PoissonGLMHMMParams}[name]
+    return params_type(initial, transitions, jnp.array([[0.8, -0.3], [-0.4, 0.5]]), jnp.array([0.3, 1.1]))
+
+
+@pytest.mark.parametrize("family_name", ["bernoulli", "categorical", "poisson"])
+def test_every_family_model_density_is_prior_plus_marginal_likelihood(family_name):
+    """As for the Gaussian: the model (centred coordinates, the family's sites) has density
+    log p(theta) + sum_n log p(y_n | theta), with the prior written independently here."""
+    from jax.scipy.stats import dirichlet, norm
+
+    from bayes_glmhmm import family_of
+
+    params = _family_params(family_name)
+    family = family_of(params)
+    inputs = jax.random.normal(jax.random.PRNGKey(3), (3, 15, 2))
+    _, emissions = simulate(jax.random.PRNGKey(4), params, inputs)
+    priors = Priors(weight_scale=2.0, bias_scale=0.7, transition_concentration=1.5, initial_concentration=2.0)
+    input_mean = jnp.array([0.3, -0.2])
+    constrained = {
+        "initial_probs": params.initial_probs,
+        "transition_matrix": params.transition_matrix,
+        "weights": params.weights,
+        "centred_biases": params.biases + params.weights @ input_mean,
+    }
+    kwargs = dict(
+        inputs=inputs,
+        emissions=emissions,
+        mask=jnp.ones(emissions.shape, bool),
+        num_states=2,
+        priors=priors,
+        input_mean=input_mean,
+        family=family,
+    )
+    model_density, _ = log_density(glmhmm_model, (), kwargs, constrained)
+    prior = (
+        dirichlet.logpdf(params.initial_probs, jnp.full(2, 2.0))
+        + sum(dirichlet.logpdf(row, jnp.full(2, 1.5)) for row in params.transition_matrix)
+        + jnp.sum(norm.logpdf(params.weights, 0.0, 2.0))
+        + jnp.sum(norm.logpdf(params.biases, 0.0, 0.7))
+    )
+    expected = prior + jnp.sum(log_likelihood(params, inputs, emissions))
+    np.testing.assert_allclose(log_prior(params, priors), prior, rtol=1e-5)
+    np.testing.assert_allclose(model_density, expected, rtol=1e-5)
+
+
+def test_sample_prior_draws_have_the_prior_moments():
+    """Prior draws of a categorical model: weights and biases ~ Normal(0, scale), rows on the simplex.
+
+    4000 draws of 8 weights each: the sample sd is within 3% of 2.0 (its SE is 2.0 / sqrt(2 * 32000) < 0.4%).
+    """
+    from bayes_glmhmm import get_family
+    from bayes_glmhmm.model import sample_prior
+
+    family = get_family("categorical", num_classes=3)
+    priors = Priors(weight_scale=2.0, bias_scale=0.5)
+    draws = jax.vmap(lambda key: sample_prior(key, family, 2, 2, priors))(jax.random.split(jax.random.PRNGKey(0), 4000))
+    assert draws.weights.shape == (4000, 2, 2, 2) and draws.biases.shape == (4000, 2, 2)
+    np.testing.assert_allclose(np.std(draws.weights), 2.0, rtol=0.03)
+    np.testing.assert_allclose(np.std(draws.biases), 0.5, rtol=0.03)
+    np.testing.assert_allclose(np.sum(draws.transition_matrix, axis=-1), 1.0, rtol=1e-5)

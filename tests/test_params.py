@@ -222,3 +222,64 @@ def test_relabelling_leaves_the_likelihood_unchanged():
     after = log_likelihood(params.permute([2, 0, 1]), inputs, emissions)
     # Same sums in a different order in float32: ~1e-6 relative.
     np.testing.assert_allclose(after, before, rtol=1e-5)
+
+
+def test_permute_moves_every_parameter_of_a_categorical_model():
+    """Categorical weights (K, C - 1, D) and biases (K, C - 1) move with their state; the type is kept."""
+    from bayes_glmhmm import CategoricalGLMHMMParams
+
+    rng = np.random.default_rng(1)
+    params = CategoricalGLMHMMParams(
+        rng.dirichlet(np.ones(3)),
+        rng.dirichlet(np.ones(3), size=3),
+        rng.normal(size=(3, 2, 4)),
+        rng.normal(size=(3, 2)),
+    )
+    permuted = params.permute([2, 0, 1])
+    assert type(permuted) is CategoricalGLMHMMParams
+    np.testing.assert_array_equal(permuted.weights[0], params.weights[2])
+    np.testing.assert_array_equal(permuted.biases[1], params.biases[0])
+    np.testing.assert_array_equal(permuted.transition_matrix[0, 1], params.transition_matrix[2, 0])
+    assert permuted.num_states == 3 and permuted.input_dim == 4
+
+
+def test_family_registry_and_its_errors():
+    from bayes_glmhmm import BernoulliGLMHMMParams, CategoricalGLMHMMParams, family_of, get_family
+    from bayes_glmhmm.emissions import resolve_family
+
+    assert get_family("bernoulli").params_type is BernoulliGLMHMMParams
+    assert get_family("categorical", num_classes=4) is get_family("categorical", num_classes=4)  # one jit cache
+    three = CategoricalGLMHMMParams(np.ones(2) / 2, np.eye(2), np.zeros((2, 2, 1)), np.zeros((2, 2)))
+    assert family_of(three).num_classes == 3
+    assert resolve_family("categorical", np.array([[0.0, 4.0, 1.0]])).num_classes == 5
+    with pytest.raises(ValueError, match="family must be one of"):
+        get_family("binomial")
+    with pytest.raises(ValueError, match="num_classes"):
+        get_family("categorical")
+    with pytest.raises(ValueError, match="num_classes"):
+        get_family("poisson", num_classes=3)
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
+        get_family("categorical", num_classes=1)
+    with pytest.raises(ValueError, match="params must be"):
+        family_of((np.ones(2), np.eye(2)))
+
+
+def test_validate_data_applies_the_family_support():
+    from bayes_glmhmm import get_family
+
+    inputs = np.zeros((1, 4, 1))
+    _, coded, _ = validate_data(inputs, np.array([[-1, 1, 1, -1]]), family=get_family("bernoulli"))
+    np.testing.assert_array_equal(coded, [[0, 1, 1, 0]])
+    _, booleans, _ = validate_data(inputs, np.array([[True, False, True, True]]), family=get_family("bernoulli"))
+    np.testing.assert_array_equal(booleans, [[1, 0, 1, 1]])
+    with pytest.raises(ValueError, match=r"emissions.*bernoulli.*\(0, 2\)"):
+        validate_data(inputs, np.array([[0, 1, 2, 1]]), family=get_family("bernoulli"))
+    with pytest.raises(ValueError, match=r"emissions.*poisson.*\(0, 1\)"):
+        validate_data(inputs, np.array([[0, 1.5, 2, 1]]), family=get_family("poisson"))
+    with pytest.raises(ValueError, match=r"emissions.*categorical.*0\.\.2"):
+        validate_data(inputs, np.array([[0, 1, 3, 1]]), family=get_family("categorical", num_classes=3))
+    # A bad value where the mask is False is a missing value, not an error.
+    _, kept, _ = validate_data(
+        inputs, np.array([[0, 1, 7, 1]]), np.array([[True, True, False, True]]), family=get_family("poisson")
+    )
+    np.testing.assert_array_equal(kept, [[0, 1, 0, 1]])

@@ -79,3 +79,37 @@ def test_fit_on_far_from_unit_data_reports_original_units(small_article_data, sm
     np.testing.assert_allclose(mean.scales, truth.scales, rtol=0.3)
     assert posterior.em.params.scales.min() > 100  # the EM estimate is reported in the data's units too
     assert small_posterior.settings["standardization"] is None  # unit-scale data keep the article's priors
+
+
+def test_other_families_standardize_inputs_only_and_exactly(rng):
+    """A Bernoulli or categorical model keeps its emissions; the inputs' change of units maps the
+    parameters so that the likelihood is exactly unchanged (no Jacobian: y is not transformed)."""
+    from bayes_glmhmm import BernoulliGLMHMMParams, CategoricalGLMHMMParams
+
+    inputs = rng.uniform(1, 10, (2, 25, 2)) * np.array([300.0, 0.02])
+    mask = np.ones((2, 25), bool)
+    standardization = fit_standardization(inputs, np.zeros((2, 25)), mask, emissions_too=False)
+    assert needs_standardization(standardization)
+    assert (standardization.emission_mean, standardization.emission_scale) == (0.0, 1.0)
+    scaled_inputs, _ = standardization.apply(inputs, np.zeros((2, 25)))
+    for params in (
+        BernoulliGLMHMMParams(np.array([0.4, 0.6]), np.full((2, 2), 0.5), rng.normal(size=(2, 2)), rng.normal(size=2)),
+        CategoricalGLMHMMParams(
+            np.array([0.4, 0.6]), np.full((2, 2), 0.5), rng.normal(size=(2, 2, 2)), rng.normal(size=(2, 2))
+        ),
+    ):
+        _, emissions = simulate_np(params, scaled_inputs)
+        original = standardization.params_to_original(params)
+        assert type(original) is type(params)
+        np.testing.assert_allclose(
+            log_likelihood(original, inputs, emissions), log_likelihood(params, scaled_inputs, emissions), rtol=1e-4
+        )
+        back = standardization.params_to_standardized(original)
+        np.testing.assert_allclose(back.weights, params.weights, rtol=1e-9, atol=1e-12)
+
+
+def simulate_np(params, inputs):
+    from bayes_glmhmm import simulate
+
+    states, emissions = simulate(jax.random.PRNGKey(0), params, inputs)
+    return np.asarray(states), np.asarray(emissions)
