@@ -4,10 +4,15 @@ The linear predictor, the design matrix, weighted least squares, a generalized-E
 random starts, relabeling features and support checks.
 """
 
+import functools
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+
+from bayes_glmhmm.emissions.base import EmissionFamily
 
 __all__ = [
     "linear_predictor",
@@ -18,6 +23,7 @@ __all__ = [
     "glm_initialize",
     "glm_state_features",
     "first_bad_index",
+    "glm_family",
 ]
 
 NEWTON_STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 1.0 / 16, 1.0 / 64, 0.0)  # 0 keeps the old value: never worse
@@ -119,7 +125,9 @@ def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_
     return new[..., :-1], new[..., -1]
 
 
-def glm_initialize(key, step_log_likelihood, inputs, emissions, mask, weight_shape, start_bias, num_newton: int = 8):
+def glm_initialize(
+    key, step_log_likelihood, inputs, emissions, mask, weight_shape, start_bias, num_newton: int = 8
+) -> dict:
     """Random starting weights and biases around the pooled (one-state) GLM fit.
 
     The pooled fit is ``num_newton`` damped Newton steps from weights 0 and biases ``start_bias``
@@ -137,7 +145,7 @@ def glm_initialize(key, step_log_likelihood, inputs, emissions, mask, weight_sha
         num_newton: Newton steps of the pooled fit.
 
     Returns:
-        ``(weights, biases)`` of shapes ``weight_shape`` and ``weight_shape[:-1]``.
+        ``{"weights": ..., "biases": ...}`` of shapes ``weight_shape`` and ``weight_shape[:-1]``.
     """
     from bayes_glmhmm.params import Priors
 
@@ -156,7 +164,7 @@ def glm_initialize(key, step_log_likelihood, inputs, emissions, mask, weight_sha
     noise_weights = 0.5 * jax.random.normal(key_weights, weight_shape, dtype) / input_sd
     noise_biases = 0.5 * jax.random.normal(key_biases, weight_shape[:-1], dtype)
     del num_states, input_dim
-    return weights + noise_weights, biases + noise_biases
+    return {"weights": weights + noise_weights, "biases": biases + noise_biases}
 
 
 def glm_state_features(samples: dict, num_class_axes: int = 0, extra: tuple = ()) -> np.ndarray:
@@ -184,3 +192,88 @@ def glm_state_features(samples: dict, num_class_axes: int = 0, extra: tuple = ()
 def first_bad_index(bad: np.ndarray) -> tuple[int, ...]:
     """The (sequence, step) index of the first True entry of ``bad``."""
     return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+# The pieces a GLM family without extra parameters shares: the family module gives only
+# log p(y | eta), the inverse link, a sampler given eta, a starting bias and its support check.
+
+
+def _log_likelihoods(step_log_likelihood, params, inputs, emissions):
+    """Log p(y | x, z = k, theta) for every state, (..., K)."""
+    return step_log_likelihood(linear_predictor(params.weights, params.biases, inputs), emissions[..., None])
+
+
+def _mean(inverse_link, params, inputs):
+    """The inverse link of each state's linear predictor, (..., K[, C])."""
+    return inverse_link(linear_predictor(params.weights, params.biases, inputs))
+
+
+def _sample(draw, key, params, inputs, states):
+    """y_t drawn given eta_t of the state z_t, (T,), as floats."""
+    eta = linear_predictor(params.weights, params.biases, inputs)  # (T, K, *classes)
+    index = states.reshape(states.shape + (1,) * (eta.ndim - 1))
+    return draw(key, jnp.take_along_axis(eta, index, axis=1)[:, 0]).astype(inputs.dtype)
+
+
+def _m_step(step_log_likelihood, params, design, emissions, step_weights, priors) -> dict:
+    """One damped Newton step of each state's weighted GLM (:func:`newton_m_step`)."""
+    weights, biases = newton_m_step(
+        step_log_likelihood, params.weights, params.biases, design, emissions, step_weights, priors
+    )
+    return {"weights": weights, "biases": biases}
+
+
+def _initialize(step_log_likelihood, start_bias, num_classes, key, inputs, emissions, mask, num_states) -> dict:
+    """Around the pooled one-state fit (:func:`glm_initialize`), from the family's starting bias."""
+    classes = () if num_classes is None else (num_classes - 1,)
+    shape = (num_states, *classes, inputs.shape[-1])
+    bias = start_bias(emissions, mask)
+    return glm_initialize(key, step_log_likelihood, inputs, emissions, mask, shape, bias)
+
+
+def _no_extra_priors(num_states: int, priors) -> dict:
+    return {}
+
+
+def glm_family(
+    *,
+    name: str,
+    params_type: type,
+    step_log_likelihood: Callable,
+    inverse_link: Callable,
+    draw: Callable,
+    start_bias: Callable,
+    prepare_emissions: Callable,
+    num_classes: int | None = None,
+) -> EmissionFamily:
+    """An :class:`EmissionFamily` of a GLM whose only parameters are weights and biases.
+
+    Args:
+        name: registry name.
+        params_type: its params NamedTuple.
+        step_log_likelihood: ``(eta, y) -> log p(y | eta)``, broadcasting (eta has a trailing class
+            axis for the categorical family).
+        inverse_link: ``eta -> E[y | eta]`` (class probabilities for the categorical family).
+        draw: ``(key, eta (T, *classes)) -> y (T,)``.
+        start_bias: ``(emissions, mask) -> (*classes,)`` the pooled fit's starting bias.
+        prepare_emissions: the support check (see :class:`EmissionFamily`).
+        num_classes: C for a categorical family.
+    """
+    return EmissionFamily(
+        name=name,
+        params_type=params_type,
+        num_classes=num_classes,
+        extra_names=(),
+        log_likelihoods=functools.partial(_log_likelihoods, step_log_likelihood),
+        sample=functools.partial(_sample, draw),
+        mean=functools.partial(_mean, inverse_link),
+        extra_priors=_no_extra_priors,
+        extra_supports=(),
+        m_step=functools.partial(_m_step, step_log_likelihood),
+        initialize=functools.partial(_initialize, step_log_likelihood, start_bias, num_classes),
+        prepare_emissions=prepare_emissions,
+        relabel_features=functools.partial(glm_state_features, num_class_axes=0 if num_classes is None else 1),
+        extra_dims=(),
+        standardizes_emissions=False,
+        discrete=True,
+    )

@@ -15,12 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import log_softmax
 
-from bayes_glmhmm.emissions._glm import first_bad_index, glm_initialize, glm_state_features, linear_predictor
-from bayes_glmhmm.emissions._glm import newton_m_step as _newton_m_step
+from bayes_glmhmm.emissions._glm import first_bad_index, glm_family
 from bayes_glmhmm.emissions.base import EmissionFamily
 from bayes_glmhmm.params import CategoricalGLMHMMParams
 
-__all__ = ["family"]
+__all__ = ["family", "full_logits", "step_log_likelihood"]
 
 
 def full_logits(eta):
@@ -35,40 +34,21 @@ def step_log_likelihood(eta, emissions):
     return jnp.sum(jnp.where(one_hot, log_probabilities, 0.0), axis=-1)
 
 
-def log_likelihoods(params: CategoricalGLMHMMParams, inputs, emissions):
-    """Log p(y | x, z = k, theta) for every state, shape (..., K)."""
-    eta = linear_predictor(params.weights, params.biases, inputs)  # (..., K, C - 1)
-    return step_log_likelihood(eta, emissions[..., None])
+def class_probabilities(eta):
+    """p(y = c | eta), (..., C)."""
+    return jax.nn.softmax(full_logits(eta), axis=-1)
 
 
-def sample(key, params: CategoricalGLMHMMParams, inputs, states):
-    """y_t ~ Categorical(p(. | x_t, z_t)), shape (T,), as floats 0..C-1."""
-    eta = linear_predictor(params.weights, params.biases, inputs)  # (T, K, C - 1)
-    chosen = jnp.take_along_axis(eta, states[:, None, None], axis=1)[:, 0]
-    return jax.random.categorical(key, full_logits(chosen), axis=-1).astype(inputs.dtype)
+def draw(key, eta):
+    """Draw y ~ Categorical(softmax(0, eta))."""
+    return jax.random.categorical(key, full_logits(eta), axis=-1)
 
 
-def mean(params: CategoricalGLMHMMParams, inputs):
-    """Class probabilities p(y = c | x, z = k), shape (..., K, C)."""
-    return jax.nn.softmax(full_logits(linear_predictor(params.weights, params.biases, inputs)), axis=-1)
-
-
-def m_step(params, design, emissions, step_weights, priors) -> dict:
-    """One damped Newton step of each state's weighted multinomial logistic regression."""
-    weights, biases = _newton_m_step(
-        step_log_likelihood, params.weights, params.biases, design, emissions, step_weights, priors
-    )
-    return {"weights": weights, "biases": biases}
-
-
-def initialize(key, inputs, emissions, mask, num_states: int, *, num_classes: int) -> dict:
-    """Around the pooled multinomial logit, 0.5 log-odds of noise per input sd."""
+def start_bias(emissions, mask, *, num_classes: int):
+    """The log-odds of each class's observed frequency against class 0's (frequencies at least 0.01)."""
     counts = jnp.sum((emissions[..., None] == jnp.arange(num_classes)) * mask[..., None], axis=(0, 1))
     frequencies = jnp.maximum(counts / jnp.sum(counts), 0.01)
-    start_bias = jnp.log(frequencies[1:] / frequencies[0])
-    shape = (num_states, num_classes - 1, inputs.shape[-1])
-    weights, biases = glm_initialize(key, step_log_likelihood, inputs, emissions, mask, shape, start_bias)
-    return {"weights": weights, "biases": biases}
+    return jnp.log(frequencies[1:] / frequencies[0])
 
 
 def prepare_emissions(emissions: np.ndarray, mask: np.ndarray, *, num_classes: int) -> np.ndarray:
@@ -83,15 +63,6 @@ def prepare_emissions(emissions: np.ndarray, mask: np.ndarray, *, num_classes: i
     return emissions
 
 
-def _no_extra_priors(num_states: int, priors) -> dict:
-    return {}
-
-
-def relabel_features(samples: dict) -> np.ndarray:
-    """Weights and biases of each state against the reference class, flattened, (..., K, (C - 1)(D + 1))."""
-    return glm_state_features(samples, num_class_axes=1)
-
-
 @functools.cache
 def family(num_classes: int) -> EmissionFamily:
     """The categorical family with ``num_classes`` classes (one object per C, so jit caches are shared).
@@ -102,21 +73,13 @@ def family(num_classes: int) -> EmissionFamily:
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     num_classes = int(num_classes)
-    return EmissionFamily(
+    return glm_family(
         name="categorical",
         params_type=CategoricalGLMHMMParams,
-        num_classes=num_classes,
-        extra_names=(),
-        log_likelihoods=log_likelihoods,
-        sample=sample,
-        mean=mean,
-        extra_priors=_no_extra_priors,
-        extra_supports=(),
-        m_step=m_step,
-        initialize=functools.partial(initialize, num_classes=num_classes),
+        step_log_likelihood=step_log_likelihood,
+        inverse_link=class_probabilities,
+        draw=draw,
+        start_bias=functools.partial(start_bias, num_classes=num_classes),
         prepare_emissions=functools.partial(prepare_emissions, num_classes=num_classes),
-        relabel_features=relabel_features,
-        extra_dims=(),
-        standardizes_emissions=False,
-        discrete=True,
+        num_classes=num_classes,
     )
