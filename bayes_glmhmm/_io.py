@@ -7,7 +7,15 @@ import json
 import os
 import tempfile
 
-__all__ = ["atomic_path", "csv_text", "markdown_table", "write_json_atomic", "write_text_atomic", "save_figures_atomic"]
+__all__ = [
+    "atomic_path",
+    "csv_text",
+    "markdown_table",
+    "remove_if_exists",
+    "write_json_atomic",
+    "write_text_atomic",
+    "save_figures_atomic",
+]
 
 
 @contextlib.contextmanager
@@ -32,6 +40,15 @@ def atomic_path(path, suffix: str = ""):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def remove_if_exists(path) -> bool:
+    """Remove the file ``path`` if it exists (e.g. a stale ``summary.json``); return whether it did."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def write_text_atomic(path, text: str) -> str:

@@ -2,8 +2,9 @@
 
 * ``bayes-glmhmm demo``: simulate the article's conveyor-belt data, fit EM and NUTS, recover the
   states, compare, and write a results folder with a diagnostic report.
-* ``bayes-glmhmm fit DATA.csv --states K --target COL --inputs COL[,COL...]``: fit a user's
-  long-format CSV (see :mod:`bayes_glmhmm.csv_fit`).
+* ``bayes-glmhmm fit DATA.csv --states K --target COL --inputs COL[,COL...] [--family F]``: fit
+  a user's long-format CSV with any emission family (gaussian, bernoulli, categorical, poisson;
+  see :mod:`bayes_glmhmm.csv_fit`).
 * ``bayes-glmhmm report POSTERIOR.nc --out DIR``: HTML and Markdown diagnostics of a saved fit.
 """
 
@@ -12,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from typing import NamedTuple
 
 __all__ = ["main", "run_demo"]
 
@@ -40,84 +42,54 @@ def _versions() -> dict:
     }
 
 
-def run_demo(
-    out: str = "results",
-    quick: bool = False,
-    seed: int = 0,
-    variant: str = "text",
-    num_chains: int = 4,
-    num_warmup: int | None = None,
-    num_samples: int | None = None,
-    progress_bar: bool = True,
-) -> dict:
-    """Simulate the article's data, fit EM and NUTS, recover states, and write the results folder.
+class _DemoData(NamedTuple):
+    """The demo's simulated data: the article's training set and five held-out sequences."""
 
-    Files written to ``out`` (each atomically; ``summary.json`` last):
-    ``posterior.nc`` (InferenceData), ``parameters.csv`` (posterior vs truth vs EM),
-    ``comparison.csv`` and ``comparison.md`` (full Bayes vs maximum-likelihood EM: parameters,
-    state recovery, log predictive density of five held-out sequences, wall time, see
-    :func:`bayes_glmhmm.compare.compare_fits`), figures ``data_*.png``, ``states_*.png``,
-    ``parameters.png``, ``parameter_recovery_bars.png``, ``transition_matrices.png``,
-    ``trace.png``, ``lp_by_chain.png``, ``em_log_probs.png``, and ``summary.json`` (with ``em``
-    and ``comparison``).
+    data: object
+    heldout: object
 
-    Args:
-        out: output folder.
-        quick: small, fast settings (few draws) for smoke tests.
-        seed: seed of data simulation and inference.
-        variant: the article's ``"text"`` or ``"code"`` generator.
-        num_chains: NUTS chains.
-        num_warmup: warmup per chain (default 1000, quick 150).
-        num_samples: draws per chain (default 1000, quick 150).
-        progress_bar: show progress bars.
 
-    Returns:
-        The summary dictionary written to ``summary.json``.
-    """
+class _DemoEM(NamedTuple):
+    """The maximum-likelihood EM fit, in its own and in the truth's labeling, with its Viterbi paths."""
+
+    result: object
+    aligned: object
+    states: object
+
+
+def _simulate_demo_data(seed: int, variant: str) -> _DemoData:
+    """Simulate the article's data and, from the same generator, five sequences never fitted."""
     import jax
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from bayes_glmhmm import plots
-    from bayes_glmhmm._io import csv_text, save_figures_atomic, write_json_atomic, write_text_atomic
-    from bayes_glmhmm.compare import compare_fits, comparison_to_csv, comparison_to_dict, comparison_to_markdown
-    from bayes_glmhmm.convert import write_netcdf_atomic
-    from bayes_glmhmm.em import fit_em
-    from bayes_glmhmm.fit import fit_nuts
-    from bayes_glmhmm.model import most_likely_states
-    from bayes_glmhmm.relabel import match_params
-    from bayes_glmhmm.report import write_report
     from bayes_glmhmm.simulate import article_data
-    from bayes_glmhmm.summaries import complete_data_estimate, coverage_summary, parameter_table, state_accuracy
-
-    num_warmup = num_warmup if num_warmup is not None else (150 if quick else 1000)
-    num_samples = num_samples if num_samples is not None else (150 if quick else 1000)
-    os.makedirs(out, exist_ok=True)
-    stages = tqdm(total=8, desc="demo", disable=not progress_bar, file=sys.stderr)
-
-    def _stage(name):
-        stages.set_postfix_str(name)
-        stages.update(1)
 
     data = article_data(jax.random.PRNGKey(seed), variant=variant)
-    truth = data.params
-    # Five more sequences from the same generator, never fitted: for the predictive comparison.
     heldout = article_data(
         jax.random.fold_in(jax.random.PRNGKey(seed), 1),
         variant=variant,
         num_sequences=5,
         num_timesteps=data.emissions.shape[1],
     )
-    _stage("data")
+    return _DemoData(data, heldout)
 
-    em_ml = fit_em(data.inputs, data.emissions, 3, seed=seed)
-    em_ml_aligned = em_ml.params.permute(match_params(em_ml.params, truth))
-    em_states = np.asarray(most_likely_states(em_ml_aligned, data.inputs, data.emissions))
-    _stage("em")
+
+def _fit_demo_em(data, seed: int) -> _DemoEM:
+    """Maximum-likelihood EM (as in the article), relabeled to the truth, and its Viterbi paths."""
+    import numpy as np
+
+    from bayes_glmhmm.em import fit_em
+    from bayes_glmhmm.model import most_likely_states
+    from bayes_glmhmm.relabel import match_params
+
+    result = fit_em(data.inputs, data.emissions, 3, seed=seed)
+    aligned = result.params.permute(match_params(result.params, data.params))
+    return _DemoEM(result, aligned, np.asarray(most_likely_states(aligned, data.inputs, data.emissions)))
+
+
+def _fit_demo_nuts(data, num_chains: int, num_warmup: int, num_samples: int, seed: int, progress_bar: bool):
+    """NUTS on the training data, its draws expressed in the truth's labeling."""
+    from bayes_glmhmm.fit import fit_nuts
+    from bayes_glmhmm.relabel import match_params
 
     posterior = fit_nuts(
         data.inputs,
@@ -130,47 +102,62 @@ def run_demo(
         progress_bar=progress_bar,
     )
     # Express the posterior in the truth's labeling so that every table compares like with like.
-    posterior = posterior.permute(match_params(posterior.posterior_mean(), truth))
-    _stage("nuts")
+    return posterior.permute(match_params(posterior.posterior_mean(), data.params))
+
+
+def _write_demo_posterior(posterior, data, out: str, seed: int):
+    """Write ``posterior.nc``; return the InferenceData, the training state probabilities and the sine sequence's."""
+    import jax
+
+    from bayes_glmhmm.convert import write_netcdf_atomic
 
     idata = posterior.to_arviz(key=jax.random.PRNGKey(seed + 1))
     state_probs = idata.posterior_states["state_probabilities"].values
     sine_probs = posterior.state_probabilities(data.sine_inputs, data.sine_emissions)[0]
     write_netcdf_atomic(idata, os.path.join(out, "posterior.nc"))
-    _stage("posterior states")
+    return idata, state_probs, sine_probs
 
-    rows = parameter_table(posterior.samples, truth=truth, point_estimate=em_ml_aligned)
-    header = [
-        "parameter",
-        "index",
-        "truth",
-        "point_estimate",
-        "posterior_mean",
-        "posterior_sd",
-        "lower",
-        "upper",
-        "covered",
-    ]
-    csv_header = ["parameter", "index", "truth", "em_ml", "posterior_mean", "posterior_sd", "lower_94", "upper_94"]
-    csv_rows = [
-        [row["parameter"], "-".join(map(str, row["index"])) or "-", *(row[name] for name in header[2:])] for row in rows
-    ]
-    write_text_atomic(os.path.join(out, "parameters.csv"), csv_text([*csv_header, "covered"], csv_rows))
+
+def _write_demo_parameters(posterior, truth, em_aligned, out: str) -> list[dict]:
+    """Write ``parameters.csv`` (posterior vs truth vs EM, with interval coverage); return the table's rows."""
+    from bayes_glmhmm._io import csv_text, write_text_atomic
+    from bayes_glmhmm.summaries import parameter_table
+
+    rows = parameter_table(posterior.samples, truth=truth, point_estimate=em_aligned)
+    fields = ["truth", "point_estimate", "posterior_mean", "posterior_sd", "lower", "upper", "covered"]
+    header = ["parameter", "index", "truth", "em_ml", "posterior_mean", "posterior_sd", "lower_94", "upper_94"]
+    csv_rows = [[row["parameter"], "-".join(map(str, row["index"])) or "-", *(row[f] for f in fields)] for row in rows]
+    write_text_atomic(os.path.join(out, "parameters.csv"), csv_text([*header, "covered"], csv_rows))
+    return rows
+
+
+def _write_demo_comparison(posterior, em: _DemoEM, demo: _DemoData, out: str):
+    """Compare full Bayes with maximum-likelihood EM; write ``comparison.csv`` / ``.md``; return the comparison."""
+    from bayes_glmhmm.compare import compare_fits, comparison_to_csv, comparison_to_markdown
 
     comparison = compare_fits(
         posterior,
-        em_ml,
-        truth=truth,
-        true_states=data.states,
-        heldout_inputs=heldout.inputs,
-        heldout_emissions=heldout.emissions,
-        heldout_states=heldout.states,
+        em.result,
+        truth=demo.data.params,
+        true_states=demo.data.states,
+        heldout_inputs=demo.heldout.inputs,
+        heldout_emissions=demo.heldout.emissions,
+        heldout_states=demo.heldout.states,
     )
     comparison_to_csv(comparison, os.path.join(out, "comparison.csv"))
     comparison_to_markdown(comparison, os.path.join(out, "comparison.md"))
-    _stage("comparison")
+    return comparison
 
-    figures = {
+
+def _demo_figures(posterior, data, em: _DemoEM, state_probs, sine_probs) -> dict:
+    """The demo's figures, ``{file name: Figure}``: data, states, parameters, transitions, trace, EM progress."""
+    import numpy as np
+
+    from bayes_glmhmm import plots
+    from bayes_glmhmm.model import most_likely_states
+
+    truth = data.params
+    return {
         "data_sine_sequence.png": plots.plot_article_data(
             data.sine_inputs, data.sine_emissions, data.sine_states, title="The article's sinusoidal input sequence"
         ),
@@ -179,50 +166,73 @@ def run_demo(
             data.emissions[0],
             data.states[0],
             state_probs[0],
-            map_states=em_states[0],
+            map_states=em.states[0],
             sequence_label="training sequence 0",
         ),
         "states_sine_sequence.png": plots.plot_states(
             data.sine_emissions,
             data.sine_states,
             sine_probs,
-            map_states=np.asarray(most_likely_states(em_ml_aligned, data.sine_inputs, data.sine_emissions))[0],
+            map_states=np.asarray(most_likely_states(em.aligned, data.sine_inputs, data.sine_emissions))[0],
             sequence_label="sinusoidal input sequence (held out)",
         ),
-        "parameters.png": plots.plot_parameter_posteriors(
-            posterior.samples, true_params=truth, em_params=em_ml_aligned
-        ),
-        "parameter_recovery_bars.png": plots.plot_parameter_bars(truth, em_ml_aligned, posterior.samples),
+        "parameters.png": plots.plot_parameter_posteriors(posterior.samples, true_params=truth, em_params=em.aligned),
+        "parameter_recovery_bars.png": plots.plot_parameter_bars(truth, em.aligned, posterior.samples),
         "transition_matrices.png": plots.plot_transition_matrices(
             {
                 "truth": np.asarray(truth.transition_matrix),
-                "EM (maximum likelihood)": np.asarray(em_ml_aligned.transition_matrix),
+                "EM (maximum likelihood)": np.asarray(em.aligned.transition_matrix),
                 "posterior mean": posterior.samples["transition_matrix"].mean(axis=(0, 1)),
             },
             spreads={"posterior mean": posterior.samples["transition_matrix"].std(axis=(0, 1))},
         ),
         "trace.png": plots.plot_trace(posterior.samples, var_names=["weights", "biases", "scales"]),
         "lp_by_chain.png": plots.plot_lp_by_chain(posterior.sample_stats["lp"]),
-        "em_log_probs.png": plots.plot_em_log_probs(em_ml.log_probs),
+        "em_log_probs.png": plots.plot_em_log_probs(em.result.log_probs),
     }
+
+
+def _write_demo_figures(figures: dict, out: str) -> None:
+    """Save the figures atomically and close them."""
+    import matplotlib.pyplot as plt
+
+    from bayes_glmhmm._io import save_figures_atomic
+
     save_figures_atomic(figures, out)
     for figure in figures.values():
         plt.close(figure)
-    _stage("figures")
 
-    report_paths = write_report(idata, os.path.join(out, "report"), title="bayes-glmhmm demo: the article's data")
-    _stage("report")
+
+def _demo_summary(
+    posterior, data, em: _DemoEM, rows, state_probs, sine_probs, comparison, settings: dict, files: list
+) -> dict:
+    """The content of the demo's ``summary.json``.
+
+    Args:
+        posterior: the NUTS posterior in the truth's labeling.
+        data: the training data (with the truth).
+        em: the EM fit.
+        rows: the parameter table (posterior vs truth).
+        state_probs: (N, T, K) training state probabilities.
+        sine_probs: (T, K) state probabilities of the held-out sinusoidal sequence.
+        comparison: the Bayes vs EM comparison.
+        settings: ``quick``, ``variant`` and ``seed`` of the run.
+        files: every file written, relative to the output folder.
+    """
+    import numpy as np
+
+    from bayes_glmhmm.compare import comparison_to_dict
+    from bayes_glmhmm.summaries import complete_data_estimate, coverage_summary, parameter_table, state_accuracy
 
     diagnostics = posterior.diagnostics()
-    posterior_states = state_probs.argmax(-1)
-    summary = {
-        "command": "bayes-glmhmm demo" + (" --quick" if quick else ""),
+    return {
+        "command": "bayes-glmhmm demo" + (" --quick" if settings["quick"] else ""),
         "data": {
-            "source": f"article generator, variant={variant!r}",
+            "source": f"article generator, variant={settings['variant']!r}",
             "num_sequences": int(data.emissions.shape[0]),
             "num_timesteps": int(data.emissions.shape[1]),
             "num_states": 3,
-            "seed": seed,
+            "seed": settings["seed"],
         },
         "nuts": {
             "wall_seconds": diagnostics["wall_seconds"]["total"],
@@ -248,77 +258,193 @@ def run_demo(
             )
         ),
         "states": {
-            "posterior_accuracy": state_accuracy(data.states, posterior_states),
-            "em_viterbi_accuracy": state_accuracy(data.states, em_states),
+            "posterior_accuracy": state_accuracy(data.states, state_probs.argmax(-1)),
+            "em_viterbi_accuracy": state_accuracy(data.states, em.states),
             "sine_sequence_posterior_accuracy": state_accuracy(data.sine_states, sine_probs.argmax(-1)),
         },
         "em": {
             "objective": "maximum likelihood (as in the article)",
-            "wall_seconds": em_ml.wall_seconds,
-            "final_log_prob": float(em_ml.log_probs[-1]),
-            "num_iterations": int(len(em_ml.log_probs)),
-            "converged": em_ml.converged,
-            "params": {k: np.asarray(v).tolist() for k, v in em_ml_aligned._asdict().items()},
+            "wall_seconds": em.result.wall_seconds,
+            "final_log_prob": float(em.result.log_probs[-1]),
+            "num_iterations": int(len(em.result.log_probs)),
+            "converged": em.result.converged,
+            "params": {k: np.asarray(v).tolist() for k, v in em.aligned._asdict().items()},
         },
         "comparison": comparison_to_dict(comparison),
         "versions": _versions(),
-        "files": sorted(
-            ["posterior.nc", "parameters.csv", "comparison.csv", "comparison.md", *figures]
-            + [os.path.relpath(path, out) for path in (report_paths["html"], report_paths["markdown"])]
-        ),
+        "files": sorted(files),
     }
+
+
+def run_demo(
+    out: str = "results",
+    quick: bool = False,
+    seed: int = 0,
+    variant: str = "text",
+    num_chains: int = 4,
+    num_warmup: int | None = None,
+    num_samples: int | None = None,
+    progress_bar: bool = True,
+) -> dict:
+    """Simulate the article's data, fit EM and NUTS, recover states, and write the results folder.
+
+    Files written to ``out`` (each atomically; ``summary.json`` last):
+    ``posterior.nc`` (InferenceData), ``parameters.csv`` (posterior vs truth vs EM),
+    ``comparison.csv`` and ``comparison.md`` (full Bayes vs maximum-likelihood EM: parameters,
+    state recovery, log predictive density of five held-out sequences, wall time, see
+    :func:`bayes_glmhmm.compare.compare_fits`), figures ``data_*.png``, ``states_*.png``,
+    ``parameters.png``, ``parameter_recovery_bars.png``, ``transition_matrices.png``,
+    ``trace.png``, ``lp_by_chain.png``, ``em_log_probs.png``, and ``summary.json`` (with ``em``
+    and ``comparison``).
+
+    The steps, each a function: simulate (:func:`_simulate_demo_data`), EM
+    (:func:`_fit_demo_em`), NUTS (:func:`_fit_demo_nuts`), posterior states
+    (:func:`_write_demo_posterior`), tables (:func:`_write_demo_parameters`,
+    :func:`_write_demo_comparison`), figures (:func:`_demo_figures`), report, summary
+    (:func:`_demo_summary`).
+
+    Args:
+        out: output folder.
+        quick: small, fast settings (few draws) for smoke tests.
+        seed: seed of data simulation and inference.
+        variant: the article's ``"text"`` or ``"code"`` generator.
+        num_chains: NUTS chains.
+        num_warmup: warmup per chain (default 1000, quick 150).
+        num_samples: draws per chain (default 1000, quick 150).
+        progress_bar: show progress bars.
+
+    Returns:
+        The summary dictionary written to ``summary.json``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tqdm.auto import tqdm
+
+    from bayes_glmhmm._io import write_json_atomic
+    from bayes_glmhmm.report import write_report
+
+    num_warmup = num_warmup if num_warmup is not None else (150 if quick else 1000)
+    num_samples = num_samples if num_samples is not None else (150 if quick else 1000)
+    os.makedirs(out, exist_ok=True)
+    stages = tqdm(total=8, desc="demo", disable=not progress_bar, file=sys.stderr)
+
+    def _stage(name):
+        stages.set_postfix_str(name)
+        stages.update(1)
+
+    demo = _simulate_demo_data(seed, variant)
+    data = demo.data
+    _stage("data")
+    em = _fit_demo_em(data, seed)
+    _stage("em")
+    posterior = _fit_demo_nuts(data, num_chains, num_warmup, num_samples, seed, progress_bar)
+    _stage("nuts")
+    idata, state_probs, sine_probs = _write_demo_posterior(posterior, data, out, seed)
+    _stage("posterior states")
+    rows = _write_demo_parameters(posterior, data.params, em.aligned, out)
+    comparison = _write_demo_comparison(posterior, em, demo, out)
+    _stage("comparison")
+    figures = _demo_figures(posterior, data, em, state_probs, sine_probs)
+    _write_demo_figures(figures, out)
+    _stage("figures")
+    report_paths = write_report(idata, os.path.join(out, "report"), title="bayes-glmhmm demo: the article's data")
+    _stage("report")
+    files = ["posterior.nc", "parameters.csv", "comparison.csv", "comparison.md", *figures]
+    files += [os.path.relpath(path, out) for path in (report_paths["html"], report_paths["markdown"])]
+    summary = _demo_summary(
+        posterior,
+        data,
+        em,
+        rows,
+        state_probs,
+        sine_probs,
+        comparison,
+        {"quick": quick, "variant": variant, "seed": seed},
+        files,
+    )
     write_json_atomic(os.path.join(out, "summary.json"), summary)
     _stage("summary")
     stages.close()
     return summary
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bayes-glmhmm", description="Fully Bayesian GLM-HMMs with NUTS.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_demo_parser(commands) -> None:
+    """The ``demo`` subcommand's options."""
     demo = commands.add_parser("demo", help="fit the article's conveyor-belt data and write a results folder")
     demo.add_argument("--out", default="results", help="output folder (default: results)")
     demo.add_argument("--quick", action="store_true", help="small, fast run (150 warmup + 150 draws per chain)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the simulation and of inference (default: 0)")
     demo.add_argument(
         "--variant", choices=["text", "code"], default="text", help="the article's text or code generator"
     )
-    demo.add_argument("--chains", type=int, default=4)
-    demo.add_argument("--warmup", type=int, default=None)
-    demo.add_argument("--samples", type=int, default=None)
+    demo.add_argument("--chains", type=int, default=4, help="NUTS chains (default: 4)")
+    demo.add_argument(
+        "--warmup", type=int, default=None, help="warmup iterations per chain (default: 1000, with --quick 150)"
+    )
+    demo.add_argument("--samples", type=int, default=None, help="draws per chain (default: 1000, with --quick 150)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+_TARGET_HELP = (
+    "target column y; an empty cell or nan/na/null is a missing target. gaussian: numbers; poisson: counts "
+    "0, 1, 2, ...; bernoulli: 0/1, -1/+1 (-1 coded 0) or true/false (or two text labels, coded in sorted "
+    "order); categorical: labels 0..C-1, or text labels coded 0..C-1 in sorted order (true/false: false = 0). "
+    "The coding of class targets is saved in classes.csv and summary.json"
+)
+
+
+def _add_fit_parser(commands) -> None:
+    """The ``fit`` subcommand's options."""
+    from bayes_glmhmm.emissions import FAMILY_NAMES
+
     fit = commands.add_parser("fit", help="fit a long-format CSV (one row per time step)")
     fit.add_argument("data", help="CSV with a header row; rows of each sequence in time order")
     fit.add_argument("--states", type=int, required=True, help="number of hidden states K")
-    fit.add_argument("--target", required=True, help="target column y (empty or NaN = missing)")
-    fit.add_argument("--inputs", required=True, help="input columns x, comma-separated")
+    fit.add_argument("--target", required=True, help=_TARGET_HELP)
+    fit.add_argument("--inputs", required=True, help="input columns x, comma-separated (numbers, never missing)")
     fit.add_argument("--sequence", default=None, help="column identifying sequences (default: one sequence)")
+    fit.add_argument(
+        "--family",
+        choices=list(FAMILY_NAMES),
+        default="gaussian",
+        help="emission family: gaussian (linear regression), bernoulli (logistic), categorical (multinomial "
+        "logit, class 0 the reference), poisson (log link) (default: gaussian)",
+    )
+    fit.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="number of classes C, categorical family only (default: the number of distinct text labels, "
+        "or 1 + the largest numeric label)",
+    )
     fit.add_argument("--out", default="fit_results", help="output folder (default: fit_results)")
-    fit.add_argument("--chains", type=int, default=4)
-    fit.add_argument("--warmup", type=int, default=1000)
-    fit.add_argument("--samples", type=int, default=1000)
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--chains", type=int, default=4, help="NUTS chains (default: 4)")
+    fit.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain (default: 1000)")
+    fit.add_argument("--samples", type=int, default=1000, help="draws kept per chain (default: 1000)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of EM restarts, jitter and NUTS (default: 0)")
     fit.add_argument(
         "--standardize",
         choices=["auto", "yes", "no"],
         default="auto",
-        help="fit on standardized data (priors then apply to standardized parameters); "
-        "auto: only for data far from unit scale",
+        help="fit on standardized inputs and, for the gaussian family only, standardized targets (priors then "
+        "apply to standardized parameters; results are reported in the data's units); auto: only for data far "
+        "from unit scale (default: auto)",
     )
     for field, help_text in [
         ("initial-concentration", "Dirichlet concentration of the initial probabilities"),
         ("transition-concentration", "Dirichlet concentration of each transition row"),
         ("weight-scale", "sd of the Normal prior on weights"),
         ("bias-scale", "sd of the Normal prior on biases"),
-        ("noise-scale", "scale of the HalfNormal prior on noise sds"),
+        ("noise-scale", "scale of the HalfNormal prior on noise sds (gaussian family only; unused by others)"),
     ]:
-        fit.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default 1)")
+        fit.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default: 1)")
     fit.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
     fit.add_argument(
         "--sequence-devices",
         type=int,
         default=1,
-        help="devices that split each chain's sequences (default 1; CPU host devices are created as needed)",
+        help="devices that split each chain's sequences (default: 1; CPU host devices are created as needed)",
     )
     fit.add_argument(
         "--time-parallel",
@@ -326,22 +452,43 @@ def _build_parser() -> argparse.ArgumentParser:
         help="parallel-in-time likelihood (O(log T) depth; pays on GPUs with few long sequences, not on CPUs)",
     )
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_report_parser(commands) -> None:
+    """The ``report`` subcommand's options."""
     report = commands.add_parser("report", help="write an HTML and Markdown diagnostic report of a saved posterior")
     report.add_argument("posterior", help="InferenceData netCDF file written by bayes_glmhmm (e.g. posterior.nc)")
     report.add_argument("--out", default=None, help="output folder (default: report/ beside the file)")
     report.add_argument("--title", default=None, help="report title")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bayes-glmhmm", description="Fully Bayesian GLM-HMMs with NUTS.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_demo_parser(commands)
+    _add_fit_parser(commands)
+    _add_report_parser(commands)
     return parser
 
 
+def _error(message: str) -> int:
+    """Print a command-line error and return the exit status 2."""
+    print(f"bayes-glmhmm: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _run_fit_command(args) -> int:
+    """``bayes-glmhmm fit``: check the options, configure devices, run :func:`bayes_glmhmm.csv_fit.run_fit`."""
     from bayes_glmhmm.params import Priors
 
     if args.chains < 1:
-        print("bayes-glmhmm: error: --chains must be >= 1", file=sys.stderr)
-        return 2
+        return _error("--chains must be >= 1")
     if args.sequence_devices < 1:
-        print("bayes-glmhmm: error: --sequence-devices must be >= 1", file=sys.stderr)
-        return 2
+        return _error("--sequence-devices must be >= 1")
+    if args.num_classes is not None and args.family != "categorical":
+        return _error(f"--num-classes applies to --family categorical only, not {args.family}")
+    if args.num_classes is not None and args.num_classes < 2:
+        return _error(f"--num-classes must be >= 2, got {args.num_classes}")
     try:
         priors = Priors(
             args.initial_concentration,
@@ -351,8 +498,7 @@ def _run_fit_command(args) -> int:
             args.noise_scale,
         ).validate()
     except ValueError as error:
-        print(f"bayes-glmhmm: error: {error}", file=sys.stderr)
-        return 2
+        return _error(str(error))
     _configure_devices(args.chains * args.sequence_devices)
     if args.float64:
         import jax
@@ -377,63 +523,69 @@ def _run_fit_command(args) -> int:
             standardize={"auto": "auto", "yes": True, "no": False}[args.standardize],
             sequence_devices=args.sequence_devices,
             time_parallel=args.time_parallel,
+            family=args.family,
+            num_classes=args.num_classes,
         )
     except ValueError as error:
-        print(f"bayes-glmhmm: error: {error}", file=sys.stderr)
-        return 2
+        return _error(str(error))
     nuts = summary["nuts"]
+    classes = "" if summary["classes"] is None else f", {summary['num_classes']} classes"
     print(
-        f"wrote {args.out}/: {summary['data']['num_rows']} rows in {summary['data']['num_sequences']} sequence(s), "
-        f"NUTS {nuts['wall_seconds']:.1f} s, max R-hat {nuts['max_rhat']:.3f}, "
-        f"min bulk ESS {nuts['min_ess_bulk']:.0f}, divergences {nuts['divergences']}, "
-        f"stuck chains {nuts['stuck_chains']}"
+        f"wrote {args.out}/: {summary['family']} family{classes}, {summary['data']['num_rows']} rows in "
+        f"{summary['data']['num_sequences']} sequence(s), NUTS {nuts['wall_seconds']:.1f} s, "
+        f"max R-hat {nuts['max_rhat']:.3f}, min bulk ESS {nuts['min_ess_bulk']:.0f}, "
+        f"divergences {nuts['divergences']}, stuck chains {nuts['stuck_chains']}"
+    )
+    return 0
+
+
+def _run_report_command(args) -> int:
+    """``bayes-glmhmm report``: the HTML and Markdown report of a saved posterior."""
+    if not os.path.isfile(args.posterior):
+        return _error(f"no such file: {args.posterior}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayes_glmhmm.report import write_report
+
+    out = args.out if args.out is not None else os.path.join(os.path.dirname(args.posterior) or ".", "report")
+    paths = write_report(args.posterior, out, title=args.title)
+    print(f"wrote {paths['html']} (self-contained) and {paths['markdown']}")
+    return 0
+
+
+def _run_demo_command(args) -> int:
+    """``bayes-glmhmm demo``: run :func:`run_demo` and print its headline numbers."""
+    if args.chains < 1:
+        return _error("--chains must be >= 1")
+    _configure_devices(args.chains)
+    start = time.perf_counter()
+    summary = run_demo(
+        out=args.out,
+        quick=args.quick,
+        seed=args.seed,
+        variant=args.variant,
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        progress_bar=not args.no_progress,
+    )
+    nuts = summary["nuts"]
+    covered, realized = summary["recovery"]["fraction_covered"], summary["recovery_of_realized"]["fraction_covered"]
+    print(
+        f"wrote {args.out}/ in {time.perf_counter() - start:.1f} s: NUTS {nuts['wall_seconds']:.1f} s, "
+        f"max R-hat {nuts['max_rhat']:.3f}, min bulk ESS {nuts['min_ess_bulk']:.0f}, "
+        f"divergences {nuts['divergences']}, 94% intervals cover {covered:.0%} of the generator's values "
+        f"and {realized:.0%} of the realized ones"
     )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``bayes-glmhmm`` command."""
+    """Entry point of the ``bayes-glmhmm`` command; returns the exit status (2 for bad input)."""
     args = _build_parser().parse_args(argv)
-    if args.command == "report":
-        if not os.path.isfile(args.posterior):
-            print(f"bayes-glmhmm: error: no such file: {args.posterior}", file=sys.stderr)
-            return 2
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from bayes_glmhmm.report import write_report
-
-        out = args.out if args.out is not None else os.path.join(os.path.dirname(args.posterior) or ".", "report")
-        paths = write_report(args.posterior, out, title=args.title)
-        print(f"wrote {paths['html']} (self-contained) and {paths['markdown']}")
-        return 0
-    if args.command == "fit":
-        return _run_fit_command(args)
-    if args.command == "demo":
-        if args.chains < 1:
-            print("bayes-glmhmm: error: --chains must be >= 1", file=sys.stderr)
-            return 2
-        _configure_devices(args.chains)
-        start = time.perf_counter()
-        summary = run_demo(
-            out=args.out,
-            quick=args.quick,
-            seed=args.seed,
-            variant=args.variant,
-            num_chains=args.chains,
-            num_warmup=args.warmup,
-            num_samples=args.samples,
-            progress_bar=not args.no_progress,
-        )
-        nuts = summary["nuts"]
-        covered, realized = summary["recovery"]["fraction_covered"], summary["recovery_of_realized"]["fraction_covered"]
-        print(
-            f"wrote {args.out}/ in {time.perf_counter() - start:.1f} s: NUTS {nuts['wall_seconds']:.1f} s, "
-            f"max R-hat {nuts['max_rhat']:.3f}, min bulk ESS {nuts['min_ess_bulk']:.0f}, "
-            f"divergences {nuts['divergences']}, 94% intervals cover {covered:.0%} of the generator's values "
-            f"and {realized:.0%} of the realized ones"
-        )
-    return 0
+    commands = {"report": _run_report_command, "fit": _run_fit_command, "demo": _run_demo_command}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Bayes versus EM: what the whole posterior adds to the article's point estimate.
 
 :func:`compare_fits` puts an EM estimate (by default the article's maximum likelihood) beside a
-NUTS posterior, for data whose generating parameters and states may be known:
+NUTS posterior of any emission family, for data whose generating parameters and states may be known:
 
-* **parameters**: per scalar parameter the truth, the EM estimate, the posterior mean, sd and
-  central interval, and whether the interval covers the truth (and the value the data realized);
+* **parameters**: per scalar parameter of the family (``posterior.family.param_names``) the truth,
+  the EM estimate, the posterior mean, sd and central interval, and whether the interval covers
+  the truth (and the value the data realized, the family's complete-data estimate);
 * **states**: accuracy of the EM Viterbi path and of the posterior's marginal argmax
   argmax_k p(z_t = k | y, x), each after the optimal relabeling;
 * **held-out log predictive density** per new sequence: the EM plug-in log p(y_new | theta_EM)
@@ -28,11 +29,12 @@ from scipy.special import logsumexp
 
 from bayes_glmhmm._io import markdown_table, write_text_atomic
 from bayes_glmhmm.em import EMResult
+from bayes_glmhmm.emissions import family_of
 from bayes_glmhmm.model import log_likelihood, most_likely_states
-from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
+from bayes_glmhmm.params import Priors, validate_data
 from bayes_glmhmm.posterior import Posterior
 from bayes_glmhmm.relabel import find_state_permutation, invert_permutation, match_params
-from bayes_glmhmm.summaries import PARAM_NAMES, complete_data_estimate, equal_tailed_interval
+from bayes_glmhmm.summaries import complete_data_fit, equal_tailed_interval
 
 __all__ = [
     "Comparison",
@@ -68,7 +70,7 @@ class Comparison(NamedTuple):
             over EM with its standard error; or None.
         wall_seconds: ``em`` (the EM fit compared), ``nuts_total`` and ``nuts_sampling`` (the
             posterior's whole fit, and its sampler alone, compile included).
-        em_params: the EM estimate, relabeled.
+        em_params: the EM estimate (the posterior's family's params NamedTuple), relabeled.
         permutations: ``em`` and ``posterior``: the permutation (new k = old perm[k]) applied to
             each to reach the reference labeling.
     """
@@ -81,7 +83,7 @@ class Comparison(NamedTuple):
     states: dict | None
     heldout: dict | None
     wall_seconds: dict
-    em_params: GLMHMMParams
+    em_params: tuple
     permutations: dict
 
 
@@ -93,7 +95,7 @@ def em_objective_name(priors: Priors | None) -> str:
     return f"MAP under Priors({fields})"
 
 
-def heldout_log_predictive(posterior: Posterior, em_params: GLMHMMParams | None, inputs, emissions, mask=None) -> dict:
+def heldout_log_predictive(posterior: Posterior, em_params, inputs, emissions, mask=None) -> dict:
     """Log predictive densities of held-out sequences: posterior predictive and EM plug-in.
 
     The posterior predictive density of sequence n is
@@ -103,16 +105,17 @@ def heldout_log_predictive(posterior: Posterior, em_params: GLMHMMParams | None,
 
     Args:
         posterior: the fitted posterior.
-        em_params: a point estimate (any labeling: the density does not depend on it), or None.
+        em_params: a point estimate of the posterior's family (any labeling: the density does not
+            depend on it), or None.
         inputs: held-out covariates, (N, T, D) or (T, D).
-        emissions: held-out observations, (N, T) or (T,).
+        emissions: held-out observations, (N, T) or (T,), in any coding the family accepts.
         mask: optional, False where a held-out emission is missing.
 
     Returns:
         Dict of float lists over the N sequences, ``posterior_predictive`` and (with em_params)
         ``em_plugin``, plus their sums ``*_total``.
     """
-    inputs, emissions, mask = validate_data(inputs, emissions, mask)
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, posterior.family)
     per_draw = np.asarray(posterior.log_likelihood(inputs, emissions, mask), dtype=np.float64)
     per_draw = per_draw.reshape(-1, per_draw.shape[-1])
     predictive = logsumexp(per_draw, axis=0) - math.log(per_draw.shape[0])
@@ -145,8 +148,22 @@ def aligned_state_accuracy(true_states, estimated_states, num_states: int, mask=
     return float(np.mean(relabeled[keep] == true_states[keep])), permutation
 
 
-def _as_numpy_params(params) -> GLMHMMParams:
-    return GLMHMMParams(*(np.asarray(p, dtype=np.float64) for p in params))
+def _as_numpy_params(params, family, argument: str):
+    """``params`` as float64 NumPy arrays in ``family``'s params type; ValueError naming ``argument`` otherwise.
+
+    A family's params NamedTuple must be of ``family``'s type (and number of classes); a plain
+    tuple is read in the order of ``family.param_names``.
+    """
+    if hasattr(params, "_fields"):
+        given = family_of(params)
+        if given != family:
+            raise ValueError(
+                f"{argument} holds parameters of the {given.name} family (num_classes={given.num_classes}), "
+                f"the posterior is of the {family.name} family (num_classes={family.num_classes})"
+            )
+    elif len(params) != len(family.param_names):
+        raise ValueError(f"{argument} must hold the {family.name} family's parameters {family.param_names}")
+    return family.params_type(*(np.asarray(p, dtype=np.float64) for p in params))
 
 
 def _is_posterior_start(em_result: EMResult, posterior: Posterior) -> bool:
@@ -161,20 +178,28 @@ def _is_posterior_start(em_result: EMResult, posterior: Posterior) -> bool:
     )
 
 
-def _realized(true_states, posterior: Posterior) -> GLMHMMParams | None:
-    """Complete-data estimate of the training data, when every state has enough observed steps."""
+def _realized(true_states, posterior: Posterior):
+    """Complete-data estimate of the training data in the posterior's family, or None.
+
+    None when a state has fewer observed steps than its emission coefficients plus one, or when
+    the estimate does not converge (e.g. classes perfectly separated within a state, whose
+    maximum likelihood lies at infinity): there is then no realized value to cover.
+    """
     true_states = np.asarray(true_states)
     if true_states.shape != posterior.emissions.shape or not np.all(posterior.mask):
         return None
     counts = np.bincount(true_states.ravel(), minlength=posterior.num_states)
     if np.any(counts < posterior.inputs.shape[-1] + 2):
         return None
-    return complete_data_estimate(true_states, posterior.inputs, posterior.emissions, posterior.num_states)
+    fit = complete_data_fit(
+        true_states, posterior.inputs, posterior.emissions, posterior.num_states, family=posterior.family
+    )
+    return fit.params if fit.converged else None
 
 
-def _parameter_rows(samples: dict, em_params, truth, realized, prob: float) -> list[dict]:
+def _parameter_rows(names, samples: dict, em_params, truth, realized, prob: float) -> list[dict]:
     rows = []
-    for name in PARAM_NAMES:
+    for name in names:
         draws = np.asarray(samples[name], dtype=np.float64)
         flat = draws.reshape((-1,) + draws.shape[2:])
         mean, sd = flat.mean(axis=0), flat.std(axis=0)
@@ -200,9 +225,9 @@ def _parameter_rows(samples: dict, em_params, truth, realized, prob: float) -> l
     return rows
 
 
-def _parameter_summary(rows: list[dict]) -> dict:
+def _parameter_summary(names, rows: list[dict]) -> dict:
     summary = {}
-    for name in (None, *PARAM_NAMES):
+    for name in (None, *names):
         group = [row for row in rows if name is None or row["parameter"] == name]
         entry = {"num_parameters": len(group)}
         if "truth" in group[0]:
@@ -219,8 +244,8 @@ def _parameter_summary(rows: list[dict]) -> dict:
 
 def compare_fits(
     posterior: Posterior,
-    em_result: EMResult | GLMHMMParams,
-    truth: GLMHMMParams | None = None,
+    em_result,
+    truth=None,
     true_states=None,
     heldout_inputs=None,
     heldout_emissions=None,
@@ -232,9 +257,10 @@ def compare_fits(
     """Compare an EM point estimate with a NUTS posterior, against the truth where it is known.
 
     Args:
-        posterior: the NUTS posterior (any labeling).
-        em_result: the EM fit (an :class:`~bayes_glmhmm.em.EMResult`, or bare parameters).
-        truth: the generating parameters, if known.
+        posterior: the NUTS posterior (any labeling, any emission family).
+        em_result: the EM fit (an :class:`~bayes_glmhmm.em.EMResult`, or bare parameters of the
+            posterior's family).
+        truth: the generating parameters (of the posterior's family), if known.
         true_states: (N, T) true states of the training data, if known: gives state recovery
             and the realized (complete-data) parameter values.
         heldout_inputs: covariates of held-out sequences, (N', T', D).
@@ -252,7 +278,8 @@ def compare_fits(
 
     Raises:
         ValueError: for a ``prob`` outside (0, 1), held-out inputs without emissions (or held-out
-            states without both), or an estimate whose number of states differs from the posterior's.
+            states without both), an estimate or truth of another family than the posterior's, or
+            an estimate whose number of states differs from the posterior's.
     """
     if not 0.0 < prob < 1.0:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
@@ -265,13 +292,14 @@ def compare_fits(
             em_priors = posterior.priors
         em_params, em_seconds = em_result.params, float(em_result.wall_seconds)
     else:
-        em_params, em_seconds = GLMHMMParams(*em_result), float("nan")
-    em_params = _as_numpy_params(em_params)
+        em_params, em_seconds = em_result, float("nan")
+    family = posterior.family
+    em_params = _as_numpy_params(em_params, family, "em_result")
     if em_params.num_states != posterior.num_states:
         raise ValueError(f"the EM estimate has {em_params.num_states} states, the posterior {posterior.num_states}")
     num_states = posterior.num_states
     if truth is not None:
-        truth = _as_numpy_params(truth)
+        truth = _as_numpy_params(truth, family, "truth")
 
     # One labeling for everything: the truth's, else the true states', else the posterior's.
     if truth is not None:
@@ -292,7 +320,7 @@ def compare_fits(
     em_params = em_params.permute(em_perm)
 
     realized = None if true_states is None else _realized(true_states, posterior)
-    rows = _parameter_rows(posterior.samples, em_params, truth, realized, prob)
+    rows = _parameter_rows(family.param_names, posterior.samples, em_params, truth, realized, prob)
 
     states = None
     if true_states is not None or heldout_states is not None:
@@ -304,7 +332,9 @@ def compare_fits(
             sets.append(("heldout", heldout_states, (heldout_inputs, heldout_emissions, heldout_mask)))
         for label, truth_path, data in sets:
             inputs, emissions, mask = (
-                (posterior.inputs, posterior.emissions, posterior.mask) if data is None else validate_data(*data)
+                (posterior.inputs, posterior.emissions, posterior.mask)
+                if data is None
+                else validate_data(*data, family=family)
             )
             truth_path = np.asarray(truth_path).reshape(np.shape(emissions))
             em_path = np.asarray(most_likely_states(em_params, inputs, emissions, mask))
@@ -334,7 +364,7 @@ def compare_fits(
         prob=float(prob),
         reference=reference,
         parameters=rows,
-        parameter_summary=_parameter_summary(rows),
+        parameter_summary=_parameter_summary(family.param_names, rows),
         states=states,
         heldout=heldout,
         wall_seconds={

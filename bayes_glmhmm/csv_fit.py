@@ -1,56 +1,242 @@
-"""Fit a GLM-HMM to a user's long-format CSV and write a results folder (``bayes-glmhmm fit``)."""
+"""Fit a GLM-HMM of any emission family to a user's long-format CSV and write a results folder.
+
+This is ``bayes-glmhmm fit``. :func:`run_fit` runs these named steps:
+
+1. :func:`read_fit_data`: read the CSV for the family (text class labels coded, see
+   :mod:`bayes_glmhmm.tabular`), resolve the family (a categorical family's C inferred when not
+   given) and check every observed target against the family's support, naming column and data row;
+2. :func:`bayes_glmhmm.fit.fit_nuts`;
+3. :func:`_write_posterior`: ``posterior.nc``;
+4. :func:`_write_state_probabilities`: ``state_probabilities.csv``, one row per data row with the
+   posterior state probabilities and the prediction of the target (:func:`conditional_predictive_mean`);
+5. :func:`_write_parameters`: ``parameters.csv`` / ``parameters.md`` labelled by state, class and input;
+6. :func:`_write_classes`: ``classes.csv``, the class coding (families with class targets only);
+7. :func:`_write_figures`: the PNG figures, among them one ``emission_curves_*.png`` per input;
+8. :func:`_fit_summary`: ``summary.json``, written last.
+
+Every file is written atomically (complete or absent), and a previous ``summary.json`` in the output
+folder is removed first, so a folder holds a ``summary.json`` only when every file it lists is from
+the same, finished fit.
+"""
 
 import os
+import re
+from typing import NamedTuple
 
 import numpy as np
 
-from bayes_glmhmm._io import csv_text, markdown_table, save_figures_atomic, write_json_atomic, write_text_atomic
+from bayes_glmhmm._io import (
+    csv_text,
+    markdown_table,
+    remove_if_exists,
+    save_figures_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from bayes_glmhmm.emissions import FAMILY_NAMES, EmissionFamily, get_family, resolve_family
 from bayes_glmhmm.params import Priors, validate_num_states
+from bayes_glmhmm.summaries import equal_tailed_interval
 from bayes_glmhmm.tabular import TabularData, read_long_csv
 
-__all__ = ["run_fit", "state_probability_rows", "conditional_predictive_mean"]
+__all__ = [
+    "FitData",
+    "read_fit_data",
+    "run_fit",
+    "state_probability_rows",
+    "conditional_predictive_mean",
+    "parameter_rows",
+    "CLASS_ORDER_RULE",
+]
+
+# The families whose targets are classes (text labels allowed), with their number of classes
+# (None: the family's own num_classes, given or inferred). Every other family's target is a number.
+_CLASS_TARGETS = {"bernoulli": 2, "categorical": None}
+
+CLASS_ORDER_RULE = (
+    "numeric labels keep their values (bernoulli: 0/1, or -1/+1 with -1 coded 0); text labels are coded "
+    "in sorted (Python string) order, except true/false (any case), coded false = 0, true = 1"
+)
+
+
+class FitData(NamedTuple):
+    """A CSV read for one emission family.
+
+    Attributes:
+        table: the padded arrays (targets as read: numbers, or the codes of text labels).
+        family: the resolved emission family.
+        emissions: (N, T) observed targets in the family's coding (e.g. -1/+1 as 0/1), zeros where missing.
+        class_labels: for families with class targets, the label of each class code 0..C-1
+            (a text label, the numeric value coded c, or ``class_c`` for a class never observed);
+            None for numeric targets (Gaussian, Poisson).
+    """
+
+    table: TabularData
+    family: EmissionFamily
+    emissions: np.ndarray
+    class_labels: list | None
+
+
+def _coded_targets(table: TabularData, family: EmissionFamily) -> np.ndarray:
+    """The observed targets in the family's coding; ValueError naming the column and first bad data row."""
+    try:
+        return np.asarray(family.prepare_emissions(table.emissions, table.mask), dtype=float)
+    except ValueError as error:
+        values = np.unique(table.emissions[table.mask])
+        unsupported = [value for value in values if not _accepted_alone(family, value)]
+        if not unsupported:  # each value is fine alone, their mix is not (e.g. -1, 0 and 1 for bernoulli)
+            raise ValueError(f"target: column {table.target_name!r}: {error}") from None
+        bad = table.mask & np.isin(table.emissions, unsupported)
+        row = int(table.row_index[bad].min())
+        value = table.emissions[table.row_index == row][0]
+        raise ValueError(
+            f"target: column {table.target_name!r} has the value {value:g} at data row {row + 1}, "
+            f"which the {family.name} family does not accept ({error})"
+        ) from None
+
+
+def _accepted_alone(family: EmissionFamily, value: float) -> bool:
+    """Whether the family accepts ``value`` as a one-step sequence."""
+    try:
+        family.prepare_emissions(np.array([[value]]), np.array([[True]]))
+    except ValueError:
+        return False
+    return True
+
+
+def _class_labels(table: TabularData, family: EmissionFamily, coded: np.ndarray) -> list | None:
+    """The label of each class code (see :class:`FitData`), or None for a numeric target."""
+    if family.name not in _CLASS_TARGETS:
+        return None
+    num_classes = family.num_classes or _CLASS_TARGETS[family.name]
+    if table.class_labels is not None:
+        known = list(table.class_labels)
+        return known + [f"class_{code}" for code in range(len(known), num_classes)]
+    labels = []
+    for code in range(num_classes):
+        originals = np.unique(table.emissions[table.mask & (coded == code)])
+        labels.append(f"{originals[0]:g}" if originals.size == 1 else str(code))
+    return labels
+
+
+def read_fit_data(
+    data_path,
+    target: str,
+    inputs: list[str],
+    sequence: str | None = None,
+    family: str = "gaussian",
+    num_classes: int | None = None,
+) -> FitData:
+    """Read a long-format CSV for an emission family and check its targets (step 1 of :func:`run_fit`).
+
+    Args:
+        data_path: the CSV.
+        target: target column.
+        inputs: input columns.
+        sequence: sequence column, or None for one sequence.
+        family: one of :data:`bayes_glmhmm.emissions.FAMILY_NAMES`.
+        num_classes: C of the categorical family; by default the number of text labels, or 1 + the
+            largest numeric label.
+
+    Returns:
+        A :class:`FitData`.
+
+    Raises:
+        ValueError: for an unknown family, ``num_classes`` with another family, a bad file, or a
+            target outside the family's support (naming the column and data row).
+    """
+    if family not in FAMILY_NAMES:
+        raise ValueError(f"family must be one of {', '.join(FAMILY_NAMES)}, got {family!r}")
+    if num_classes is not None:
+        get_family(family, num_classes)  # ValueError unless categorical with a valid C
+    class_target = family in _CLASS_TARGETS
+    most_classes = num_classes if num_classes is not None else _CLASS_TARGETS.get(family)
+    table = read_long_csv(
+        data_path, target=target, inputs=inputs, sequence=sequence, class_target=class_target, num_classes=most_classes
+    )
+    resolved = resolve_family(family, table.emissions, table.mask, num_classes)
+    coded = _coded_targets(table, resolved)
+    return FitData(table, resolved, coded, _class_labels(table, resolved, coded))
 
 
 def conditional_predictive_mean(
-    samples: dict, states: np.ndarray, inputs: np.ndarray, chunk_size: int = 50
+    samples: dict, states: np.ndarray, inputs: np.ndarray, family="gaussian", chunk_size: int = 50
 ) -> np.ndarray:
-    """E[y_t | all observed data] = mean over draws s of x_t . weights_s[z_t^s] + biases_s[z_t^s].
+    """E[y_t | all observed data]: the mean over draws s of ``family.mean(theta_s, x_t)[z_t^s]``.
 
-    ``z^s`` is the FFBS path of draw s, so this is the posterior predictive mean of each target
-    given everything observed, the natural imputation of a missing target. Computed in chunks
-    of draws so memory stays at chunk_size x N x T.
+    ``z^s`` is the FFBS path of draw s, so this averages the family's conditional mean over the
+    joint posterior of parameters and states: the posterior predictive mean of each target given
+    everything observed, the natural imputation of a missing target. It is the predictive mean for
+    the Gaussian, the expected count (rate) for the Poisson, p(y_t = 1) for the Bernoulli and the
+    C class probabilities (summing to 1) for the categorical family. Computed in chunks of draws so
+    memory stays at chunk_size x N x T x K (x C).
 
     Args:
-        samples: (chain, draw, ...) parameter draws.
+        samples: (chain, draw, ...) parameter draws; the emission parameters (weights, biases and
+            the family's extra parameters) are required.
         states: (chain, draw, N, T) FFBS paths, -1 at padding.
         inputs: (N, T, D).
+        family: the emission family (or its name) of the samples.
         chunk_size: draws per chunk.
 
     Returns:
-        (N, T) means, NaN at padding.
+        (N, T) means, or (N, T, C) class probabilities for the categorical family; NaN at padding.
     """
-    weights = samples["weights"].reshape((-1,) + samples["weights"].shape[2:])
-    biases = samples["biases"].reshape((-1,) + samples["biases"].shape[2:])
-    flat_states = states.reshape((-1,) + states.shape[2:]).astype(np.int64)
-    total = np.zeros(inputs.shape[:2])
+    import jax
+    import jax.numpy as jnp
+
+    family = get_family(family)
+    flat = {
+        name: np.asarray(samples[name]).reshape((-1,) + np.shape(samples[name])[2:])
+        for name in family.param_names
+        if name in samples
+    }
+    flat_states = np.asarray(states).reshape((-1,) + np.shape(states)[2:]).astype(np.int64)
+    inputs = jnp.asarray(inputs)
+    total = 0.0
     for start in range(0, flat_states.shape[0], chunk_size):
-        z = np.clip(flat_states[start : start + chunk_size], 0, None)  # (S, N, T)
-        draw = np.arange(z.shape[0])[:, None, None]
-        chosen_weights = weights[start : start + chunk_size][draw, z]  # (S, N, T, D)
-        total += np.sum(
-            np.einsum("ntd,sntd->snt", inputs, chosen_weights) + biases[start : start + chunk_size][draw, z], axis=0
+        stop = start + chunk_size
+        params = family.params_type(
+            **{name: jnp.asarray(flat[name][start:stop]) if name in flat else None for name in family.param_names}
         )
+        means = np.asarray(jax.vmap(family.mean, in_axes=(0, None))(params, inputs))  # (S, N, T, K[, C])
+        z = np.clip(flat_states[start:stop], 0, None)
+        chosen = np.take_along_axis(means, z.reshape(z.shape + (1,) * (means.ndim - 3)), axis=3)
+        total = total + np.sum(chosen[:, :, :, 0], axis=0)
     mean = total / flat_states.shape[0]
-    return np.where(flat_states[0] >= 0, mean, np.nan)
+    padding = flat_states[0] < 0
+    return np.where(padding.reshape(padding.shape + (1,) * (mean.ndim - 2)), np.nan, mean)
 
 
-def state_probability_rows(table: TabularData, probabilities: np.ndarray, predictive_mean: np.ndarray) -> list[list]:
+def _prediction_columns(data: FitData, predictive: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Header and (N, T, P) values of the prediction columns of ``state_probabilities.csv``.
+
+    Numeric targets: ``predictive_mean``. Class targets: ``p_<target>=<label>`` for every class
+    (categorical) or for class 1 (Bernoulli, p(y = 1)).
+    """
+    labels = data.class_labels
+    if labels is None:
+        return ["predictive_mean"], predictive[..., None]
+    name = data.table.target_name
+    if predictive.ndim == 3:
+        return [f"p_{name}={label}" for label in labels], predictive
+    return [f"p_{name}={labels[1]}"], predictive[..., None]
+
+
+def state_probability_rows(table: TabularData, probabilities: np.ndarray, predictions: np.ndarray) -> list[list]:
     """One output row per data row (file order, padding excluded).
 
     Each row holds the data row number, sequence, step, whether the target was observed, the
-    posterior probability of every state, the most probable state and the posterior predictive
-    mean of the target.
+    posterior probability of every state, the most probable state and the prediction(s) of the
+    target.
+
+    Args:
+        table: the data.
+        probabilities: (N, T, K) posterior state probabilities.
+        predictions: (N, T) or (N, T, P) predictions per step.
     """
+    predictions = np.asarray(predictions, dtype=float)
+    if predictions.ndim == 2:
+        predictions = predictions[..., None]
     rows = []
     for n, t in zip(*np.nonzero(table.row_index >= 0), strict=True):
         probs = probabilities[n, t]
@@ -62,11 +248,223 @@ def state_probability_rows(table: TabularData, probabilities: np.ndarray, predic
                 bool(table.mask[n, t]),
                 *probs.tolist(),
                 int(np.argmax(probs)),
-                float(predictive_mean[n, t]),
+                *(float(value) for value in predictions[n, t]),
             ]
         )
     rows.sort(key=lambda row: row[0])
     return rows
+
+
+def _index_label(dim: str, position: int, input_names: list, class_labels: list | None) -> str:
+    """The label of one index of a parameter along an ArviZ dim (state, next_state, class, input)."""
+    if dim == "input":
+        return str(input_names[position])
+    if dim == "class":  # non-reference class position + 1 against the reference class 0
+        if class_labels is None:
+            return f"class {position + 1} vs 0"
+        return f"{class_labels[position + 1]} vs {class_labels[0]}"
+    return str(position)
+
+
+def parameter_rows(
+    samples: dict,
+    family: EmissionFamily,
+    input_names: list,
+    class_labels: list | None = None,
+    point_estimate=None,
+    prob: float = 0.94,
+) -> list[list]:
+    """Posterior summary rows ``[label, mean, sd, lower, upper, point estimate]`` of every scalar parameter.
+
+    Labels name each index by the family's dims: ``weight[state, input]`` (categorical:
+    ``weight[state, <class> vs <reference class>, input]``), ``biases[state]`` (categorical:
+    ``biases[state, <class> vs <reference class>]``), ``transition_matrix[state, next_state]``, ...
+
+    Args:
+        samples: (chain, draw, ...) draws of every parameter of the family.
+        family: the emission family.
+        input_names: the D input names.
+        class_labels: the label of each class code (categorical), else None.
+        point_estimate: optional params of the family (e.g. the EM MAP), NaN when absent.
+        prob: mass of the equal-tailed interval.
+    """
+    rows = []
+    dims = family.param_dims()
+    for name in family.param_names:
+        draws = np.asarray(samples[name])
+        flat = draws.reshape((-1,) + draws.shape[2:])
+        mean, sd = flat.mean(axis=0), flat.std(axis=0)
+        lower, upper = equal_tailed_interval(draws, prob)
+        estimate = None if point_estimate is None else np.asarray(getattr(point_estimate, name))
+        display = "weight" if name == "weights" else name
+        for index in np.ndindex(mean.shape):
+            parts = [_index_label(dim, i, input_names, class_labels) for dim, i in zip(dims[name], index, strict=True)]
+            rows.append(
+                [
+                    f"{display}[{', '.join(parts)}]",
+                    float(mean[index]),
+                    float(sd[index]),
+                    float(lower[index]),
+                    float(upper[index]),
+                    float("nan") if estimate is None else float(estimate[index]),
+                ]
+            )
+    return rows
+
+
+def _start_output(out) -> None:
+    """Create the output folder and remove a previous ``summary.json``, the mark of a finished fit."""
+    os.makedirs(out, exist_ok=True)
+    remove_if_exists(os.path.join(out, "summary.json"))
+
+
+def _write_posterior(posterior, data: FitData, out, seed: int):
+    """Write ``posterior.nc`` (with input, target, sequence and class names as attributes); return the InferenceData."""
+    import json
+
+    import jax
+
+    from bayes_glmhmm.convert import write_netcdf_atomic
+
+    idata = posterior.to_arviz(key=jax.random.PRNGKey(seed + 1))
+    idata.posterior.attrs["input_names"] = ",".join(data.table.input_names)
+    idata.posterior.attrs["target_name"] = data.table.target_name
+    idata.posterior.attrs["sequence_ids"] = ",".join(map(str, data.table.sequence_ids))
+    idata.posterior.attrs["class_labels"] = json.dumps(data.class_labels)
+    write_netcdf_atomic(idata, os.path.join(out, "posterior.nc"))
+    return idata
+
+
+def _write_state_probabilities(posterior, idata, data: FitData, out) -> None:
+    """Write ``state_probabilities.csv``: per data row, state probabilities and the target's prediction."""
+    probabilities = idata.posterior_states["state_probabilities"].values
+    predictive = conditional_predictive_mean(
+        posterior.samples, idata.posterior_states["states"].values, data.table.inputs, family=data.family
+    )
+    prediction_header, predictions = _prediction_columns(data, predictive)
+    header = [
+        "row",
+        "sequence",
+        "step",
+        "observed",
+        *[f"p_state_{k}" for k in range(posterior.num_states)],
+        "most_probable_state",
+        *prediction_header,
+    ]
+    write_text_atomic(
+        os.path.join(out, "state_probabilities.csv"),
+        csv_text(header, state_probability_rows(data.table, probabilities, predictions)),
+    )
+
+
+def _write_parameters(posterior, data: FitData, out) -> None:
+    """Write ``parameters.csv`` and ``parameters.md``: posterior mean, sd, 94% interval and EM MAP."""
+    rows = parameter_rows(
+        posterior.samples,
+        data.family,
+        data.table.input_names,
+        class_labels=data.class_labels,
+        point_estimate=posterior.em.params if posterior.em else None,
+    )
+    header = ["parameter", "posterior_mean", "posterior_sd", "lower_94", "upper_94", "em_map"]
+    write_text_atomic(os.path.join(out, "parameters.csv"), csv_text(header, rows))
+    markdown = markdown_table(header, [[row[0]] + [f"{value:.4g}" for value in row[1:]] for row in rows])
+    write_text_atomic(os.path.join(out, "parameters.md"), "\n".join(markdown) + "\n")
+
+
+def _class_table(data: FitData) -> list[dict] | None:
+    """Per class code: its label and the number of observed rows with it (None for numeric targets)."""
+    if data.class_labels is None:
+        return None
+    observed = data.emissions[data.table.mask]
+    return [
+        {"code": code, "label": label, "count": int(np.sum(observed == code))}
+        for code, label in enumerate(data.class_labels)
+    ]
+
+
+def _write_classes(data: FitData, out) -> list[str]:
+    """Write ``classes.csv`` (code, label, count) for class targets; return the file names written."""
+    classes = _class_table(data)
+    if classes is None:
+        return []
+    rows = [[entry["code"], entry["label"], entry["count"]] for entry in classes]
+    write_text_atomic(os.path.join(out, "classes.csv"), csv_text(["code", "label", "count"], rows))
+    return ["classes.csv"]
+
+
+def _emission_curve_files(input_names: list) -> list[str]:
+    """One file name per input, ``emission_curves_<input>.png`` (unsafe characters as ``_``; unique)."""
+    names = []
+    for d, input_name in enumerate(input_names):
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(input_name)).strip("_.") or f"input{d}"
+        name = f"emission_curves_{slug}.png"
+        names.append(f"emission_curves_{d}_{slug}.png" if name in names else name)
+    return names
+
+
+def _write_figures(posterior, idata, data: FitData, out) -> list[str]:
+    """Save the figures: parameters, trace, log density by chain, states of sequence 0, emission curves per input."""
+    from bayes_glmhmm import plots
+
+    table, first = data.table, 0
+    length = int(table.lengths[first])
+    probabilities = idata.posterior_states["state_probabilities"].values
+    em_params = posterior.em.params if posterior.em else None
+    figures = {
+        "parameters.png": plots.plot_parameter_posteriors(posterior.samples, em_params=em_params),
+        "trace.png": plots.plot_trace(posterior.samples, var_names=list(data.family.emission_names)),
+        "lp_by_chain.png": plots.plot_lp_by_chain(
+            posterior.sample_stats["lp"], stuck_chains=posterior.stuck_chains, threshold=posterior.stuck_threshold
+        ),
+        "states_sequence0.png": plots.plot_states(
+            np.where(table.mask[first, :length], data.emissions[first, :length], np.nan),
+            None,
+            probabilities[first, :length],
+            sequence_label=f"sequence {table.sequence_ids[first]!s}",
+        ),
+    }
+    most_probable = np.nan_to_num(probabilities, nan=0.0).argmax(-1)  # padding is not drawn
+    for d, name in enumerate(_emission_curve_files(table.input_names)):
+        figures[name] = plots.plot_emission_curves(
+            posterior, input_index=d, input_names=list(table.input_names), states=most_probable
+        )
+    return save_figures_atomic(figures, out)
+
+
+def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]) -> dict:
+    """The content of ``summary.json``: data, family and classes, NUTS diagnostics, priors, files."""
+    table = data.table
+    diagnostics = posterior.diagnostics()
+    return {
+        "command": "bayes-glmhmm fit",
+        "data": {
+            "path": os.fspath(data_path),
+            "target": table.target_name,
+            "inputs": list(table.input_names),
+            "sequence": sequence,
+            "num_sequences": len(table.sequence_ids),
+            "num_rows": int(table.lengths.sum()),
+            "num_missing_targets": int(table.lengths.sum() - table.mask.sum()),
+            "num_states": posterior.num_states,
+        },
+        "family": data.family.name,
+        "num_classes": None if data.class_labels is None else len(data.class_labels),
+        "classes": _class_table(data),
+        "class_order": None if data.class_labels is None else CLASS_ORDER_RULE,
+        "nuts": {
+            "wall_seconds": diagnostics["wall_seconds"]["total"],
+            "max_rhat": diagnostics["max_rhat"],
+            "min_ess_bulk": diagnostics["min_ess_bulk"],
+            "min_ess_tail": diagnostics["min_ess_tail"],
+            "divergences": diagnostics["divergences"],
+            "stuck_chains": diagnostics["stuck_chains"],
+            "settings": posterior.settings,
+        },
+        "priors": posterior.priors._asdict(),
+        "parameters_in": "the data's original units",
+        "files": sorted(files),
+    }
 
 
 def run_fit(
@@ -85,13 +483,19 @@ def run_fit(
     progress_bar: bool = True,
     sequence_devices: int = 1,
     time_parallel: bool = False,
+    family: str = "gaussian",
+    num_classes: int | None = None,
 ) -> dict:
-    """Fit NUTS to a long-format CSV and write the results folder.
+    """Fit NUTS to a long-format CSV and write the results folder (steps in the module docstring).
 
     Files (each written atomically, ``summary.json`` last): ``posterior.nc`` (InferenceData),
     ``parameters.csv`` / ``parameters.md`` (posterior summary in the data's units),
-    ``state_probabilities.csv`` (per data row), ``parameters.png``, ``trace.png``,
-    ``lp_by_chain.png``, ``states_sequence0.png`` and ``summary.json``.
+    ``state_probabilities.csv`` (per data row: state probabilities, most probable state, and the
+    prediction of the target: ``predictive_mean`` for Gaussian and Poisson targets (for the Poisson
+    the expected count), ``p_<target>=<label>`` of class 1 for the Bernoulli and of every class for
+    the categorical family), ``classes.csv`` (class targets: code, label, count), ``parameters.png``,
+    ``trace.png``, ``lp_by_chain.png``, ``states_sequence0.png``, ``emission_curves_<input>.png``
+    per input and ``summary.json`` (with ``family``, ``num_classes`` and ``classes``).
 
     Args:
         data_path: the CSV (one row per time step; rows of a sequence in time order).
@@ -100,40 +504,40 @@ def run_fit(
         inputs: input columns.
         sequence: sequence column, or None for one sequence.
         out: output folder.
-        priors: priors (the article's by default).
+        priors: priors (the article's by default; ``noise_scale`` is used by the Gaussian only).
         num_chains: chains.
         num_warmup: warmup per chain.
         num_samples: draws per chain.
         seed: seed.
-        standardize: see :func:`bayes_glmhmm.fit_nuts`.
+        standardize: see :func:`bayes_glmhmm.fit_nuts` (inputs for every family, targets for the
+            Gaussian only).
         progress_bar: show progress.
         sequence_devices: devices sharing each chain's sequences; see :func:`bayes_glmhmm.fit_nuts`.
         time_parallel: parallel-in-time likelihood; see :func:`bayes_glmhmm.fit_nuts`.
+        family: emission family, one of :data:`bayes_glmhmm.emissions.FAMILY_NAMES`.
+        num_classes: C of the categorical family (default: inferred, see :func:`read_fit_data`).
 
     Returns:
         The summary written to ``summary.json``.
     """
-    import jax
     import matplotlib
 
     matplotlib.use("Agg")
 
-    from bayes_glmhmm import plots
-    from bayes_glmhmm.convert import write_netcdf_atomic
     from bayes_glmhmm.fit import fit_nuts
-    from bayes_glmhmm.summaries import parameter_table
 
     num_states = validate_num_states(num_states)
-    table = read_long_csv(data_path, target=target, inputs=inputs, sequence=sequence)
-    longest = int(table.lengths.max())
+    data = read_fit_data(data_path, target, inputs, sequence, family=family, num_classes=num_classes)
+    longest = int(data.table.lengths.max())
     if num_states > longest:
         raise ValueError(f"--states {num_states} is larger than the longest sequence ({longest} steps) can support")
     posterior = fit_nuts(
-        table.inputs,
-        np.where(table.mask, table.emissions, np.nan),
+        data.table.inputs,
+        np.where(data.table.mask, data.emissions, np.nan),
         num_states,
-        mask=table.mask,
-        lengths=table.lengths,
+        family=data.family,
+        mask=data.table.mask,
+        lengths=data.table.lengths,
         priors=priors,
         num_chains=num_chains,
         num_warmup=num_warmup,
@@ -144,95 +548,13 @@ def run_fit(
         sequence_devices=sequence_devices,
         time_parallel=time_parallel,
     )
-    os.makedirs(out, exist_ok=True)
-    idata = posterior.to_arviz(key=jax.random.PRNGKey(seed + 1))
-    idata.posterior.attrs["input_names"] = ",".join(table.input_names)
-    idata.posterior.attrs["target_name"] = table.target_name
-    idata.posterior.attrs["sequence_ids"] = ",".join(map(str, table.sequence_ids))
-    write_netcdf_atomic(idata, os.path.join(out, "posterior.nc"))
-
-    probabilities = idata.posterior_states["state_probabilities"].values
-    predictive_mean = conditional_predictive_mean(
-        posterior.samples, idata.posterior_states["states"].values, table.inputs
-    )
-    header = [
-        "row",
-        "sequence",
-        "step",
-        "observed",
-        *[f"p_state_{k}" for k in range(num_states)],
-        "most_probable_state",
-        "predictive_mean",
-    ]
-    write_text_atomic(
-        os.path.join(out, "state_probabilities.csv"),
-        csv_text(header, state_probability_rows(table, probabilities, predictive_mean)),
-    )
-
-    rows = parameter_table(posterior.samples, point_estimate=posterior.em.params if posterior.em else None)
-    names = {"weights": lambda index: f"weight[{index[0]}, {table.input_names[index[1]]}]"}
-    table_rows = []
-    for row in rows:
-        label = names.get(row["parameter"], lambda index, name=row["parameter"]: f"{name}{list(index)}")(row["index"])
-        table_rows.append(
-            [
-                label,
-                row["posterior_mean"],
-                row["posterior_sd"],
-                row["lower"],
-                row["upper"],
-                row.get("point_estimate", float("nan")),
-            ]
-        )
-    parameter_header = ["parameter", "posterior_mean", "posterior_sd", "lower_94", "upper_94", "em_map"]
-    write_text_atomic(os.path.join(out, "parameters.csv"), csv_text(parameter_header, table_rows))
-    markdown = markdown_table(parameter_header, [[row[0]] + [f"{v:.4g}" for v in row[1:]] for row in table_rows])
-    write_text_atomic(os.path.join(out, "parameters.md"), "\n".join(markdown) + "\n")
-
-    first = 0
-    length = int(table.lengths[first])
-    figures = {
-        "parameters.png": plots.plot_parameter_posteriors(
-            posterior.samples, em_params=posterior.em.params if posterior.em else None
-        ),
-        "trace.png": plots.plot_trace(posterior.samples, var_names=["weights", "biases", "scales"]),
-        "lp_by_chain.png": plots.plot_lp_by_chain(
-            posterior.sample_stats["lp"], stuck_chains=posterior.stuck_chains, threshold=posterior.stuck_threshold
-        ),
-        "states_sequence0.png": plots.plot_states(
-            np.where(table.mask[first, :length], table.emissions[first, :length], np.nan),
-            None,
-            probabilities[first, :length],
-            sequence_label=f"sequence {table.sequence_ids[first]!s}",
-        ),
-    }
-    save_figures_atomic(figures, out)
-
-    diagnostics = posterior.diagnostics()
-    summary = {
-        "command": "bayes-glmhmm fit",
-        "data": {
-            "path": os.fspath(data_path),
-            "target": target,
-            "inputs": list(inputs),
-            "sequence": sequence,
-            "num_sequences": len(table.sequence_ids),
-            "num_rows": int(table.lengths.sum()),
-            "num_missing_targets": int(table.lengths.sum() - table.mask.sum()),
-            "num_states": num_states,
-        },
-        "nuts": {
-            "wall_seconds": diagnostics["wall_seconds"]["total"],
-            "max_rhat": diagnostics["max_rhat"],
-            "min_ess_bulk": diagnostics["min_ess_bulk"],
-            "min_ess_tail": diagnostics["min_ess_tail"],
-            "divergences": diagnostics["divergences"],
-            "stuck_chains": diagnostics["stuck_chains"],
-            "settings": posterior.settings,
-        },
-        "priors": posterior.priors._asdict(),
-        "parameters_in": "the data's original units",
-        "files": sorted(["posterior.nc", "state_probabilities.csv", "parameters.csv", "parameters.md", *figures]),
-    }
+    _start_output(out)
+    idata = _write_posterior(posterior, data, out, seed)
+    _write_state_probabilities(posterior, idata, data, out)
+    _write_parameters(posterior, data, out)
+    files = ["posterior.nc", "state_probabilities.csv", "parameters.csv", "parameters.md"]
+    files += _write_classes(data, out)
+    files += _write_figures(posterior, idata, data, out)
+    summary = _fit_summary(posterior, data, data_path, sequence, files)
     write_json_atomic(os.path.join(out, "summary.json"), summary)
     return summary

@@ -1,15 +1,23 @@
 """Matplotlib figures of GLM-HMM data, state inference, posteriors and sampler diagnostics.
 
-Every function takes NumPy arrays (or :class:`~bayes_glmhmm.params.GLMHMMParams` of NumPy arrays)
-and returns a :class:`matplotlib.figure.Figure` built with the object API: no figure is registered
-with pyplot and nothing is shown, so the functions are safe under the "Agg" backend, in scripts,
-tests and notebooks (a returned figure displays itself as the last value of a notebook cell).
+Every function takes NumPy arrays (or a family's params NamedTuple of NumPy arrays, or a
+:class:`~bayes_glmhmm.posterior.Posterior`) and returns a :class:`matplotlib.figure.Figure` built
+with the object API: no figure is registered with pyplot and nothing is shown, so the functions
+are safe under the "Agg" backend, in scripts, tests and notebooks (a returned figure displays
+itself as the last value of a notebook cell).
+
+Every emission family is drawn from what its :class:`~bayes_glmhmm.emissions.EmissionFamily`
+says: its parameter names and ArviZ dims label the parameter figures (``weights[state 1, class 2,
+contrast]``), and its ``mean`` gives the emission curves of :func:`plot_emission_curves`
+(regression lines, psychometric curves, rates or class probabilities).
 
 States are drawn in the Okabe-Ito palette, which colour-blind readers can tell apart; continuous
 scales use "cividis". States are labelled from 0, as they are indexed in the arrays.
 """
 
+import functools
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from matplotlib.colors import ListedColormap
@@ -17,12 +25,19 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+if TYPE_CHECKING:  # the emission families import JAX; this module imports it only when a figure needs it
+    from bayes_glmhmm.emissions import EmissionFamily
+    from bayes_glmhmm.posterior import Posterior
+
 __all__ = [
     "STATE_COLORS",
+    "EmissionCurves",
     "state_colors",
+    "emission_curves",
     "plot_article_data",
     "plot_scatter_by_state",
     "plot_states",
+    "plot_emission_curves",
     "plot_parameter_posteriors",
     "plot_transition_matrices",
     "plot_parameter_bars",
@@ -44,7 +59,7 @@ STATE_COLORS = (
     "#999999",  # grey
 )
 
-_PARAM_ORDER = ("weights", "biases", "scales", "initial_probs", "transition_matrix")
+_HMM_NAMES = ("initial_probs", "transition_matrix")
 _PARAM_TITLES = {
     "weights": "weights $w_k$",
     "biases": "biases $c_k$",
@@ -170,6 +185,22 @@ def plot_article_data(inputs, emissions, states=None, title: str = "True simulat
     return fig
 
 
+def _scalar_means(params, input_dim: int):
+    """``grid (G,) -> (G, K)`` E[y | x, z = k] of a one-input family with one mean per state, else None.
+
+    Class probabilities (the categorical family) have no single curve per state on a y axis of
+    labels: :func:`plot_emission_curves` draws them per class.
+    """
+    if input_dim != 1:
+        return None
+    from bayes_glmhmm.emissions import family_of
+
+    family = family_of(params)
+    if family.num_classes is not None:
+        return None
+    return lambda grid: np.asarray(family.mean(params, np.asarray(grid, dtype=float)[:, None]), dtype=float)
+
+
 def plot_scatter_by_state(
     inputs, emissions, states=None, params=None, title: str = "Emissions against inputs"
 ) -> Figure:
@@ -179,8 +210,9 @@ def plot_scatter_by_state(
         inputs: x, shape (N, T, D), (N, T) or (T,) for D = 1; one panel per input dimension.
         emissions: y, shape (N, T) or (T,).
         states: optional true states of the emissions' shape; without them all points are grey.
-        params: optional :class:`~bayes_glmhmm.params.GLMHMMParams`; for D = 1 its regression lines
-            y = w_k x + c_k are drawn in the state colours.
+        params: optional params of a family with one mean per state (Gaussian, Bernoulli,
+            Poisson); for D = 1 its curves E[y | x, z = k] (the Gaussian's regression lines
+            y = w_k x + c_k) are drawn in the state colours.
         title: figure title.
 
     Returns:
@@ -201,8 +233,10 @@ def plot_scatter_by_state(
             raise ValueError(f"states must have the emissions' shape {emissions.shape}, got {states.shape}")
         states = states.reshape(-1)
     num_states = _num_states_of(states)
+    curve_means = None
     if params is not None:
-        num_states = max(num_states, int(np.shape(params.biases)[-1]))
+        num_states = max(num_states, int(np.shape(params.initial_probs)[-1]))
+        curve_means = _scalar_means(params, input_dim)
     colors = state_colors(num_states)
 
     fig = Figure(figsize=(5.5 * input_dim + 1.0, 4.2), layout="constrained")
@@ -217,20 +251,19 @@ def plot_scatter_by_state(
                     ax.scatter(
                         x[chosen, d], y[chosen], s=14, color=colors[k], alpha=0.7, linewidths=0, label=f"state {k}"
                     )
-        if params is not None and input_dim == 1:
+        if curve_means is not None:
             grid = np.linspace(np.nanmin(x[:, d]), np.nanmax(x[:, d]), 50)
-            weights = np.asarray(params.weights, dtype=float).reshape(num_states, -1)
-            biases = np.asarray(params.biases, dtype=float).reshape(-1)
+            means = curve_means(grid)
             for k in range(num_states):
-                ax.plot(grid, weights[k, 0] * grid + biases[k], color=colors[k], lw=2.2)
-                ax.plot(grid, weights[k, 0] * grid + biases[k], color="black", lw=0.7, ls="--")
+                ax.plot(grid, means[:, k], color=colors[k], lw=2.2)
+                ax.plot(grid, means[:, k], color="black", lw=0.7, ls="--")
         ax.set_xlabel("input x" if input_dim == 1 else f"input x[{d}]")
         ax.set_ylabel("emission y")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    if params is not None and input_dim == 1:
+    if curve_means is not None:
         handles.append(Line2D([], [], color="black", lw=0.7, ls="--"))
-        labels.append("$y = w_k x + c_k$")
+        labels.append(r"$E[y \mid x, z = k]$")
     axes[0].legend(handles, labels, loc="best", fontsize="small", title="true state" if states is not None else None)
     fig.suptitle(title)
     return fig
@@ -323,113 +356,507 @@ def plot_states(emissions, true_states, state_probabilities, map_states=None, se
     return fig
 
 
-def _entries(name: str, values: np.ndarray, num_states: int) -> tuple[list[str], list[int]]:
-    """Tick labels and colouring state of the flattened trailing axes of a parameter group."""
-    trailing = values.shape[2:]
-    if name == "transition_matrix":
-        pairs = [(i, j) for i in range(num_states) for j in range(num_states)]
-        return [f"{i}→{j}" for i, j in pairs], [i for i, _ in pairs]
-    if name == "weights" and trailing[-1] > 1:
-        pairs = [(k, d) for k in range(trailing[0]) for d in range(trailing[1])]
-        return [f"{k},{d}" for k, d in pairs], [k for k, _ in pairs]
-    return [f"{k}" for k in range(trailing[0])], list(range(trailing[0]))
+# --- emission curves ---------------------------------------------------------------------------------
+
+#: How each family's emission mean (``family.mean``) reads on a y axis, and whether it is a
+#: probability (drawn on a 0..1 axis); ``{c}`` is the class of a categorical panel. Families not
+#: listed get the generic label.
+_MEAN_AXES = {
+    "gaussian": ("E[y | x, z = k]", False),
+    "bernoulli": ("p(y = 1 | x, z = k)", True),
+    "categorical": ("p(y = {c} | x, z = k)", True),
+    "poisson": ("rate E[y | x, z = k]", False),
+}
+_GENERIC_MEAN_AXIS = ("E[y | x, z = k]", False)
+_EM_CURVE_STYLE = {"color": "black", "ls": "--", "lw": 1.0}
+
+
+class EmissionCurves(NamedTuple):
+    """The posterior of each state's emission mean along one input, the other inputs at their observed mean.
+
+    Attributes:
+        grid: (G,) values of the chosen input, from its smallest to its largest observed value.
+        inputs: (G, D) the input vectors along the grid.
+        mean: posterior mean over the draws theta_s of ``family.mean(theta_s, inputs)``, i.e. of
+            E[y | x, z = k, theta] (Bernoulli: p(y = 1 | x, z = k); Poisson: the rate), shape
+            (G, K); for the categorical family the class probabilities p(y = c | x, z = k), (G, K, C).
+        lower: the (1 - prob) / 2 quantile over the draws, same shape.
+        upper: the (1 + prob) / 2 quantile over the draws, same shape.
+        em: ``family.mean`` under the EM estimate ``posterior.em.params``, same shape, or None.
+        draw_indices: (S,) the draws used, as indices into the (chain * draw) flattened draws.
+    """
+
+    grid: np.ndarray
+    inputs: np.ndarray
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    em: np.ndarray | None
+    draw_indices: np.ndarray
+
+
+def _check_input_index(input_index, input_dim: int) -> int:
+    if isinstance(input_index, bool) or not isinstance(input_index, (int, np.integer)):
+        raise ValueError(f"input_index must be an integer in [0, {input_dim}), got {input_index!r}")
+    if not 0 <= input_index < input_dim:
+        raise ValueError(f"input_index must lie in [0, {input_dim}), got {input_index}")
+    return int(input_index)
+
+
+def emission_curves(
+    posterior: "Posterior", input_index: int = 0, prob: float = 0.94, num_points: int = 101, max_draws: int = 400
+) -> EmissionCurves:
+    """Posterior mean and equal-tailed band of every state's emission mean along one input.
+
+    Along a grid of input ``input_index`` (the other inputs held at their mean over the observed
+    steps), ``posterior.family.mean`` is evaluated under each of at most ``max_draws`` draws,
+    evenly spaced through the (chain * draw) flattened draws, and summarized per grid point.
+
+    Args:
+        posterior: a :class:`~bayes_glmhmm.posterior.Posterior` of any family.
+        input_index: the input d along which the curves run.
+        prob: mass of the equal-tailed band.
+        num_points: grid points G.
+        max_draws: the most draws used (thinned evenly when there are more).
+
+    Returns:
+        :class:`EmissionCurves`.
+
+    Raises:
+        ValueError: for an ``input_index`` out of range, a ``prob`` outside (0, 1), or a
+            ``num_points`` or ``max_draws`` below 2 or 1.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    family = posterior.family
+    input_index = _check_input_index(input_index, posterior.inputs.shape[-1])
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    if num_points < 2:
+        raise ValueError(f"num_points must be at least 2, got {num_points}")
+    if max_draws < 1:
+        raise ValueError(f"max_draws must be at least 1, got {max_draws}")
+    observed = np.asarray(posterior.inputs, dtype=float)[posterior.valid_steps()]  # (M, D)
+    grid = np.linspace(observed[:, input_index].min(), observed[:, input_index].max(), num_points)
+    inputs = np.tile(observed.mean(axis=0), (num_points, 1))
+    inputs[:, input_index] = grid
+
+    total = posterior.num_chains * posterior.num_draws
+    draw_indices = np.unique(np.round(np.linspace(0, total - 1, min(total, max_draws))).astype(int))
+    flat = {name: np.reshape(value, (total, *np.shape(value)[2:])) for name, value in posterior.samples.items()}
+    params = family.params_type(*(jnp.asarray(flat[name][draw_indices]) for name in family.param_names))
+    grid_inputs = jnp.asarray(inputs, dtype=params.weights.dtype)
+    per_draw = np.asarray(jax.vmap(family.mean, in_axes=(0, None))(params, grid_inputs), dtype=float)
+    lower, upper = np.quantile(per_draw, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    em = None
+    if posterior.em is not None:
+        em_params = family.params_type(*(jnp.asarray(value, grid_inputs.dtype) for value in posterior.em.params))
+        em = np.asarray(family.mean(em_params, grid_inputs), dtype=float)
+    return EmissionCurves(grid, inputs, per_draw.mean(axis=0), lower, upper, em, draw_indices)
+
+
+def _binned_means(x, y, states, num_states: int, max_bins: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per state, the mean input and mean emission of the observed steps in each bin of the input.
+
+    Inputs with at most 12 distinct values (e.g. stimulus contrasts) are binned by value; others
+    into ``max_bins`` bins of equal counts. Empty bins are left out.
+
+    Returns:
+        One ``(mean input, mean emission)`` pair of arrays per state.
+    """
+    levels = np.unique(x)
+    if levels.size <= 12:
+        bins = np.searchsorted(levels, x)
+        num_bins = levels.size
+    else:
+        edges = np.quantile(x, np.linspace(0, 1, max_bins + 1))
+        bins = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, max_bins - 1)
+        num_bins = max_bins
+    means = []
+    for k in range(num_states):
+        chosen = states == k
+        counts = np.bincount(bins[chosen], minlength=num_bins)
+        filled = counts > 0
+        x_sums = np.bincount(bins[chosen], weights=x[chosen], minlength=num_bins)
+        y_sums = np.bincount(bins[chosen], weights=y[chosen], minlength=num_bins)
+        means.append((x_sums[filled] / counts[filled], y_sums[filled] / counts[filled]))
+    return means
+
+
+def plot_emission_curves(
+    posterior: "Posterior",
+    input_index: int = 0,
+    input_names: list[str] | None = None,
+    prob: float = 0.94,
+    *,
+    states=None,
+    max_draws: int = 400,
+) -> Figure:
+    """Each state's emission mean against one input: posterior mean, ``prob`` band and the EM estimate.
+
+    What is drawn is the family's mean, E[y | x, z = k] (:func:`emission_curves`): for the
+    Gaussian the regression lines, for the Bernoulli the psychometric curves p(y = 1 | x, z = k),
+    for the Poisson the rates, and for the categorical family one panel per class c with
+    p(y = c | x, z = k) (class 0 is the reference of the weights). The other inputs are held at
+    their mean over the observed steps. The EM estimate (``posterior.em``), when present, is drawn
+    dashed. The data are drawn by their state (the most probable one by default): continuous
+    emissions as points, discrete ones as the mean emission (or class frequency) per bin of the
+    input, which averages over the other inputs as they were observed.
+
+    Args:
+        posterior: a :class:`~bayes_glmhmm.posterior.Posterior` of any family.
+        input_index: the input d along the x axis.
+        input_names: optional names of the D inputs; the x axis is labelled with the chosen one.
+        prob: mass of the equal-tailed posterior band.
+        states: optional (N, T) state of every step used to colour the data; by default the most
+            probable state argmax_k p(z_t = k | y, x) under the posterior.
+        max_draws: the most posterior draws evaluated (thinned evenly when there are more).
+
+    Returns:
+        A figure with one axes per class (categorical) or one axes.
+
+    Raises:
+        ValueError: for an ``input_index`` out of range, ``input_names`` of the wrong length,
+            ``states`` of the wrong shape, or a ``prob`` outside (0, 1).
+    """
+    family = posterior.family
+    input_dim = posterior.inputs.shape[-1]
+    if input_names is not None and len(input_names) != input_dim:
+        raise ValueError(f"input_names has {len(input_names)} names, the posterior {input_dim} inputs")
+    curves = emission_curves(posterior, input_index, prob, max_draws=max_draws)
+    if states is None:
+        states = posterior.state_probabilities().argmax(-1)
+    states = np.asarray(states)
+    if states.shape != np.shape(posterior.emissions):
+        raise ValueError(f"states must have the emissions' shape {np.shape(posterior.emissions)}, got {states.shape}")
+    observed = np.asarray(posterior.mask, bool) & posterior.valid_steps()
+    x = np.asarray(posterior.inputs, dtype=float)[..., input_index][observed]
+    y = np.asarray(posterior.emissions, dtype=float)[observed]
+    states = states[observed]
+
+    num_states = posterior.num_states
+    colors = state_colors(num_states)
+    per_class = curves.mean.ndim == 3
+    num_panels = curves.mean.shape[-1] if per_class else 1
+    label_template, is_probability = _MEAN_AXES.get(family.name, _GENERIC_MEAN_AXIS)
+    x_label = _coordinate("input", input_index, input_names, short=False)
+    fig = Figure(figsize=(max(7.5, min(4.4 * num_panels, 14.0) + 2.4), 4.5), layout="constrained")
+    axes = fig.subplots(1, num_panels, sharey=True, squeeze=False)[0]
+    for c, ax in enumerate(axes):
+        part = (lambda values, c=c: values[..., c]) if per_class else (lambda values: values)
+        target = (y == c).astype(float) if per_class else y
+        if family.discrete:
+            for k, (x_means, y_means) in enumerate(_binned_means(x, target, states, num_states)):
+                ax.plot(x_means, y_means, "o", color=colors[k], markeredgecolor="black", markersize=5, zorder=4)
+        else:
+            for k in range(num_states):
+                chosen = states == k
+                ax.scatter(x[chosen], target[chosen], s=10, color=colors[k], alpha=0.45, linewidths=0, zorder=1)
+        mean, lower, upper = part(curves.mean), part(curves.lower), part(curves.upper)
+        for k in range(num_states):
+            ax.fill_between(curves.grid, lower[:, k], upper[:, k], color=colors[k], alpha=0.22, lw=0, zorder=2)
+            (line,) = ax.plot(curves.grid, mean[:, k], color=colors[k], lw=2.2, zorder=3)
+            line.set_gid(f"posterior-mean-state-{k}")
+            if curves.em is not None:
+                (em_line,) = ax.plot(curves.grid, part(curves.em)[:, k], zorder=5, **_EM_CURVE_STYLE)
+                em_line.set_gid(f"em-state-{k}")
+        if is_probability:
+            ax.set_ylim(-0.03, 1.03)
+        elif family.discrete:
+            ax.set_ylim(bottom=0)  # counts: rates are positive
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(label_template.format(c=c))
+        ax.grid(alpha=0.3)
+        if per_class:
+            ax.set_title(f"class {c}" + (" (the reference)" if c == 0 else ""))
+
+    data_label = "binned data mean" if family.discrete else "data"
+    handles = [
+        Line2D([], [], color="0.3", lw=2.2, label="posterior mean"),
+        Patch(facecolor="0.3", alpha=0.22, label=f"{100 * prob:g}% band"),
+        Line2D([], [], marker="o", color="0.3", ls="none", label=f"{data_label} (by state)"),
+    ]
+    if curves.em is not None:
+        handles.append(Line2D([], [], label="EM estimate", **_EM_CURVE_STYLE))
+    fig.legend(handles=handles + _state_handles(num_states), loc="outside right center", fontsize="small")
+    notes = [f"{family.name} family"]
+    if per_class:
+        notes.append("class 0 is the reference of the weights")
+    if input_dim > 1:
+        notes.append("other inputs at their observed mean")
+    fig.suptitle(f"Emission curves per state against {x_label}\n({'; '.join(notes)})", fontsize="medium")
+    return fig
+
+
+# --- parameter figures: names, dims and labels from the emission family ------------------------------
+
+
+@functools.cache
+def _registered_families() -> tuple:
+    """One family of each registered kind (those that need C with C = 2), for samples given without a family."""
+    from bayes_glmhmm.emissions import FAMILY_NAMES, get_family
+
+    families = []
+    for name in FAMILY_NAMES:
+        try:
+            families.append(get_family(name))
+        except ValueError:  # a family that needs its number of classes
+            families.append(get_family(name, num_classes=2))
+    return tuple(families)
+
+
+def _families_for(family) -> tuple:
+    return (family,) if family is not None else _registered_families()
+
+
+def _family_of_references(family, *references):
+    """The family given, else the family of the first reference params given (truth, EM), else None."""
+    if family is not None:
+        return family
+    from bayes_glmhmm.emissions import family_of
+
+    for params in references:
+        if params is not None:
+            return family_of(params)
+    return None
+
+
+def _display_names(samples: Mapping, family) -> list[str]:
+    """The parameters present in ``samples``, in display order: the emission parameters, then the HMM's.
+
+    Without a family, the extra emission parameters are those of every registered family (e.g. the
+    Gaussian's noise scales); other keys are left out.
+    """
+    extras = dict.fromkeys(name for candidate in _families_for(family) for name in candidate.extra_names)
+    order = ("weights", "biases", *extras, *_HMM_NAMES)
+    return [name for name in order if name in samples]
+
+
+def _dims_of(name: str, trailing_ndim: int, family) -> list[str] | None:
+    """ArviZ dims of a parameter's trailing axes (``state``, ``next_state``, ``class``, ``input``).
+
+    The family's; without one, those of the first registered family whose parameter ``name`` has
+    that many axes (so (K, C - 1, D) weights read as categorical). None for an unknown variable.
+    """
+    for candidate in _families_for(family):
+        dims = candidate.param_dims().get(name)
+        if dims is not None and len(dims) == trailing_ndim:
+            return list(dims)
+    return None
+
+
+def _is_positive(name: str, family) -> bool:
+    """Whether the family declares ``name`` positive (e.g. noise scales): its axis then starts at 0."""
+    return any(dict(candidate.extra_supports).get(name) == "positive" for candidate in _families_for(family))
+
+
+#: Short (tick) and long (element name) labels of coordinate ``i`` along each dim. The ``class``
+#: dim holds the non-reference classes 1..C-1, so its coordinate i is class i + 1.
+_COORDINATE_LABELS = {
+    "state": ("{i}", "state {i}"),
+    "next_state": ("→{i}", "to state {i}"),
+    "class": ("c{c}", "class {c}"),
+    "input": ("{i}", "input {i}"),
+}
+_AXIS_WORDS = {"state": "state k", "next_state": "to state j", "class": "class c (vs class 0)", "input": "input d"}
+
+
+def _coordinate(dim: str, i: int, input_names, short: bool) -> str:
+    if dim == "input" and input_names is not None:
+        return str(input_names[i])
+    template = _COORDINATE_LABELS.get(dim, ("{i}", f"{dim} {{i}}"))[0 if short else 1]
+    return template.format(i=i, c=i + 1)
+
+
+def _short_label(dims: Sequence[str], index: tuple, input_names) -> str:
+    """Tick label of one element, e.g. ``1``, ``0→2`` or ``1,c2``."""
+    label = ""
+    for dim, i in zip(dims, index, strict=True):
+        part = _coordinate(dim, i, input_names, short=True)
+        label += part if not label or part.startswith("→") else "," + part
+    return label
+
+
+def _element_labels(name: str, shape: tuple[int, ...], family=None, input_names=None) -> list[str]:
+    """Names of the scalar elements of a parameter, e.g. ``weights[state 1, class 2, contrast]``."""
+    if not shape:
+        return [name]
+    dims = _dims_of(name, len(shape), family)
+    if dims is None:
+        return [f"{name}[{','.join(str(i) for i in index)}]" for index in np.ndindex(*shape)]
+    _check_input_names(input_names, dims, shape)
+    labels = []
+    for index in np.ndindex(*shape):
+        parts = [_coordinate(dim, i, input_names, short=False) for dim, i in zip(dims, index, strict=True)]
+        labels.append(f"{name}[{', '.join(parts)}]")
+    return labels
+
+
+def _check_input_names(input_names, dims, shape) -> None:
+    """Raise ValueError unless ``input_names`` (if given) names every input of a parameter with these dims."""
+    if input_names is not None and "input" in dims and len(input_names) != shape[dims.index("input")]:
+        raise ValueError(
+            f"input_names has {len(input_names)} names, the parameters have {shape[dims.index('input')]} inputs"
+        )
+
+
+class _Panel(NamedTuple):
+    """One axes of a parameter figure: some elements of one parameter."""
+
+    name: str
+    title: str
+    shape: tuple  # the parameter's shape per draw
+    entries: list  # index tuples (into ``shape``) of the elements drawn
+    draws: np.ndarray  # (chain, draw, len(entries))
+    ticks: list
+    owners: list  # the state of each element, its colour
+    xlabel: str
+
+
+def _panels(samples: Mapping, names: Sequence[str], family, input_names) -> list[_Panel]:
+    """One panel per parameter; the weights get one panel per input.
+
+    Inputs have their own units, so the weights of one input can be orders of magnitude larger than
+    another's; on a shared axis the small ones would be squashed flat.
+    """
+    panels = []
+    for name in names:
+        draws = np.asarray(samples[name], dtype=float)
+        if name == "weights" and draws.ndim == 3:
+            draws = draws[..., None]  # (C, S, K): one input given without its axis
+        if draws.ndim < 3:
+            raise ValueError(f"samples[{name!r}] must have shape (chain, draw, state, ...), got {draws.shape}")
+        shape = draws.shape[2:]
+        dims = _dims_of(name, len(shape), family) or ["state"] + [f"axis {i}" for i in range(1, len(shape))]
+        _check_input_names(input_names, dims, shape)
+        split = dims.index("input") if "input" in dims else None
+        shown = [dim for position, dim in enumerate(dims) if position != split]
+        groups = [None] if split is None else range(shape[split])
+        for group in groups:
+            entries = [index for index in np.ndindex(*shape) if group is None or index[split] == group]
+            title = _PARAM_TITLES.get(name, name) + (" (class c vs class 0)" if "class" in dims else "")
+            if group is not None and (shape[split] > 1 or input_names is not None):
+                title += f": {_coordinate('input', group, input_names, short=False)}"
+            shown_index = [tuple(i for position, i in enumerate(index) if position != split) for index in entries]
+            xlabel = (
+                "from state i → to state j"
+                if "next_state" in shown
+                else ", ".join(_AXIS_WORDS.get(dim, dim) for dim in shown)
+            )
+            panels.append(
+                _Panel(
+                    name=name,
+                    title=title,
+                    shape=shape,
+                    entries=entries,
+                    draws=np.stack([draws[(slice(None), slice(None), *index)] for index in entries], axis=-1),
+                    ticks=[_short_label(shown, index, input_names) for index in shown_index],
+                    owners=[index[0] for index in entries],
+                    xlabel=xlabel,
+                )
+            )
+    return panels
+
+
+def _reference_values(params, panel: _Panel, label: str) -> np.ndarray:
+    """The elements of ``panel`` in reference parameters (truth, EM), checking the parameter's size."""
+    value = np.asarray(getattr(params, panel.name), dtype=float)
+    size = int(np.prod(panel.shape))
+    if value.size != size:
+        raise ValueError(f"{panel.name} of the {label} parameters has {value.size} entries, the samples have {size}")
+    value = value.reshape(panel.shape)
+    return np.array([value[index] for index in panel.entries])
 
 
 def plot_parameter_posteriors(
-    samples: Mapping[str, np.ndarray], true_params=None, em_params=None, interval: float = 0.94
+    samples: Mapping[str, np.ndarray],
+    true_params=None,
+    em_params=None,
+    interval: float = 0.94,
+    family: "EmissionFamily | None" = None,
+    input_names: Sequence[str] | None = None,
 ) -> Figure:
     """Posterior of every parameter per state, against the truth and the EM estimate.
 
-    Each panel is one parameter group (weights, biases, scales, initial probabilities, transition
-    matrix entries); each element shows the posterior median (dot), the central 50% interval
-    (thick bar) and the equal-tailed ``interval`` (thin bar, 3%..97% for 0.94), pooled over
-    chains and draws and coloured by state (by the "from" state for transitions).
+    Each panel is one parameter group (the weights of one input, biases, the family's extra
+    parameters such as noise scales, initial probabilities, transition matrix entries); each
+    element shows the posterior median (dot), the central 50% interval (thick bar) and the
+    equal-tailed ``interval`` (thin bar, 3%..97% for 0.94), pooled over chains and draws and
+    coloured by state (by the "from" state for transitions). The weights of each input get a panel
+    of their own, on its own scale.
 
     Args:
-        samples: dict with ``initial_probs`` (C, S, K), ``transition_matrix`` (C, S, K, K),
-            ``weights`` (C, S, K, D), ``biases`` (C, S, K), ``scales`` (C, S, K); groups that are
-            missing are skipped, other keys ignored.
-        true_params: optional :class:`~bayes_glmhmm.params.GLMHMMParams` aligned to the samples'
-            labels, drawn as open diamonds.
+        samples: dict of (C, S, ...) draws keyed by the family's parameter names, e.g.
+            ``Posterior.samples``: ``initial_probs`` (C, S, K), ``transition_matrix`` (C, S, K, K),
+            ``weights`` (C, S, K, D) or (C, S, K, C - 1, D) for the categorical family, ``biases``
+            and extra parameters such as ``scales``; groups that are missing are skipped, other
+            keys ignored.
+        true_params: optional params of the family aligned to the samples' labels, drawn as open
+            diamonds.
         em_params: optional EM estimate, aligned likewise, drawn as crosses.
         interval: mass of the thin equal-tailed interval.
+        family: the :class:`~bayes_glmhmm.emissions.EmissionFamily`; by default that of
+            ``true_params`` or ``em_params``, else read from the samples' names and shapes.
+        input_names: optional names of the D inputs, used in titles and labels.
 
     Returns:
         A figure with one axes per parameter group present.
     """
-    names = [name for name in _PARAM_ORDER if name in samples]
+    family = _family_of_references(family, true_params, em_params)
+    names = _display_names(samples, family)
     if not names:
-        raise ValueError(f"samples holds none of {_PARAM_ORDER}")
+        raise ValueError(f"samples holds no GLM-HMM parameter, got keys {sorted(samples)}")
     if not 0 < interval < 1:
         raise ValueError(f"interval must lie in (0, 1), got {interval}")
-    groups = {}
-    for name in names:
-        values = np.asarray(samples[name], dtype=float)
-        if name == "weights" and values.ndim == 3:
-            values = values[..., None]
-        groups[name] = values
-    num_states = next(iter(groups.values())).shape[2]
+    panels = _panels(samples, names, family, input_names)
+    num_states = panels[0].shape[0]
     colors = state_colors(num_states)
     tail = 100 * (1 - interval) / 2
 
-    # Small groups fill a grid of up to three columns; the transition entries (K^2 of them) take
+    # Small panels fill a grid of up to three columns; the transition entries (K^2 of them) take
     # the rest of the last row if at least two cells are free there, else a full row of their own.
-    small = [name for name in names if name != "transition_matrix"]
-    wide = "transition_matrix" in names
+    small = [panel for panel in panels if panel.name != "transition_matrix"]
+    wide = [panel for panel in panels if panel.name == "transition_matrix"]
     num_cols = min(3, max(len(small), 2 if wide else 1))
     num_small_rows = int(np.ceil(len(small) / num_cols))
     used_in_last = len(small) - (num_small_rows - 1) * num_cols if small else num_cols
-    share_last_row = wide and num_cols - used_in_last >= 2
-    num_rows = num_small_rows + int(wide and not share_last_row)
+    share_last_row = bool(wide) and num_cols - used_in_last >= 2
+    num_rows = num_small_rows + int(bool(wide) and not share_last_row)
     fig = Figure(figsize=(4.3 * num_cols + 1.5, 3.3 * num_rows + 0.6), layout="constrained")
     grid = fig.add_gridspec(num_rows, num_cols)
-    axes = {name: fig.add_subplot(grid[i // num_cols, i % num_cols]) for i, name in enumerate(small)}
-    if share_last_row:
-        axes["transition_matrix"] = fig.add_subplot(grid[num_rows - 1, used_in_last:])
-    elif wide:
-        axes["transition_matrix"] = fig.add_subplot(grid[num_rows - 1, :])
+    placed = [(panel, fig.add_subplot(grid[i // num_cols, i % num_cols])) for i, panel in enumerate(small)]
+    if wide:
+        cells = grid[num_rows - 1, used_in_last:] if share_last_row else grid[num_rows - 1, :]
+        placed.append((wide[0], fig.add_subplot(cells)))
 
-    for name in names:
-        ax = axes[name]
-        values = groups[name]
-        flat = values.reshape(values.shape[0] * values.shape[1], -1)
-        labels, owners = _entries(name, values, num_states)
+    for panel, ax in placed:
+        flat = panel.draws.reshape(-1, len(panel.entries))
         position = np.arange(flat.shape[1])
         low, q25, median, q75, high = np.percentile(flat, [tail, 25, 50, 75, 100 - tail], axis=0)
-        for e in range(flat.shape[1]):
-            color = colors[owners[e]]
-            ax.plot([e, e], [low[e], high[e]], color=color, lw=1.3, solid_capstyle="butt")
-            ax.plot([e, e], [q25[e], q75[e]], color=color, lw=4.5, solid_capstyle="butt")
-        ax.scatter(position, median, s=26, color="white", edgecolors=[colors[o] for o in owners], zorder=3)
+        for e, owner in enumerate(panel.owners):
+            ax.plot([e, e], [low[e], high[e]], color=colors[owner], lw=1.3, solid_capstyle="butt")
+            ax.plot([e, e], [q25[e], q75[e]], color=colors[owner], lw=4.5, solid_capstyle="butt")
+        ax.scatter(position, median, s=26, color="white", edgecolors=[colors[o] for o in panel.owners], zorder=3)
         for params, style, offset in ((true_params, _TRUTH_STYLE, 0.25), (em_params, _EM_STYLE, -0.25)):
             if params is not None:
-                reference = np.asarray(getattr(params, name), dtype=float).reshape(-1)
-                if reference.shape[0] != flat.shape[1]:
-                    raise ValueError(
-                        f"{name} of the reference parameters has {reference.shape[0]} entries, "
-                        f"the samples have {flat.shape[1]}"
-                    )
-                ax.plot(position + offset, reference, zorder=4, **style)
+                ax.plot(position + offset, _reference_values(params, panel, "reference"), zorder=4, **style)
         crowded = flat.shape[1] > 12
-        ax.set_xticks(position, labels, rotation=90 if crowded else 0, fontsize="small" if crowded else None)
+        ax.set_xticks(position, panel.ticks, rotation=90 if crowded else 0, fontsize="small" if crowded else None)
         ax.set_xlim(-0.6, flat.shape[1] - 0.4)
-        if name in ("initial_probs", "transition_matrix"):
+        if panel.name in _HMM_NAMES:
             ax.set_ylim(-0.03, 1.03)
-        if name == "scales":
+        elif _is_positive(panel.name, family):
             ax.set_ylim(bottom=0)
-        if name == "weights" or name == "biases":
+        else:
             ax.axhline(0, color="0.5", lw=0.6, zorder=0)
         ax.grid(axis="y", alpha=0.3)
-        ax.set_title(_PARAM_TITLES[name])
-        ax.set_ylabel("value" if name not in ("initial_probs", "transition_matrix") else "probability")
-        if name == "transition_matrix":
-            ax.set_xlabel("from state i → to state j")
+        ax.set_title(panel.title)
+        ax.set_ylabel("probability" if panel.name in _HMM_NAMES else "value")
+        ax.set_xlabel(panel.xlabel)
+        if panel.name == "transition_matrix":
             for boundary in range(1, num_states):
                 ax.axvline(boundary * num_states - 0.5, color="0.7", lw=0.8, zorder=0)
-        elif name == "weights" and values.shape[-1] > 1:
-            ax.set_xlabel("state k, input d")
-        else:
-            ax.set_xlabel("state k")
 
     handles = [
         Line2D([], [], color="0.3", marker="o", markerfacecolor="white", lw=4.5, label="median, 50% interval"),
@@ -501,7 +928,6 @@ def plot_transition_matrices(
     return fig
 
 
-_BAR_PARAMS = ("weights", "biases", "scales", "initial_probs")
 # Truth, EM and posterior bars: grey, orange and blue stay apart for colour-blind readers and
 # from none of the state colours is meaning borrowed (the x axis names the state).
 _BAR_STYLES = {
@@ -511,82 +937,87 @@ _BAR_STYLES = {
 }
 
 
-def plot_parameter_bars(truth, em_params, samples: Mapping[str, np.ndarray], prob: float = 0.94) -> Figure:
+def plot_parameter_bars(
+    truth,
+    em_params,
+    samples: Mapping[str, np.ndarray],
+    prob: float = 0.94,
+    family: "EmissionFamily | None" = None,
+    input_names: Sequence[str] | None = None,
+) -> Figure:
     """The article's parameter-recovery bar charts, with the posterior's intervals added.
 
-    One panel per parameter group (weights, biases, noise scales, initial probabilities), one
-    group of bars per state: the generating value, the EM estimate and the posterior mean, the
-    latter with an error bar from the (1 - prob) / 2 to the (1 + prob) / 2 posterior quantile
-    (3%..97% for 0.94), pooled over chains and draws. All three must share one labeling, e.g.
+    One panel per parameter group (the weights of each input, biases, the family's extra
+    parameters such as noise scales, initial probabilities), one group of bars per element: the
+    generating value, the EM estimate and the posterior mean, the latter with an error bar from
+    the (1 - prob) / 2 to the (1 + prob) / 2 posterior quantile (3%..97% for 0.94), pooled over
+    chains and draws. All three must share one labeling, e.g.
     ``em.permute(match_params(em, truth))`` and ``posterior.permute(...)`` likewise (the article
     permutes the truth instead, in the direction that is right only for self-inverse
     permutations).
 
     Args:
-        truth: GLMHMMParams of the generator, or None to leave its bars out.
-        em_params: GLMHMMParams of the EM estimate, or None to leave its bars out.
-        samples: dict with ``weights`` (C, S, K, D), ``biases`` (C, S, K), ``scales`` (C, S, K)
-            and ``initial_probs`` (C, S, K); other keys ignored.
+        truth: params of the generator (any family's NamedTuple), or None to leave its bars out.
+        em_params: params of the EM estimate, or None to leave its bars out.
+        samples: dict of (C, S, ...) draws keyed by parameter name with at least ``weights``,
+            ``biases``, ``initial_probs`` and the family's extra parameters (e.g. ``scales``);
+            ``transition_matrix`` and other keys are ignored.
         prob: mass of the central posterior interval drawn as the error bar.
+        family: the emission family; by default that of ``truth`` or ``em_params``, else read from
+            the samples' names and shapes.
+        input_names: optional names of the D inputs.
 
     Returns:
-        A figure with four axes in a 2 x 2 grid.
+        A figure with one axes per panel in two columns (2 x 2 for the article's Gaussian, D = 1).
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
-    missing = [name for name in _BAR_PARAMS if name not in samples]
+    family = _family_of_references(family, truth, em_params)
+    required = ("weights", "biases", *(family.extra_names if family is not None else ()), "initial_probs")
+    missing = [name for name in required if name not in samples]
     if missing:
         raise ValueError(f"samples lacks {missing}")
-    fig = Figure(figsize=(11.5, 7.0), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
+    names = [name for name in _display_names(samples, family) if name != "transition_matrix"]
+    panels = _panels(samples, names, family, input_names)
+    num_cols = 2
+    num_rows = int(np.ceil(len(panels) / num_cols))
+    fig = Figure(figsize=(11.5, 3.5 * num_rows), layout="constrained")
+    grid = fig.add_gridspec(num_rows, num_cols)
     low_q, high_q = (1 - prob) / 2, (1 + prob) / 2
-    for ax, name in zip(axes, _BAR_PARAMS, strict=True):
-        values = np.asarray(samples[name], dtype=float)
-        if name == "weights" and values.ndim == 3:
-            values = values[..., None]
-        flat = values.reshape(values.shape[0] * values.shape[1], -1)
+    axes = []
+    for i, panel in enumerate(panels):
+        ax = fig.add_subplot(grid[i // num_cols, i % num_cols])
+        axes.append(ax)
+        flat = panel.draws.reshape(-1, len(panel.entries))
         mean = flat.mean(axis=0)
         low, high = np.quantile(flat, [low_q, high_q], axis=0)
-        labels, _ = _entries(name, values, values.shape[2])
-        series = []
-        for label, params in (("truth", truth), ("EM", em_params)):
-            if params is not None:
-                reference = np.asarray(getattr(params, name), dtype=float).reshape(-1)
-                if reference.shape[0] != flat.shape[1]:
-                    raise ValueError(
-                        f"{name} of the {label} parameters has {reference.shape[0]} entries, "
-                        f"the samples have {flat.shape[1]}"
-                    )
-                series.append((label, reference, None))
+        series = [
+            (label, _reference_values(params, panel, label), None)
+            for label, params in (("truth", truth), ("EM", em_params))
+            if params is not None
+        ]
         series.append(("posterior mean", mean, np.stack([mean - low, high - mean])))
         position = np.arange(flat.shape[1])
         width = 0.8 / len(series)
-        for i, (label, heights, errors) in enumerate(series):
-            offset = (i - (len(series) - 1) / 2) * width
+        for s, (label, heights, errors) in enumerate(series):
+            offset = (s - (len(series) - 1) / 2) * width
             ax.bar(position + offset, heights, width, label=label, alpha=0.9, lw=0.6, **_BAR_STYLES[label])
             if errors is not None:
                 ax.errorbar(
                     position + offset, heights, yerr=np.maximum(errors, 0.0), fmt="none", ecolor="black", capsize=3
                 )
-        ax.set_xticks(
-            position, [f"state {label}" if name != "weights" or "," not in label else label for label in labels]
-        )
+        states_only = panel.xlabel == "state k"
+        ax.set_xticks(position, [f"state {tick}" if states_only else tick for tick in panel.ticks])
         ax.axhline(0, color="0.4", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
-        ax.set_title(_PARAM_TITLES[name])
-        ax.set_xlabel("state k, input d" if name == "weights" and values.shape[-1] > 1 else "state")
-        ax.set_ylabel("probability" if name == "initial_probs" else "value")
+        ax.set_title(panel.title)
+        ax.set_xlabel("state" if states_only else panel.xlabel)
+        ax.set_ylabel("probability" if panel.name in _HMM_NAMES else "value")
     handles, labels = axes[0].get_legend_handles_labels()
     labels = [f"{label} ({100 * prob:g}% interval)" if label == "posterior mean" else label for label in labels]
     fig.legend(handles, labels, loc="outside right upper", fontsize="small")
     fig.suptitle("Parameter recovery: generator vs EM vs posterior")
     return fig
-
-
-def _element_names(name: str, shape: tuple[int, ...]) -> list[str]:
-    if not shape:
-        return [name]
-    return [f"{name}[{','.join(str(i) for i in index)}]" for index in np.ndindex(*shape)]
 
 
 _CHAIN_COLORS = ("#0072B2", "#E69F00", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#009E73", "#F0E442")
@@ -599,24 +1030,34 @@ def _chain_colors(num_chains: int) -> list[str]:
 
 
 def plot_trace(
-    samples: Mapping[str, np.ndarray], var_names: Sequence[str] | None = None, max_elements: int = 36
+    samples: Mapping[str, np.ndarray],
+    var_names: Sequence[str] | None = None,
+    max_elements: int = 36,
+    family: "EmissionFamily | None" = None,
+    input_names: Sequence[str] | None = None,
 ) -> Figure:
     """Trace and per-chain histogram of every scalar element of the chosen variables.
 
     A quick look without ArviZ. Elements are laid out in up to three column pairs (histogram,
     trace); at most ``max_elements`` elements are drawn and the title says when some were left out.
+    Elements of the family's parameters are named by their dims, e.g.
+    ``weights[state 1, class 2, contrast]``.
 
     Args:
         samples: dict of (C, S, ...) arrays (C chains, S draws).
         var_names: variables to show, in order; by default the GLM-HMM parameters present in
-            ``samples`` (weights, biases, scales, initial_probs, transition_matrix), else every key.
+            ``samples`` (weights, biases, the family's extra parameters, initial_probs,
+            transition_matrix), else every key.
         max_elements: cap on the number of scalar elements drawn.
+        family: the emission family, for the dims of its parameters; by default read from the
+            samples' names and shapes.
+        input_names: optional names of the D inputs.
 
     Returns:
         A figure with two axes (histogram, trace) per element drawn.
     """
     if var_names is None:
-        var_names = [name for name in _PARAM_ORDER if name in samples] or list(samples)
+        var_names = _display_names(samples, family) or list(samples)
     missing = [name for name in var_names if name not in samples]
     if missing:
         raise ValueError(f"var_names not in samples: {missing}")
@@ -628,7 +1069,8 @@ def plot_trace(
         if values.ndim < 2:
             raise ValueError(f"samples[{name!r}] must have shape (chain, draw, ...), got {values.shape}")
         flat = values.reshape(values.shape[0], values.shape[1], -1)
-        elements += [(label, flat[:, :, e]) for e, label in enumerate(_element_names(name, values.shape[2:]))]
+        labels = _element_labels(name, values.shape[2:], family, input_names)
+        elements += [(label, flat[:, :, e]) for e, label in enumerate(labels)]
     if not elements:
         raise ValueError("no variables to plot")
     total = len(elements)

@@ -11,7 +11,12 @@ The report leads with a verdict (every check, passed or failed, with its thresho
 the summary table with R-hat and ESS flagged, per-chain sampler statistics (divergences, E-BFMI,
 tree depth, stuck chains), the energy plot, the log density by chain, trace and rank plots, the
 relabeling that was applied to every draw (and R-hat before and after it), the parameter
-posteriors, and the posterior state probabilities of the sequences.
+posteriors, the emission curves of each state, and the posterior state probabilities of the
+sequences.
+
+Every emission family is reported from what the file records: the posterior's attrs name the
+family (and C for the categorical), whose parameter names and emission parameters the tables and
+figures iterate.
 """
 
 import base64
@@ -25,17 +30,17 @@ import warnings
 import numpy as np
 
 from bayes_glmhmm._io import atomic_path, write_text_atomic
-from bayes_glmhmm.params import PARAM_NAMES
+from bayes_glmhmm.emissions import EmissionFamily, get_family
 
 __all__ = ["write_report", "report_checks", "DEFAULT_THRESHOLDS"]
 
-EMISSION_NAMES = ("weights", "biases", "scales")
 #: Okabe-Ito colours for chains (as in :mod:`bayes_glmhmm.plots`); ArviZ draws chains from the
 #: Matplotlib colour cycle, so the report sets it to these.
 _CHAIN_CYCLE = ("#0072B2", "#E69F00", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#009E73", "#F0E442")
 
 #: Convergence thresholds: rank-normalized split R-hat and bulk / tail ESS after Vehtari et al.
-#: (2021), E-BFMI after Betancourt (2016), and no divergent transitions.
+#: (2021), E-BFMI after Betancourt (2016), and no divergent transitions. They concern the sampler
+#: and the draws, not the likelihood, so they are the same for every emission family.
 DEFAULT_THRESHOLDS = {
     "max_rhat": 1.01,
     "min_ess_per_chain": 100.0,
@@ -68,9 +73,34 @@ def _load(idata_or_path):
     return idata, source
 
 
+def _family(idata) -> EmissionFamily:
+    """The emission family the posterior's attrs record (Gaussian for files written before families)."""
+    attrs = idata.posterior.attrs
+    num_classes = int(attrs.get("num_classes", -1))
+    return get_family(str(attrs.get("family", "gaussian")), None if num_classes < 0 else num_classes)
+
+
 def _param_names(idata) -> list[str]:
-    names = [name for name in PARAM_NAMES if name in idata.posterior.data_vars]
+    """The family's parameters in the posterior group (every variable of the group if none is)."""
+    names = [name for name in _family(idata).param_names if name in idata.posterior.data_vars]
     return names or list(idata.posterior.data_vars)
+
+
+def _emission_names(idata) -> list[str]:
+    """The family's emission parameters in the posterior group (all parameters if none is)."""
+    names = _param_names(idata)
+    return [name for name in _family(idata).emission_names if name in names] or names
+
+
+def _input_names(idata) -> list[str] | None:
+    """Names of the inputs, from the ``input_names`` attr or a string-valued ``input`` coordinate, if any."""
+    names = _json_attr(idata.posterior.attrs, "input_names", None)
+    if names is None and "input" in idata.posterior.coords:
+        values = idata.posterior.coords["input"].values
+        names = [str(value) for value in values] if values.dtype.kind in "OUS" else None
+    if names is None or "weights" not in idata.posterior or len(names) != idata.posterior["weights"].shape[-1]:
+        return None
+    return [str(name) for name in names]
 
 
 def _summary(idata, var_names):
@@ -126,7 +156,8 @@ def _relabeling(idata) -> dict | None:
     if "sample_stats" not in idata.groups() or "relabel_permutation" not in idata.sample_stats:
         return None
     permutations = np.asarray(idata.sample_stats["relabel_permutation"].values)
-    names = [name for name in PARAM_NAMES if name in idata.posterior]
+    names = _param_names(idata)
+    emission_names = _emission_names(idata)
     samples = {name: idata.posterior[name].values for name in names}
     # permutations[c, s] maps the sampler's raw labels to the final ones (new k = raw perm[k]),
     # so the inverse permutation takes the stored draws back to what the sampler produced.
@@ -145,7 +176,7 @@ def _relabeling(idata) -> dict | None:
         )
 
     def _max_rhat(draws):
-        emission = {name: draws[name] for name in EMISSION_NAMES if name in draws}
+        emission = {name: draws[name] for name in emission_names if name in draws}
         if not emission or permutations.shape[0] < 2:
             return float("nan")
         with warnings.catch_warnings():
@@ -162,15 +193,21 @@ def _relabeling(idata) -> dict | None:
     }
 
 
-def _state_probabilities(idata) -> np.ndarray | None:
-    """(N, T, K) posterior state probabilities: stored, or recomputed from the draws if absent."""
-    if "posterior_states" in idata.groups() and "state_probabilities" in idata.posterior_states:
-        return np.asarray(idata.posterior_states["state_probabilities"].values)
+def _posterior(idata):
+    """The :class:`~bayes_glmhmm.posterior.Posterior` rebuilt from the file, or None if a group it needs is missing."""
     if not {"sample_stats", "observed_data", "constant_data"} <= set(idata.groups()):
         return None
     from bayes_glmhmm.convert import posterior_from_inference_data
 
-    return posterior_from_inference_data(idata).state_probabilities()
+    return posterior_from_inference_data(idata)
+
+
+def _state_probabilities(idata, posterior=None) -> np.ndarray | None:
+    """(N, T, K) posterior state probabilities: stored, or recomputed from the draws if absent."""
+    if "posterior_states" in idata.groups() and "state_probabilities" in idata.posterior_states:
+        return np.asarray(idata.posterior_states["state_probabilities"].values)
+    posterior = _posterior(idata) if posterior is None else posterior
+    return None if posterior is None else posterior.state_probabilities()
 
 
 def report_checks(idata, thresholds: dict | None = None) -> list[dict]:
@@ -351,16 +388,39 @@ def _state_overview(probabilities: np.ndarray, max_sequences: int = 12):
     return figure
 
 
-def _figures(idata, relabeling, probabilities, chains) -> list[tuple[str, str, str, bytes]]:
+def _emission_curves_figure(posterior, probabilities, input_names) -> tuple[str, str, str, bytes]:
+    """The emission curves of every state along the first input, the data coloured by most probable state."""
+    from bayes_glmhmm import plots
+
+    family = posterior.family
+    states = None if probabilities is None else np.argmax(np.nan_to_num(probabilities, nan=-1.0), axis=-1)
+    figure = plots.plot_emission_curves(posterior, 0, input_names, states=states)
+    what = (
+        "class probabilities p(y = c | x, z = k), one panel per class" if family.num_classes else "mean E[y | x, z = k]"
+    )
+    return (
+        "emission_curves",
+        "Emission curves",
+        f"The {family.name} family's emission {what} of each state against the first input, the other "
+        "inputs at their observed mean: posterior mean (line) and 94% band over the draws"
+        + (", the EM estimate dashed" if posterior.em is not None else "")
+        + ". The data are drawn by their most probable state"
+        + (" as mean emissions per bin of the input." if family.discrete else "."),
+        _own_figure(figure),
+    )
+
+
+def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[tuple[str, str, str, bytes]]:
     """(file stem, title, caption, PNG bytes) of every figure of the report, in order."""
     import arviz as az
 
     from bayes_glmhmm import plots
-    from bayes_glmhmm.params import GLMHMMParams
 
     attrs = idata.posterior.attrs
+    family = _family(idata)
+    input_names = _input_names(idata)
     names = _param_names(idata)
-    emission = [name for name in EMISSION_NAMES if name in names] or names
+    emission = _emission_names(idata)
     count = _num_elements(idata, emission)
     compact = count > 12
     figures = []
@@ -441,12 +501,16 @@ def _figures(idata, relabeling, probabilities, chains) -> list[tuple[str, str, s
                 "The weights as the sampler produced them, before every draw was relabeled: a chain "
                 "whose labels are permuted with respect to another's, or that switches labels, shows "
                 "here and not in the trace plots above.",
-                _own_figure(plots.plot_trace({"weights": raw["weights"]}, var_names=["weights"])),
+                _own_figure(
+                    plots.plot_trace(
+                        {"weights": raw["weights"]}, var_names=["weights"], family=family, input_names=input_names
+                    )
+                ),
             )
         )
     em = _json_attr(attrs, "em_params", None)
-    em_params = GLMHMMParams(**{k: np.asarray(v) for k, v in em.items()}) if em else None
-    samples = {name: idata.posterior[name].values for name in names if name in PARAM_NAMES}
+    em_params = family.params_type(**{k: np.asarray(v) for k, v in em.items()}) if em else None
+    samples = {name: idata.posterior[name].values for name in names if name in family.param_names}
     if samples:
         figures.append(
             (
@@ -454,9 +518,15 @@ def _figures(idata, relabeling, probabilities, chains) -> list[tuple[str, str, s
                 "Parameter posteriors",
                 "Posterior medians with central 50% and 94% intervals, pooled over chains"
                 + ("; crosses: the EM estimate that initialized the sampler." if em_params is not None else "."),
-                _own_figure(plots.plot_parameter_posteriors(samples, em_params=em_params)),
+                _own_figure(
+                    plots.plot_parameter_posteriors(
+                        samples, em_params=em_params, family=family, input_names=input_names
+                    )
+                ),
             )
         )
+    if posterior is not None:
+        figures.append(_emission_curves_figure(posterior, probabilities, input_names))
     if probabilities is not None:
         figures.append(
             (
@@ -528,8 +598,21 @@ def _overview_table(idata, source: str) -> _Table:
     ]
     if "num_warmup" in settings:
         rows.append(["warmup per chain", settings["num_warmup"]])
+    family = _family(idata)
+    rows.append(["emission family", family.name])
+    if family.num_classes is not None:
+        rows.append(
+            [
+                "classes C",
+                f"{family.num_classes}; class 0 is the reference: weights[k, c - 1] and biases[k, c - 1] "
+                "are the log-odds of class c against class 0",
+            ]
+        )
     if "num_states" in attrs:
         rows.append(["states K", int(attrs["num_states"])])
+    input_names = _input_names(idata)
+    if input_names is not None:
+        rows.append(["inputs", ", ".join(input_names)])
     if "constant_data" in idata.groups() and "inputs" in idata.constant_data:
         num_sequences, num_timesteps, input_dim = idata.constant_data["inputs"].shape
         rows.append(["data", f"{num_sequences} sequences x {num_timesteps} steps, {input_dim} input(s)"])
@@ -777,6 +860,8 @@ def _sections(idata, source, thresholds, checks, summary, chains, relabeling, pr
         )
     if "parameters" in figure_stems:
         sections.append(("Parameter posteriors", [("figure", "parameters")]))
+    if "emission_curves" in figure_stems:
+        sections.append(("Emission curves", [("figure", "emission_curves")]))
     if probabilities is not None:
         blocks = [
             (
@@ -871,8 +956,9 @@ def write_report(idata_or_path, out_dir, title: str | None = None, thresholds: d
     checks = report_checks(idata, thresholds)
     chains = _per_chain_stats(idata)
     relabeling = _relabeling(idata)
-    probabilities = _state_probabilities(idata)
-    figures = _figures(idata, relabeling, probabilities, chains)
+    posterior = _posterior(idata)
+    probabilities = _state_probabilities(idata, posterior)
+    figures = _figures(idata, relabeling, probabilities, chains, posterior)
     if title is None:
         title = "GLM-HMM posterior" + (f": {os.path.basename(source)}" if source != "(in memory)" else "")
     sections = _sections(idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures)

@@ -1,10 +1,29 @@
-"""Tables that put the posterior beside the truth and a point estimate."""
+"""Tables that put the posterior beside the truth and a point estimate, for every emission family.
 
+The parameter names come from the family (``family.param_names``), and the complete-data
+("realized") estimate maximizes each family's own complete-data likelihood with its M-step.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from bayes_glmhmm.params import PARAM_NAMES, GLMHMMParams
+from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
+from bayes_glmhmm.emissions._glm import design_matrix
+from bayes_glmhmm.params import validate_data
 
-__all__ = ["equal_tailed_interval", "parameter_table", "coverage_summary", "state_accuracy", "complete_data_estimate"]
+__all__ = [
+    "CompleteDataFit",
+    "equal_tailed_interval",
+    "parameter_table",
+    "coverage_summary",
+    "state_accuracy",
+    "complete_data_estimate",
+    "complete_data_fit",
+]
 
 
 def equal_tailed_interval(draws: np.ndarray, prob: float = 0.94) -> tuple[np.ndarray, np.ndarray]:
@@ -15,25 +34,39 @@ def equal_tailed_interval(draws: np.ndarray, prob: float = 0.94) -> tuple[np.nda
     return lower, upper
 
 
+def _parameter_names(samples: dict, family: EmissionFamily | None, *references) -> tuple[str, ...]:
+    """The family's parameter names: of ``family``, else of the first reference params given, else the samples' keys."""
+    if family is None:
+        family = next((family_of(params) for params in references if params is not None), None)
+    if family is None:
+        return tuple(samples)
+    missing = [name for name in family.param_names if name not in samples]
+    if missing:
+        raise ValueError(f"samples lacks {missing} of the {family.name} family")
+    return family.param_names
+
+
 def parameter_table(
-    samples: dict, truth: GLMHMMParams | None = None, point_estimate: GLMHMMParams | None = None, prob: float = 0.94
+    samples: dict, truth=None, point_estimate=None, prob: float = 0.94, family: EmissionFamily | None = None
 ) -> list[dict]:
     """One row per scalar parameter: posterior mean, sd, interval, truth and point estimate.
 
     All inputs must share one labeling (see :func:`bayes_glmhmm.relabel.match_params`).
 
     Args:
-        samples: dict of (chain, draw, ...) arrays keyed by parameter name.
-        truth: the generating parameters, if known.
+        samples: dict of (chain, draw, ...) arrays keyed by parameter name (e.g. ``Posterior.samples``).
+        truth: the generating parameters (the family's params NamedTuple), if known.
         point_estimate: e.g. the EM estimate.
         prob: interval probability.
+        family: the emission family whose parameters make the rows; by default that of ``truth``
+            or ``point_estimate``, else every key of ``samples`` in its order.
 
     Returns:
         A list of dicts with keys ``parameter``, ``index``, ``posterior_mean``, ``posterior_sd``,
         ``lower``, ``upper`` and, when given, ``truth``, ``covered``, ``point_estimate``.
     """
     rows = []
-    for name in PARAM_NAMES:
+    for name in _parameter_names(samples, family, truth, point_estimate):
         draws = np.asarray(samples[name])
         flat = draws.reshape((-1,) + draws.shape[2:])
         mean, sd = flat.mean(axis=0), flat.std(axis=0)
@@ -63,7 +96,7 @@ def coverage_summary(rows: list[dict]) -> dict:
     if not covered:
         return {}
     per_parameter = {}
-    for name in PARAM_NAMES:
+    for name in dict.fromkeys(row["parameter"] for row in covered):
         group = [row["covered"] for row in covered if row["parameter"] == name]
         per_parameter[name] = float(np.mean(group))
     return {
@@ -81,34 +114,134 @@ def state_accuracy(true_states: np.ndarray, estimated_states: np.ndarray, mask: 
     return float(np.mean(agree))
 
 
-def complete_data_estimate(states, inputs, emissions, num_states: int) -> GLMHMMParams:
+# --- the complete-data estimate ----------------------------------------------------------------------
+
+
+class CompleteDataFit(NamedTuple):
+    """Outcome of :func:`complete_data_fit`.
+
+    Attributes:
+        params: the complete-data maximum-likelihood parameters, the family's params NamedTuple of
+            float64 NumPy arrays.
+        converged: whether the emission parameters stopped changing (by at most ``tolerance``)
+            within ``max_iterations``; False e.g. when a state's classes are perfectly separated
+            and its maximum likelihood lies at infinity.
+        num_iterations: M-steps taken.
+    """
+
+    params: tuple
+    converged: bool
+    num_iterations: int
+
+
+def _hmm_frequencies(states: np.ndarray, num_states: int) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical p(z_1 = k) over sequences and p(z_{t+1} = j | z_t = i) over every observed transition."""
+    initial = np.bincount(states[:, 0], minlength=num_states) / states.shape[0]
+    counts = np.zeros((num_states, num_states))
+    np.add.at(counts, (states[:, :-1].ravel(), states[:, 1:].ravel()), 1)
+    transition = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    return initial, transition
+
+
+@functools.partial(jax.jit, static_argnames="family")
+def _complete_data_m_step(family: EmissionFamily, params, design, emissions, step_weights):
+    """One maximum-likelihood M-step (no priors) and the largest change of an emission parameter."""
+    new = family.m_step(params, design, emissions, step_weights, None)
+    change = jnp.max(jnp.stack([jnp.max(jnp.abs(new[name] - getattr(params, name))) for name in family.emission_names]))
+    return params._replace(**new), change
+
+
+def complete_data_fit(
+    states,
+    inputs,
+    emissions,
+    num_states: int,
+    family="gaussian",
+    num_classes: int | None = None,
+    mask=None,
+    max_iterations: int = 200,
+    tolerance: float = 1e-6,
+) -> CompleteDataFit:
+    """Maximum-likelihood parameters had the true states been observed, with convergence information.
+
+    The initial and transition probabilities are the empirical frequencies of the states. The
+    emission parameters maximize the complete-data log-likelihood
+    sum_{n,t} log p(y[n, t] | x[n, t], theta_{z[n, t]}) over the observed steps, one GLM per state:
+    the family's M-step (:attr:`~bayes_glmhmm.emissions.EmissionFamily.m_step`) with one-hot state
+    weights and no priors, iterated from weights and biases at zero (extra parameters at one) until
+    no emission parameter changes by more than ``tolerance``. For the Gaussian that M-step is closed
+    form (weighted least squares, then the mean squared residual), so one step is exact; for the
+    other families it is a damped Newton (IRLS) step on a concave objective that never decreases it.
+
+    Args:
+        states: (N, T) true states.
+        inputs: (N, T, D) covariates.
+        emissions: (N, T) observations, in any coding the family accepts.
+        num_states: K.
+        family: a family name or :class:`~bayes_glmhmm.emissions.EmissionFamily`.
+        num_classes: C of a categorical family (inferred from the labels when not given).
+        mask: optional (N, T), False at missing emissions (left out of the emission fit; the
+            states there still count for the transitions).
+        max_iterations: the most M-steps.
+        tolerance: convergence threshold on the largest change of an emission parameter.
+
+    Returns:
+        A :class:`CompleteDataFit`.
+    """
+    family = resolve_family(family, emissions, mask, num_classes)
+    states = np.asarray(states)
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, family)
+    if states.shape != emissions.shape:
+        raise ValueError(f"states must have the emissions' shape {tuple(emissions.shape)}, got {states.shape}")
+    initial, transition = _hmm_frequencies(states, num_states)
+    step_weights = jax.nn.one_hot(states, num_states, dtype=inputs.dtype) * mask[..., None]
+    # The usual IRLS start: the objective is concave per state, so the start only sets the number
+    # of steps (and needs no key, nor the compile of a family's random initialization).
+    shapes = family.param_shapes(num_states, inputs.shape[-1])
+    start = {name: jnp.zeros(shapes[name], inputs.dtype) for name in ("weights", "biases")}
+    start.update({name: jnp.ones(shapes[name], inputs.dtype) for name in family.extra_names})
+    params = family.params_type(
+        initial_probs=jnp.asarray(initial, inputs.dtype),
+        transition_matrix=jnp.asarray(transition, inputs.dtype),
+        **start,
+    )
+    design = design_matrix(inputs)
+    converged = False
+    num_iterations = 0
+    while num_iterations < max_iterations and not converged:
+        params, change = _complete_data_m_step(family, params, design, emissions, step_weights)
+        num_iterations += 1
+        converged = bool(change <= tolerance)
+    params = family.params_type(
+        initial,
+        transition,
+        *(np.asarray(getattr(params, name), dtype=np.float64) for name in family.emission_names),
+    )
+    return CompleteDataFit(params, converged, num_iterations)
+
+
+def complete_data_estimate(
+    states, inputs, emissions, num_states: int, family="gaussian", num_classes: int | None = None, mask=None
+):
     """Maximum-likelihood parameters had the true states been observed ("realized" parameters).
 
-    A finite data set realizes its own transition frequencies and residual spreads, which can sit
-    several standard errors from the generator's values; the posterior should cover these, and the
-    generator's values only at the nominal rate across data sets.
+    A finite data set realizes its own transition frequencies and emission parameters, which can
+    sit several standard errors from the generator's values; the posterior should cover these, and
+    the generator's values only at the nominal rate across data sets. See :func:`complete_data_fit`
+    for how each family's emission parameters are found (and whether they converged).
 
     Args:
         states: (N, T) true states.
         inputs: (N, T, D) covariates.
         emissions: (N, T) observations.
         num_states: K.
+        family: a family name or :class:`~bayes_glmhmm.emissions.EmissionFamily` (Gaussian by default).
+        num_classes: C of a categorical family (inferred from the labels when not given).
+        mask: optional (N, T), False at missing emissions.
 
     Returns:
-        GLMHMMParams of empirical initial and transition frequencies and per-state least squares.
+        The family's params NamedTuple: empirical initial and transition frequencies and the
+        per-state maximum-likelihood emission parameters (for the Gaussian, least squares and the
+        root mean squared residual).
     """
-    states, inputs, emissions = np.asarray(states), np.asarray(inputs), np.asarray(emissions)
-    initial = np.bincount(states[:, 0], minlength=num_states) / states.shape[0]
-    counts = np.zeros((num_states, num_states))
-    np.add.at(counts, (states[:, :-1].ravel(), states[:, 1:].ravel()), 1)
-    transition = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    weights, biases, scales = [], [], []
-    for k in range(num_states):
-        selected = states == k
-        design = np.column_stack([inputs[selected], np.ones(selected.sum())])
-        coefficients, *_ = np.linalg.lstsq(design, emissions[selected], rcond=None)
-        residuals = emissions[selected] - design @ coefficients
-        weights.append(coefficients[:-1])
-        biases.append(coefficients[-1])
-        scales.append(np.sqrt(np.mean(residuals**2)))
-    return GLMHMMParams(initial, transition, np.array(weights), np.array(biases), np.array(scales))
+    return complete_data_fit(states, inputs, emissions, num_states, family, num_classes, mask).params

@@ -3,6 +3,18 @@
 A CSV holds one row per time step; a sequence column (optional) groups rows into sequences, whose
 rows are in time order. Sequences of different lengths are padded at the end and masked, and every
 array position remembers its source row so that results are written per row without padding.
+
+Targets are numbers, or, for families whose targets are classes (``class_target=True``), class
+labels. Class labels that are all numbers stay numbers (e.g. 0/1, -1/+1 or 0..C-1; the family
+checks and codes them). Otherwise every observed label is text and is coded 0..C-1:
+
+* ``true``/``false`` (any case) always code as false = 0, true = 1;
+* any other labels code in sorted (Python string) order, e.g. ``left`` = 0, ``none`` = 1,
+  ``right`` = 2, so that the coding does not depend on which label happens to come first.
+
+The coding is returned (:attr:`TabularData.class_labels`, label of code c at position c) so that
+results can name classes by their labels. An empty cell or ``nan``/``na``/``null`` (any case) is a
+missing target in every case.
 """
 
 import csv
@@ -12,7 +24,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TabularData", "read_long_csv", "tabulate"]
+__all__ = ["TabularData", "read_long_csv", "tabulate", "class_label_order"]
+
+_MISSING = ("", "nan", "na", "null")
+_BOOLEANS = ("false", "true")  # codes 0 and 1
 
 
 class TabularData(NamedTuple):
@@ -20,13 +35,15 @@ class TabularData(NamedTuple):
 
     Attributes:
         inputs: (N, T, D) covariates; padding steps hold zeros.
-        emissions: (N, T) targets; missing and padding steps hold zeros.
+        emissions: (N, T) targets (text class labels as their codes); missing and padding steps hold zeros.
         mask: (N, T) True where the target was observed.
         row_index: (N, T) the 0-based data row of each step, -1 for padding.
         lengths: (N,) number of rows of each sequence.
         sequence_ids: the N sequence labels, in order of first appearance.
         input_names: the D input column names.
         target_name: the target column name.
+        class_labels: when the target held text class labels, the label of each code 0..C-1
+            (see the module docstring for the order); None for numeric targets.
     """
 
     inputs: np.ndarray
@@ -37,12 +54,17 @@ class TabularData(NamedTuple):
     sequence_ids: list
     input_names: list
     target_name: str
+    class_labels: list | None = None
+
+
+def _is_missing(text: str) -> bool:
+    return text.strip().lower() in _MISSING
 
 
 def _parse_number(text: str, column: str, row: int, allow_missing: bool) -> float:
     """A float from a cell; empty or NaN is missing (allowed for the target only)."""
     stripped = text.strip()
-    if stripped == "" or stripped.lower() in ("nan", "na", "null"):
+    if _is_missing(stripped):
         if allow_missing:
             return math.nan
         raise ValueError(f"column {column!r} is missing a value at data row {row} (inputs may not be missing)")
@@ -55,8 +77,69 @@ def _parse_number(text: str, column: str, row: int, allow_missing: bool) -> floa
     return value
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def class_label_order(labels: list[str]) -> list[str]:
+    """The label of each code 0..C-1 for distinct text labels: false, true for booleans; else sorted.
+
+    Args:
+        labels: the observed labels (stripped; repeats allowed).
+
+    Returns:
+        The labels in code order (booleans as lowercase ``["false", "true"]``, whichever appear).
+    """
+    distinct = sorted(set(labels))
+    if all(label.lower() in _BOOLEANS for label in distinct):
+        return list(_BOOLEANS)
+    return distinct
+
+
+def _target_values(
+    cells: list[str], target: str, class_target: bool, num_classes: int | None
+) -> tuple[np.ndarray, list | None]:
+    """The target of every data row as a float (NaN = missing), and the text labels of the codes, if any.
+
+    Args:
+        cells: the target cell of every data row, in file order.
+        target: the column name (for messages).
+        class_target: whether the target may hold text class labels.
+        num_classes: the most classes text labels may fill (None: no limit).
+    """
+    observed = [cell.strip() for cell in cells if not _is_missing(cell)]
+    if not class_target or all(_is_number(cell) for cell in observed):
+        values = [_parse_number(cell, target, row, allow_missing=True) for row, cell in enumerate(cells, start=1)]
+        return np.array(values, dtype=float), None
+    labels = class_label_order(observed)
+    boolean = labels == list(_BOOLEANS)
+    codes = {label: code for code, label in enumerate(labels)}
+
+    def code_of(cell: str) -> int:
+        return codes[cell.strip().lower() if boolean else cell.strip()]
+
+    if num_classes is not None and len(labels) > num_classes:
+        row, cell = next(
+            (row, cell) for row, cell in enumerate(cells, 1) if not _is_missing(cell) and code_of(cell) >= num_classes
+        )
+        raise ValueError(
+            f"target: column {target!r} holds {len(labels)} distinct labels {labels} (coded in sorted order) but "
+            f"the family has {num_classes} classes: label {cell.strip()!r} at data row {row} has no class"
+        )
+    return np.array([math.nan if _is_missing(cell) else float(code_of(cell)) for cell in cells]), labels
+
+
 def tabulate(
-    rows: list[dict], target: str, inputs: list[str], sequence: str | None = None, columns: list[str] | None = None
+    rows: list[dict],
+    target: str,
+    inputs: list[str],
+    sequence: str | None = None,
+    columns: list[str] | None = None,
+    class_target: bool = False,
+    num_classes: int | None = None,
 ) -> TabularData:
     """Turn row dicts of strings (as from ``csv.DictReader``) into padded arrays.
 
@@ -66,22 +149,26 @@ def tabulate(
         inputs: names of the input columns x.
         sequence: name of the column identifying sequences; None for a single sequence.
         columns: all column names, for the error message of an unknown column.
+        class_target: the target holds class labels, which may be text (coded as in the module
+            docstring); False: the target must be numeric.
+        num_classes: the most classes text labels may fill (e.g. 2 for binary targets); None: any.
 
     Returns:
         A :class:`TabularData`.
 
     Raises:
-        ValueError: for an unknown column, a non-numeric or missing input value, a non-numeric
-            target, an empty table or a sequence with fewer than 2 rows.
+        ValueError: for an empty table, an unknown column, a non-numeric or missing input value, a
+            non-numeric target (or, with class labels, more text labels than ``num_classes``), or a
+            sequence with fewer than 2 rows.
     """
-    columns = list(columns if columns is not None else (rows[0].keys() if rows else []))
+    if not rows:
+        raise ValueError("the table has no data rows")
+    columns = list(columns if columns is not None else rows[0].keys())
     if not inputs:
         raise ValueError("inputs: give at least one input column")
     for role, name in [("target", target), *(("inputs", name) for name in inputs), ("sequence", sequence)]:
         if name is not None and name not in columns:
             raise ValueError(f"{role}: unknown column {name!r}; the columns are {columns}")
-    if not rows:
-        raise ValueError("the table has no data rows")
     order: dict = {}
     for row_number, row in enumerate(rows):
         label = row[sequence] if sequence is not None else "all"
@@ -89,6 +176,7 @@ def tabulate(
     for label, members in order.items():
         if len(members) < 2:
             raise ValueError(f"sequence {label!r} has {len(members)} row; every sequence needs at least 2 steps")
+    targets, labels = _target_values([row[target] for row in rows], target, class_target, num_classes)
     num_sequences, max_length, input_dim = len(order), max(len(m) for m in order.values()), len(inputs)
     input_array = np.zeros((num_sequences, max_length, input_dim))
     emission_array = np.zeros((num_sequences, max_length))
@@ -99,7 +187,7 @@ def tabulate(
             row = rows[row_number]
             for d, name in enumerate(inputs):
                 input_array[n, t, d] = _parse_number(row[name], name, row_number + 1, allow_missing=False)
-            value = _parse_number(row[target], target, row_number + 1, allow_missing=True)
+            value = targets[row_number]
             mask[n, t] = not math.isnan(value)
             emission_array[n, t] = 0.0 if math.isnan(value) else value
             row_index[n, t] = row_number
@@ -114,10 +202,18 @@ def tabulate(
         sequence_ids=list(order),
         input_names=list(inputs),
         target_name=target,
+        class_labels=labels,
     )
 
 
-def read_long_csv(path, target: str, inputs: list[str], sequence: str | None = None) -> TabularData:
+def read_long_csv(
+    path,
+    target: str,
+    inputs: list[str],
+    sequence: str | None = None,
+    class_target: bool = False,
+    num_classes: int | None = None,
+) -> TabularData:
     """Read a long-format CSV (header row, one row per time step) into padded, masked arrays.
 
     Args:
@@ -125,9 +221,14 @@ def read_long_csv(path, target: str, inputs: list[str], sequence: str | None = N
         target: the target column.
         inputs: the input columns.
         sequence: the sequence column, or None if the file is one sequence.
+        class_target: the target holds class labels, possibly text; see :func:`tabulate`.
+        num_classes: the most classes text labels may fill; see :func:`tabulate`.
 
     Returns:
         A :class:`TabularData`; "data row" numbers in errors count from 1 after the header.
+
+    Raises:
+        ValueError: naming ``DATA`` for a missing or empty file, else as :func:`tabulate`.
     """
     if not os.path.exists(path):
         raise ValueError(f"DATA: no such file {os.fspath(path)!r}")
@@ -135,7 +236,11 @@ def read_long_csv(path, target: str, inputs: list[str], sequence: str | None = N
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         rows = list(reader)
+    if not columns:
+        raise ValueError(f"DATA: the file {os.fspath(path)!r} is empty (expected a header row and data rows)")
+    if not rows:
+        raise ValueError(f"DATA: the file {os.fspath(path)!r} has a header but no data rows")
     for number, row in enumerate(rows, start=1):
         if None in row or any(value is None for value in row.values()):
             raise ValueError(f"data row {number} has a different number of fields than the header")
-    return tabulate(rows, target, inputs, sequence, columns)
+    return tabulate(rows, target, inputs, sequence, columns, class_target=class_target, num_classes=num_classes)

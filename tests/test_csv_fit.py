@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from bayes_glmhmm import article_data
-from bayes_glmhmm.csv_fit import conditional_predictive_mean, run_fit
+from bayes_glmhmm.csv_fit import conditional_predictive_mean, parameter_rows, read_fit_data, run_fit
+from bayes_glmhmm.emissions import get_family
 
 Y_SCALE, Y_SHIFT, X_SCALE = 100.0, 2000.0, 1000.0
 
@@ -99,3 +100,89 @@ def test_conditional_predictive_mean_by_hand():
     expected_t1 = ((2.0 * 2 - 0.5) + (4.0 * 2 + 0.0)) / 2
     np.testing.assert_allclose(mean[0, :2], [expected_t0, expected_t1])
     assert np.isnan(mean[0, 2])
+
+
+def test_conditional_predictive_mean_by_hand_categorical():
+    """Class probabilities: the draws' softmax(0, eta) of each draw's state, averaged; they sum to 1."""
+    weights = np.array([[[[[1.0], [-1.0]], [[0.0], [2.0]]], [[[0.5], [0.5]], [[-2.0], [0.0]]]]])  # (1, 2, K, C-1, D)
+    biases = np.array([[[[0.0, 1.0], [1.0, -1.0]], [[0.2, 0.0], [0.0, 0.3]]]])  # (1, 2, K, C-1)
+    states = np.array([[[[0, 1]], [[1, 1]]]])  # (1, 2, N 1, T 2)
+    inputs = np.array([[[0.5], [-1.0]]])
+    mean = conditional_predictive_mean(
+        {"weights": weights, "biases": biases}, states, inputs, family=get_family("categorical", 3)
+    )
+
+    def probabilities(draw, state, x):
+        logits = np.concatenate([[0.0], weights[0, draw, state, :, 0] * x + biases[0, draw, state]])
+        return np.exp(logits) / np.exp(logits).sum()
+
+    expected = [
+        (probabilities(0, 0, 0.5) + probabilities(1, 1, 0.5)) / 2,
+        (probabilities(0, 1, -1.0) + probabilities(1, 1, -1.0)) / 2,
+    ]
+    assert mean.shape == (1, 2, 3)
+    np.testing.assert_allclose(mean[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(mean.sum(-1), 1.0, rtol=1e-6)
+
+
+def test_conditional_predictive_mean_by_hand_bernoulli():
+    samples = {"weights": np.array([[[[2.0], [-1.0]]]]), "biases": np.array([[[0.0, 0.5]]])}  # one draw, K 2
+    states = np.array([[[[1, 0]]]])
+    mean = conditional_predictive_mean(samples, states, np.array([[[1.0], [1.0]]]), family="bernoulli")
+    np.testing.assert_allclose(mean[0], 1 / (1 + np.exp(-np.array([-1.0 + 0.5, 2.0]))), rtol=1e-6)
+
+
+def _csv(tmp_path, targets):
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n" + "".join(f"{t}.0,{target}\n" for t, target in enumerate(targets)))
+    return path
+
+
+@pytest.mark.parametrize(
+    "family, num_classes, targets, message",
+    [
+        ("bernoulli", None, ["0", "1", "2", "1"], "column 'y' has the value 2 at data row 3, which the bernoulli"),
+        ("bernoulli", None, ["1", "0", "-1", "1"], "column 'y': emissions for the bernoulli family"),
+        ("categorical", 3, ["0", "", "3", "1"], "column 'y' has the value 3 at data row 3, which the categorical"),
+        ("categorical", None, ["0", "1.5", "2"], "column 'y' has the value 1.5 at data row 2"),
+        ("poisson", None, ["0", "4", "-1"], "column 'y' has the value -1 at data row 3, which the poisson"),
+        ("bernoulli", None, ["left", "right", "none"], "holds 3 distinct labels .* label 'right' at data row 2"),
+        ("gaussian", None, ["1.0", "left"], "column 'y' has a non-numeric value 'left' at data row 2"),
+        ("gaussian", 3, ["1.0", "2.0"], "num_classes applies to the categorical family only"),
+        ("binomial", None, ["1", "0"], "family must be one of gaussian, bernoulli, categorical, poisson"),
+    ],
+)
+def test_targets_outside_the_family_name_column_and_row(tmp_path, family, num_classes, targets, message):
+    with pytest.raises(ValueError, match=message):
+        read_fit_data(_csv(tmp_path, targets), "y", ["x"], family=family, num_classes=num_classes)
+
+
+@pytest.mark.parametrize(
+    "family, num_classes, targets, labels, codes",
+    [
+        ("bernoulli", None, ["-1", "1", "", "-1"], ["-1", "1"], [0, 1, 0]),
+        ("bernoulli", None, ["True", "false"], ["false", "true"], [1, 0]),
+        ("categorical", None, ["2", "0", "2"], ["0", "1", "2"], [2, 0, 2]),
+        ("categorical", 4, ["b", "a", "c"], ["a", "b", "c", "class_3"], [1, 0, 2]),
+    ],
+)
+def test_class_labels_of_every_code(tmp_path, family, num_classes, targets, labels, codes):
+    data = read_fit_data(_csv(tmp_path, targets), "y", ["x"], family=family, num_classes=num_classes)
+    assert data.class_labels == labels
+    np.testing.assert_array_equal(data.emissions[data.table.mask], codes)
+
+
+def test_numeric_targets_have_no_class_labels(tmp_path):
+    assert read_fit_data(_csv(tmp_path, ["0", "3", "1"]), "y", ["x"], family="poisson").class_labels is None
+
+
+def test_parameter_rows_label_states_classes_and_inputs():
+    family = get_family("categorical", 3)
+    shapes = family.param_shapes(2, 2)
+    samples = {name: np.zeros((1, 3, *shape)) for name, shape in shapes.items()}
+    samples["weights"][0, :, 1, 0, 1] = [1.0, 2.0, 3.0]  # state 1, class "none" vs "left", input "side"
+    rows = {row[0]: row for row in parameter_rows(samples, family, ["contrast", "side"], ["left", "none", "right"])}
+    assert len(rows) == sum(int(np.prod(shape)) for shape in shapes.values())
+    assert rows["weight[1, none vs left, side]"][1:3] == [2.0, pytest.approx(np.std([1.0, 2.0, 3.0]))]
+    assert "weight[0, right vs left, contrast]" in rows and "biases[1, right vs left]" in rows
+    assert "transition_matrix[1, 0]" in rows

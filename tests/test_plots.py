@@ -1,4 +1,5 @@
-"""Smoke tests of the figures: every function on small synthetic arrays, under the Agg backend."""
+"""Tests of the figures under the Agg backend: every function on small synthetic arrays, and the
+emission curves of every family against an independent NumPy computation from the draws."""
 
 import matplotlib
 
@@ -7,10 +8,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _family_posteriors import NUM_CLASSES, family_data, random_posterior, short_fit  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bayes_glmhmm import plots  # noqa: E402
-from bayes_glmhmm.params import GLMHMMParams  # noqa: E402
+from bayes_glmhmm.params import CategoricalGLMHMMParams, GLMHMMParams  # noqa: E402
 
 NUM_STATES, NUM_CHAINS, NUM_DRAWS = 3, 2, 50
 
@@ -140,10 +142,50 @@ def test_plot_parameter_posteriors(rng, tmp_path, with_references):
 
 def test_plot_parameter_posteriors_partial_and_multi_input(rng, tmp_path):
     samples = _samples(rng, num_states=2, input_dim=2)
+    samples["weights"][..., 1] *= 1000.0  # an input in other units: its weights must not squash the others
     del samples["initial_probs"], samples["transition_matrix"]
-    fig = plots.plot_parameter_posteriors(samples, true_params=_params(rng, num_states=2, input_dim=2))
-    _check(fig, tmp_path, 3)
-    assert len(fig.axes[0].get_xticks()) == 4  # K * D weights
+    fig = plots.plot_parameter_posteriors(
+        samples, true_params=_params(rng, num_states=2, input_dim=2), input_names=["speed", "mass"]
+    )
+    _check(fig, tmp_path, 4)  # the weights of each input on an axis of its own, biases, scales
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["weights $w_k$: speed", "weights $w_k$: mass"]
+    assert all(len(ax.get_xticks()) == 2 for ax in fig.axes[:2])  # K weights per input
+    # Each weights axis spans its own input's draws: the small ones are not squashed to a line.
+    for ax, d in zip(fig.axes[:2], range(2), strict=True):
+        low, high = ax.get_ylim()
+        spread = np.ptp(samples["weights"][..., d])
+        assert spread / 2 < high - low < 3 * spread
+
+
+def test_plot_parameter_posteriors_categorical_labels(rng, tmp_path):
+    """Categorical weights (K, C - 1, D): one axis per input, entries per (state, class), classes from 1."""
+    num_states, num_classes, input_dim = 2, 3, 2
+    lead = (NUM_CHAINS, NUM_DRAWS)
+    samples = {
+        "initial_probs": rng.dirichlet(np.ones(num_states), size=lead),
+        "transition_matrix": rng.dirichlet(np.ones(num_states), size=lead + (num_states,)),
+        "weights": rng.standard_normal(lead + (num_states, num_classes - 1, input_dim)),
+        "biases": rng.standard_normal(lead + (num_states, num_classes - 1)),
+    }
+    truth = CategoricalGLMHMMParams(*(value[0, 0] for value in samples.values()))
+    fig = plots.plot_parameter_posteriors(samples, true_params=truth, input_names=["contrast", "bias"])
+    _check(fig, tmp_path, 5)
+    weights_axis, _, biases_axis = fig.axes[:3]
+    assert "contrast" in weights_axis.get_title() and "class c vs class 0" in weights_axis.get_title()
+    assert [t.get_text() for t in weights_axis.get_xticklabels()] == ["0,c1", "0,c2", "1,c1", "1,c2"]
+    assert [t.get_text() for t in biases_axis.get_xticklabels()] == ["0,c1", "0,c2", "1,c1", "1,c2"]
+    # The truth markers sit at the right elements: weights[k, c - 1, 0] in the "contrast" panel.
+    truth_marks = [line for line in weights_axis.get_lines() if line.get_marker() == "D"][0]
+    np.testing.assert_allclose(truth_marks.get_ydata(), truth.weights[..., 0].reshape(-1))
+    fig = plots.plot_trace(samples, var_names=["weights"], input_names=["contrast", "bias"])
+    labels = [ax.get_ylabel() for ax in fig.axes[::2]]
+    assert labels[:2] == ["weights[state 0, class 1, contrast]", "weights[state 0, class 1, bias]"]
+    assert "weights[state 1, class 2, bias]" in labels
+    bars = plots.plot_parameter_bars(truth, None, samples, input_names=["contrast", "bias"])
+    assert len(bars.axes) == 4  # weights of each input, biases, initial probabilities
+    assert len(bars.axes[0].patches) == 2 * num_states * (num_classes - 1)  # truth and posterior per element
+    with pytest.raises(ValueError, match="input_names"):
+        plots.plot_trace(samples, var_names=["weights"], input_names=["contrast"])
 
 
 def test_plot_parameter_posteriors_rejects_misshaped_truth(rng):
@@ -178,6 +220,8 @@ def test_plot_trace(rng, tmp_path):
     fig = plots.plot_trace(samples, var_names=["weights", "scales"])
     # Pairs of (histogram, trace) in one column; x labels on the bottom pair only.
     _check(fig, tmp_path, 2 * 2 * NUM_STATES, x_labelled=fig.axes[-2:])
+    assert fig.axes[0].get_ylabel() == "weights[state 0, input 0]"
+    assert fig.axes[-2].get_ylabel() == f"scales[state {NUM_STATES - 1}]"
 
 
 def test_plot_trace_caps_elements(rng, tmp_path):
@@ -207,14 +251,157 @@ def test_plot_lp_by_chain_with_given_stuck_chains(rng, tmp_path):
     _check(fig, tmp_path, 2)
 
 
+def _decrease_marks(ax) -> list[tuple[float, float]]:
+    """(iteration, |decrease|) of every vermillion cross drawn on the increase panel."""
+    return [
+        (float(x), float(y))
+        for line in ax.get_lines()
+        if line.get_marker() == "x" and line.get_color() == "#D55E00"
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
+    ]
+
+
 @pytest.mark.parametrize(
-    "log_probs",
+    ("log_probs", "decreases"),
     [
-        -100 + np.cumsum(np.exp(-np.arange(20.0))),
-        np.array([-10.0]),
-        np.array([[-10.0, -5.0, -6.0, np.nan], [-12.0, -8.0, -7.5, -7.4]]),
+        (-100 + np.cumsum(np.exp(-np.arange(20.0))), []),
+        (np.array([-10.0]), []),
+        # Restart 0 falls from -5 to -6 at iteration 2: one cross at (2, 1); restart 1 only rises.
+        (np.array([[-10.0, -5.0, -6.0, np.nan], [-12.0, -8.0, -7.5, -7.4]]), [(2.0, 1.0)]),
+        # A change within rounding (ten float64 epsilons of 1e3) is not a decrease.
+        (np.array([-1000.0, -999.0, -999.0 - 1e-13, -998.5]), []),
     ],
-    ids=["converging", "one-iteration", "restarts-with-decrease"],
+    ids=["converging", "one-iteration", "restarts-with-decrease", "decrease-within-rounding"],
 )
-def test_plot_em_log_probs(tmp_path, log_probs):
-    _check(plots.plot_em_log_probs(log_probs), tmp_path, 2)
+def test_plot_em_log_probs(tmp_path, log_probs, decreases):
+    fig = plots.plot_em_log_probs(log_probs)
+    ax_delta = fig.axes[1]
+    assert _decrease_marks(ax_delta) == decreases
+    legend = ax_delta.get_legend()
+    legend_texts = [] if legend is None else [text.get_text() for text in legend.get_texts()]
+    assert ("|decrease| (EM bug?)" in legend_texts) == bool(decreases)
+    _check(fig, tmp_path, 2)
+
+
+# --- emission curves ------------------------------------------------------------------------------
+
+#: The inverse links, written independently of the package: E[y | eta] per family, with the
+#: categorical's class probabilities softmax(0, eta_1, ..., eta_{C-1}) (class 0 the reference).
+_INVERSE_LINKS = {
+    "gaussian": lambda eta: eta,
+    "bernoulli": lambda eta: 1.0 / (1.0 + np.exp(-eta)),
+    "poisson": np.exp,
+    "categorical": lambda eta: _softmax_with_reference(eta),
+}
+
+
+def _softmax_with_reference(eta):
+    logits = np.concatenate([np.zeros(eta.shape[:-1] + (1,)), eta], axis=-1)
+    logits -= logits.max(axis=-1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+
+
+def _numpy_curves(family_name, weights, biases, inputs):
+    """(S, G, K[, C]) family mean of every draw at the grid's inputs (G, D), in float64 NumPy."""
+    eta = np.einsum("gd,s...d->sg...", inputs, np.asarray(weights, float)) + np.asarray(biases, float)[:, None]
+    return _INVERSE_LINKS[family_name](eta)
+
+
+def _grid_inputs(posterior, grid, input_index):
+    inputs = np.tile(posterior.inputs.reshape(-1, posterior.inputs.shape[-1]).mean(axis=0), (grid.size, 1))
+    inputs[:, input_index] = grid
+    return inputs
+
+
+def _curve(ax, gid):
+    (line,) = [line for line in ax.get_lines() if line.get_gid() == gid]
+    return np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+
+
+@pytest.mark.parametrize("family_name", ["gaussian", "bernoulli", "poisson", "categorical"])
+def test_emission_curves_are_the_posterior_mean_of_the_family_mean(tmp_path, family_name):
+    """The line of state k is mean_s E[y | x, z = k, theta_s] along the grid, the dashed one E[y | x, theta_EM].
+
+    Oracle: the same averages computed in NumPy from ``posterior.samples`` with the inverse links
+    written out above. Float32 draws evaluated by JAX in float32: agreement to 1e-5 relative.
+    """
+    posterior = random_posterior(family_name)
+    _, _, states, _ = family_data(family_name)
+    input_index = 1
+    fig = plots.plot_emission_curves(posterior, input_index, ["drive", "load"], states=states)
+    num_panels = NUM_CLASSES if family_name == "categorical" else 1
+    _check(fig, tmp_path, num_panels)
+    samples = posterior.samples
+    draws_weights = samples["weights"].reshape((-1,) + samples["weights"].shape[2:])
+    draws_biases = samples["biases"].reshape((-1,) + samples["biases"].shape[2:])
+    for c, ax in enumerate(fig.axes):
+        assert ax.get_xlabel() == "load"
+        for k in range(posterior.num_states):
+            grid, plotted = _curve(ax, f"posterior-mean-state-{k}")
+            grid_inputs = _grid_inputs(posterior, grid, input_index)
+            expected = _numpy_curves(family_name, draws_weights, draws_biases, grid_inputs)
+            expected = expected[..., k, c] if num_panels > 1 else expected[..., k]
+            np.testing.assert_allclose(plotted, expected.mean(axis=0), rtol=1e-5, atol=1e-6)
+            _, em_plotted = _curve(ax, f"em-state-{k}")
+            em = posterior.em.params
+            em_expected = _numpy_curves(family_name, em.weights[None], em.biases[None], grid_inputs)
+            em_expected = em_expected[0, :, k, c] if num_panels > 1 else em_expected[0, :, k]
+            np.testing.assert_allclose(em_plotted, em_expected, rtol=1e-5, atol=1e-6)
+        assert grid.min() == pytest.approx(posterior.inputs[..., input_index].min())
+        assert grid.max() == pytest.approx(posterior.inputs[..., input_index].max())
+    if family_name in ("bernoulli", "categorical"):
+        assert all(ax.get_ylim() == (-0.03, 1.03) for ax in fig.axes)  # probabilities
+    if num_panels > 1:
+        assert fig.axes[0].get_title() == "class 0 (the reference)"
+        assert "class 0 is the reference" in fig.get_suptitle()
+
+
+def test_emission_curves_band_and_thinning():
+    """The band is the equal-tailed interval over the draws used, and at most max_draws draws are used."""
+    posterior = random_posterior("bernoulli", num_chains=2, num_draws=50)
+    curves = plots.emission_curves(posterior, input_index=0, prob=0.8, num_points=11, max_draws=7)
+    indices = curves.draw_indices
+    assert len(indices) == 7 and indices[0] == 0 and indices[-1] == 99  # evenly through the 100 draws
+    assert set(np.diff(indices).tolist()) <= {16, 17}
+    weights = posterior.samples["weights"].reshape(100, 2, 2)[curves.draw_indices]
+    biases = posterior.samples["biases"].reshape(100, 2)[curves.draw_indices]
+    per_draw = _numpy_curves("bernoulli", weights, biases, curves.inputs)
+    np.testing.assert_allclose(curves.mean, per_draw.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(curves.lower, np.quantile(per_draw, 0.1, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(curves.upper, np.quantile(per_draw, 0.9, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(curves.inputs[:, 1], posterior.inputs[..., 1].mean(), rtol=1e-6)
+
+
+def test_binned_means_per_state():
+    x = np.array([-1.0, -1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    y = np.array([0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    states = np.array([0, 0, 0, 1, 1, 1, 0])
+    (x0, y0), (x1, y1) = plots._binned_means(x, y, states, 2)
+    np.testing.assert_allclose(x0, [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(y0, [0.5, 1.0, 1.0])
+    np.testing.assert_allclose(x1, [0.0, 1.0])
+    np.testing.assert_allclose(y1, [1.0, 0.5])
+
+
+def test_plot_emission_curves_of_a_fitted_posterior(tmp_path):
+    """A real (short) fit: the states default to the most probable ones and the EM start is overlaid."""
+    posterior = short_fit("bernoulli")
+    fig = plots.plot_emission_curves(posterior)
+    _check(fig, tmp_path, 1)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "input 0"
+    assert ax.get_ylabel() == "p(y = 1 | x, z = k)"
+    assert {line.get_gid() for line in ax.get_lines()} >= {"posterior-mean-state-0", "em-state-1"}
+    assert "bernoulli" in fig.get_suptitle()
+
+
+def test_plot_emission_curves_rejects_bad_arguments():
+    posterior = random_posterior("poisson")
+    with pytest.raises(ValueError, match="input_index"):
+        plots.plot_emission_curves(posterior, input_index=2)
+    with pytest.raises(ValueError, match="input_names"):
+        plots.plot_emission_curves(posterior, input_names=["only one"])
+    with pytest.raises(ValueError, match="prob"):
+        plots.plot_emission_curves(posterior, prob=1.0, states=np.zeros(posterior.emissions.shape, int))
+    with pytest.raises(ValueError, match="states"):
+        plots.plot_emission_curves(posterior, states=np.zeros(3, int))

@@ -1,6 +1,7 @@
 import base64
 import csv
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pytest
+from _family_posteriors import short_fit
 
 from bayes_glmhmm.cli import main
 from bayes_glmhmm.convert import write_netcdf_atomic
@@ -32,7 +34,7 @@ def report(posterior_file, tmp_path_factory):
 
 
 def test_report_writes_every_file(report):
-    for key in ("html", "markdown", "summary_csv", "energy", "trace", "rank", "state_probabilities"):
+    for key in ("html", "markdown", "summary_csv", "energy", "trace", "rank", "state_probabilities", "emission_curves"):
         assert os.path.getsize(report[key]) > 0, key
     folder = os.path.dirname(report["html"])
     assert not [name for name in os.listdir(folder) if name.startswith(".tmp-")]
@@ -157,3 +159,71 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
     assert image.shape[:2] == (2000, 1200)
     # Rendered, not blank: the page has text, tables and figures, so many distinct pixel values.
     assert len(np.unique(image[..., :3].reshape(-1, 3), axis=0)) > 50
+
+
+# --- every family -------------------------------------------------------------------------------
+
+INPUT_NAMES = ["contrast", "previous choice"]
+
+
+@pytest.fixture(scope="module", params=["bernoulli", "categorical"])
+def family_report(request, tmp_path_factory):
+    """The report of a short fit of a non-Gaussian family, read back from netCDF (the categorical with input names)."""
+    posterior = short_fit(request.param)
+    idata = posterior.to_arviz()
+    if posterior.family.num_classes is not None:
+        idata.posterior.attrs["input_names"] = json.dumps(INPUT_NAMES)
+    path = tmp_path_factory.mktemp(f"posterior-{request.param}") / "posterior.nc"
+    write_netcdf_atomic(idata, path)
+    return posterior, path, write_report(path, tmp_path_factory.mktemp(f"report-{request.param}"))
+
+
+def test_report_of_a_family_names_it(family_report):
+    posterior, _, paths = family_report
+    family = posterior.family
+    markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    html_text = Path(paths["html"]).read_text(encoding="utf-8")
+    assert f"| emission family | {family.name} |" in markdown
+    assert f"<td>emission family</td><td>{family.name}</td>" in html_text
+    per_class = family.num_classes is not None
+    assert ("class 0 is the reference" in markdown) == per_class
+    assert ("| classes C | 3;" in markdown) == per_class
+    assert ("| inputs | contrast, previous choice |" in markdown) == per_class
+    assert "## Emission curves" in markdown and os.path.getsize(paths["emission_curves"]) > 0
+    for key in ("energy", "trace", "rank", "trace_before_relabeling", "parameters", "state_probabilities"):
+        assert os.path.getsize(paths[key]) > 0, key
+
+
+def test_report_tables_iterate_the_family_parameters(family_report):
+    posterior, _, paths = family_report
+    with open(paths["summary_csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    shapes = posterior.family.param_shapes(posterior.num_states, posterior.inputs.shape[-1])
+    assert len(rows) == sum(int(np.prod(shape)) for shape in shapes.values())
+    assert sorted({row[""].split("[")[0] for row in rows}) == sorted(posterior.param_names)
+    assert not any(row[""].startswith("scales") for row in rows)
+
+
+def test_report_checks_apply_to_every_family(family_report):
+    """The checks cover every element of the family's parameters, with the Gaussian's thresholds.
+
+    One element of the last weights (the categorical's last class) is shifted far in chain 1: it
+    must become the worst R-hat, named by its coordinates (for the categorical, classes count from 1).
+    """
+    posterior, path, _ = family_report
+    idata = az.from_netcdf(path)
+    checks = {check["check"].split(" (")[0]: check for check in report_checks(idata)}
+    assert checks["R-hat"]["threshold"] == "≤ 1.01"
+    assert checks["bulk ESS"]["threshold"].startswith("≥ 200 ")  # 100 per chain, 2 chains
+    num_elements = sum(int(np.prod(shape)) for shape in posterior.family.param_shapes(2, 2).values())
+    assert f"of {num_elements} elements above" in checks["R-hat"]["detail"]
+    shifted = idata.copy()
+    last = (1, slice(None)) + tuple(size - 1 for size in shifted.posterior["weights"].shape[2:])
+    shifted.posterior["weights"].values[last] += 100.0
+    rhat = {check["check"].split(" (")[0]: check for check in report_checks(shifted)}["R-hat"]
+    coordinates = ", ".join(
+        str(shifted.posterior["weights"].coords[dim].values[-1]) for dim in posterior.family.param_dims()["weights"]
+    )
+    assert not rhat["passed"] and rhat["detail"].endswith(f"worst weights[{coordinates}]")
+    relabeling = _relabeling(idata)
+    assert np.isfinite(relabeling["max_rhat_relabeled"])

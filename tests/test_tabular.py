@@ -84,6 +84,55 @@ def test_missing_file(tmp_path):
         read_long_csv(tmp_path / "nope.csv", target="y", inputs=["x"])
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [("", "is empty"), ("\n\n", "is empty"), ("x,y\n", "has a header but no data rows")],
+)
+def test_empty_file_says_so(tmp_path, text, message):
+    path = tmp_path / "empty.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"DATA: the file .* {message}"):
+        read_long_csv(path, target="y", inputs=["x"])
+
+
+def _labels_csv(tmp_path, labels):
+    return _write_csv(tmp_path / "labels.csv", [("a", float(t), label, 0) for t, label in enumerate(labels)])
+
+
+def test_text_labels_are_coded_in_sorted_order(tmp_path):
+    # "none" is a label, not a missing value; "" and "nan" are missing.
+    path = _labels_csv(tmp_path, ["right", "left", "none", "", "right", "nan", "left"])
+    table = read_long_csv(path, target="y", inputs=["x"], class_target=True)
+    assert table.class_labels == ["left", "none", "right"]
+    np.testing.assert_array_equal(table.mask[0], [True, True, True, False, True, False, True])
+    np.testing.assert_array_equal(table.emissions[0][table.mask[0]], [2, 0, 1, 2, 0])
+
+
+@pytest.mark.parametrize("labels", [["TRUE", "false", "True"], ["true", "true"]])
+def test_boolean_labels_code_false_0_true_1(tmp_path, labels):
+    # Even when "true" alone is observed (sorted order would make it 0), true is 1.
+    table = read_long_csv(_labels_csv(tmp_path, labels), target="y", inputs=["x"], class_target=True)
+    assert table.class_labels == ["false", "true"]
+    np.testing.assert_array_equal(table.emissions[0], [label.lower() == "true" for label in labels])
+
+
+def test_numeric_labels_stay_numeric(tmp_path):
+    table = read_long_csv(_labels_csv(tmp_path, ["-1", "1", "", "1"]), target="y", inputs=["x"], class_target=True)
+    assert table.class_labels is None
+    np.testing.assert_array_equal(table.emissions[0][table.mask[0]], [-1, 1, 1])
+
+
+def test_more_text_labels_than_classes_names_the_row(tmp_path):
+    path = _labels_csv(tmp_path, ["left", "none", "left", "right", "none"])
+    with pytest.raises(ValueError, match=r"column 'y' holds 3 distinct labels.*label 'right' at data row 4"):
+        read_long_csv(path, target="y", inputs=["x"], class_target=True, num_classes=2)
+
+
+def test_text_target_refused_unless_class_target(tmp_path):
+    with pytest.raises(ValueError, match="column 'y' has a non-numeric value 'left' at data row 1"):
+        read_long_csv(_labels_csv(tmp_path, ["left", "right"]), target="y", inputs=["x"])
+
+
 @pytest.fixture(scope="module")
 def padded_fit():
     """Three article sequences cut to lengths 60, 35, 48 and padded to 60, with two missing targets."""
