@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 from jax import lax
+from jax.scipy.special import gammaln, xlogy
 from jaxtyping import Array, Bool, Float, Int
 
 from bayes_glmhmm.emissions import EmissionFamily, family_of, get_family
@@ -244,10 +245,29 @@ def prior_distributions(family: EmissionFamily, num_states: int, input_dim: int,
     }
 
 
+def _dirichlet_log_density(distribution, value):
+    """Dirichlet log density with 0 log 0 = 0, so a probability of exactly 0 under concentration 1 is finite.
+
+    NumPyro's ``Dirichlet.log_prob`` computes (alpha - 1) log p, which is NaN there; MAP EM reaches
+    exact zeros (an unvisited state's initial probability).
+    """
+    concentration = (
+        distribution.base_dist.concentration if hasattr(distribution, "base_dist") else distribution.concentration
+    )
+    normalizer = gammaln(jnp.sum(concentration, axis=-1)) - jnp.sum(gammaln(concentration), axis=-1)
+    return jnp.sum(normalizer + jnp.sum(xlogy(concentration - 1.0, value), axis=-1))
+
+
 def log_prior(params, priors: Priors) -> Float[Array, ""]:
     """Log p(theta) under ``priors``, the density the NUTS model uses (in the constrained space)."""
     distributions = prior_distributions(family_of(params), params.num_states, params.input_dim, priors)
-    return sum(distributions[name].log_prob(getattr(params, name)) for name in distributions)
+    simplex = ("initial_probs", "transition_matrix")
+    return sum(
+        _dirichlet_log_density(distributions[name], getattr(params, name))
+        if name in simplex
+        else distributions[name].log_prob(getattr(params, name))
+        for name in distributions
+    )
 
 
 def sample_prior(key: Array, family: EmissionFamily, num_states: int, input_dim: int, priors: Priors):
