@@ -361,13 +361,6 @@ def plot_states(emissions, true_states, state_probabilities, map_states=None, se
 #: How each family's emission mean (``family.mean``) reads on a y axis, and whether it is a
 #: probability (drawn on a 0..1 axis); ``{c}`` is the class of a categorical panel. Families not
 #: listed get the generic label.
-_MEAN_AXES = {
-    "gaussian": ("E[y | x, z = k]", False),
-    "bernoulli": ("p(y = 1 | x, z = k)", True),
-    "categorical": ("p(y = {c} | x, z = k)", True),
-    "poisson": ("rate E[y | x, z = k]", False),
-}
-_GENERIC_MEAN_AXIS = ("E[y | x, z = k]", False)
 _EM_CURVE_STYLE = {"color": "black", "ls": "--", "lw": 1.0}
 
 
@@ -539,7 +532,7 @@ def plot_emission_curves(
     colors = state_colors(num_states)
     per_class = curves.mean.ndim == 3
     num_panels = curves.mean.shape[-1] if per_class else 1
-    label_template, is_probability = _MEAN_AXES.get(family.name, _GENERIC_MEAN_AXIS)
+    label_template, is_probability = family.mean_label, family.mean_is_probability
     x_label = _coordinate("input", input_index, input_names, short=False)
     fig = Figure(figsize=(max(7.5, min(4.4 * num_panels, 14.0) + 2.4), 4.5), layout="constrained")
     axes = fig.subplots(1, num_panels, sharey=True, squeeze=False)[0]

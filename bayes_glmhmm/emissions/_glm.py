@@ -244,6 +244,8 @@ def glm_family(
     draw: Callable,
     start_bias: Callable,
     prepare_emissions: Callable,
+    mean_label: str,
+    mean_is_probability: bool,
     num_classes: int | None = None,
 ) -> EmissionFamily:
     """An :class:`EmissionFamily` of a GLM whose only parameters are weights and biases.
@@ -257,6 +259,8 @@ def glm_family(
         draw: ``(key, eta (T, *classes)) -> y (T,)``.
         start_bias: ``(emissions, mask) -> (*classes,)`` the pooled fit's starting bias.
         prepare_emissions: the support check (see :class:`EmissionFamily`).
+        mean_label: axis label of the mean (``{c}`` for the class).
+        mean_is_probability: whether the mean is a probability.
         num_classes: C for a categorical family.
     """
     return EmissionFamily(
@@ -276,4 +280,6 @@ def glm_family(
         extra_dims=(),
         standardizes_emissions=False,
         discrete=True,
+        mean_label=mean_label,
+        mean_is_probability=mean_is_probability,
     )

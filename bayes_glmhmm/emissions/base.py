@@ -48,6 +48,8 @@ class EmissionFamily(NamedTuple):
         extra_dims: ``((name, dims), ...)`` ArviZ dims of the extra parameters.
         standardizes_emissions: whether ``standardize`` may rescale the emissions (Gaussian only).
         discrete: whether emissions are counts or classes (integers).
+        mean_label: axis label of :attr:`mean` for plots, ``{c}`` standing for the class.
+        mean_is_probability: whether :attr:`mean` is a probability (plots use a 0..1 axis).
     """
 
     name: str
@@ -66,6 +68,8 @@ class EmissionFamily(NamedTuple):
     extra_dims: tuple
     standardizes_emissions: bool
     discrete: bool
+    mean_label: str = "E[y | x, z = k]"
+    mean_is_probability: bool = False
 
     @property
     def emission_names(self) -> tuple[str, ...]:

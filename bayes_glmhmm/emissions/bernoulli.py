@@ -56,5 +56,7 @@ FAMILY = glm_family(
     inverse_link=sigmoid,
     draw=draw,
     start_bias=start_bias,
+    mean_label="p(y = 1 | x, z = k)",
+    mean_is_probability=True,
     prepare_emissions=prepare_emissions,
 )

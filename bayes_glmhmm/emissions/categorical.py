@@ -80,6 +80,8 @@ def family(num_classes: int) -> EmissionFamily:
         inverse_link=class_probabilities,
         draw=draw,
         start_bias=functools.partial(start_bias, num_classes=num_classes),
+        mean_label="p(y = {c} | x, z = k)",
+        mean_is_probability=True,
         prepare_emissions=functools.partial(prepare_emissions, num_classes=num_classes),
         num_classes=num_classes,
     )

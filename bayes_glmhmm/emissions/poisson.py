@@ -50,5 +50,7 @@ FAMILY = glm_family(
     inverse_link=jnp.exp,
     draw=draw,
     start_bias=start_bias,
+    mean_label="rate E[y | x, z = k]",
+    mean_is_probability=False,
     prepare_emissions=prepare_emissions,
 )
