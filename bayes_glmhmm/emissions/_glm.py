@@ -208,8 +208,12 @@ def glm_initialize(
     step_weights = mask.astype(dtype)[..., None]
     weights = jnp.zeros((1, *weight_shape[1:]), dtype)
     biases = jnp.broadcast_to(jnp.asarray(start_bias, dtype), (1, *weight_shape[1:-1]))
-    for _ in range(num_newton):
-        weights, biases = newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_weights, weak)
+    weights, biases = jax.lax.fori_loop(
+        0,
+        num_newton,
+        lambda _, current: newton_m_step(step_log_likelihood, *current, design, emissions, step_weights, weak),
+        (weights, biases),
+    )  # a loop, not unrolled: one Newton step to compile
     key_weights, key_biases, _ = jax.random.split(key, 3)  # the third is the transitions' (em.initialize_params)
     input_sd = jnp.sqrt(jnp.var(inputs, axis=(0, 1), where=mask[..., None])) + 1e-12
     input_sd = jnp.where(input_sd > 1e-6, input_sd, 1.0)
