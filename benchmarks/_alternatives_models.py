@@ -24,22 +24,16 @@ import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
 from numpyro.contrib.control_flow import scan
 
+from bayes_glmhmm.model import GAUSSIAN, prior_distributions
+
 STAN_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stan", "glmhmm.stan")
 
 
 def _sample_parameters(num_states, input_dim, priors):
-    """The article's priors, sampled under the names the rest of the package uses."""
-    initial_probs = numpyro.sample("initial_probs", dist.Dirichlet(jnp.full(num_states, priors.initial_concentration)))
-    transition_matrix = numpyro.sample(
-        "transition_matrix",
-        dist.Dirichlet(jnp.full((num_states, num_states), priors.transition_concentration)).to_event(1),
-    )
-    weights = numpyro.sample(
-        "weights", dist.Normal(0.0, priors.weight_scale).expand([num_states, input_dim]).to_event(2)
-    )
-    biases = numpyro.sample("biases", dist.Normal(0.0, priors.bias_scale).expand([num_states]).to_event(1))
-    scales = numpyro.sample("scales", dist.HalfNormal(priors.noise_scale).expand([num_states]).to_event(1))
-    return initial_probs, transition_matrix, weights, biases, scales
+    """The article's priors (:func:`bayes_glmhmm.model.prior_distributions`, the package's one
+    definition, for the Gaussian family), sampled under the names the rest of the package uses."""
+    distributions = prior_distributions(GAUSSIAN, num_states, input_dim, priors)
+    return tuple(numpyro.sample(name, distributions[name]) for name in GAUSSIAN.param_names)
 
 
 def _forward_log_marginal(log_initial, log_transition, log_likelihoods):

@@ -1,16 +1,26 @@
-"""Simulation-based calibration (Talts et al. 2018) of fit_nuts.
+"""Simulation-based calibration (Talts et al. 2018) of fit_nuts, per emission family.
 
-Each replication draws theta from the prior, simulates a data set, fits NUTS (EM initialization,
-relabeling: the default pipeline, with the priors applied exactly, i.e. no standardization), and
-records the rank of the true value among L thinned posterior draws for label-invariant quantities:
-sorted weights, sorted biases, sorted noise scales, the sorted stationary distribution, and the
-log-likelihood of the data. If the sampler is calibrated each rank is uniform on {0, ..., L}.
+Each replication draws theta from the prior (:func:`bayes_glmhmm.model.sample_prior`, the model's
+one prior definition), simulates a data set, fits NUTS (EM initialization, relabeling: the default
+pipeline, with the priors applied exactly, i.e. no standardization), and records the rank of the
+true value among L thinned posterior draws for label-invariant quantities: each emission
+parameter sorted across states (weights and biases, per class for the categorical family, and the
+Gaussian's noise scales), the sorted stationary distribution, and the log-likelihood of the data.
+If the sampler is calibrated each rank is uniform on {0, ..., L}.
 
-Writes results/benchmarks/sbc_ranks.csv (one row per replication), sbc_summary.json (chi-square
-uniformity test per quantity, with 10 bins), and sbc_ranks.png (rank histograms with the 99% band
-of a uniform histogram).
+Data: N = 5 sequences x T = 100 steps, D = 1 standard-normal input, K = 2 states, for every
+family. 500 emissions make the posterior clearly narrower than the prior even for binary choices
+(under one bit each), so a miscalibrated posterior shows in the ranks, while a fit (EM with
+restarts, 2 chains of 400 + 400) stays at seconds: the gradient's cost grows with T (a sequential
+scan), hardly with N.
 
-    python benchmarks/sbc.py --replications 200 [--num-states 2] [--chains 2]
+Writes into ``--out`` (results/benchmarks): ``sbc_<family>.csv`` (one row per replication),
+``sbc_<family>.json`` (per quantity: chi-square uniformity test over 10 rank bins, mean rank with
+its standard error) and ``sbc_<family>.png`` (rank histograms with the 99% band of a uniform
+histogram); the Gaussian family keeps its historical names ``sbc_ranks.csv``, ``sbc_summary.json``
+and ``sbc_ranks.png``. A run resumes from the rows already written.
+
+    python benchmarks/sbc.py --family bernoulli --replications 200 [--num-states 2] [--chains 2]
 """
 
 import argparse
@@ -28,19 +38,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from bayes_glmhmm import GLMHMMParams, Priors, fit_nuts, log_likelihood, simulate  # noqa: E402
-
-
-def sample_prior(key, num_states: int, input_dim: int, priors: Priors) -> GLMHMMParams:
-    """theta ~ p(theta), the model's priors."""
-    keys = jax.random.split(key, 5)
-    return GLMHMMParams(
-        np.asarray(jax.random.dirichlet(keys[0], np.full(num_states, priors.initial_concentration))),
-        np.asarray(jax.random.dirichlet(keys[1], np.full((num_states, num_states), priors.transition_concentration))),
-        np.asarray(priors.weight_scale * jax.random.normal(keys[2], (num_states, input_dim))),
-        np.asarray(priors.bias_scale * jax.random.normal(keys[3], (num_states,))),
-        np.asarray(priors.noise_scale * np.abs(jax.random.normal(keys[4], (num_states,)))),
-    )
+from bayes_glmhmm import Priors, fit_nuts, log_likelihood, simulate  # noqa: E402
+from bayes_glmhmm._io import csv_text, save_figures_atomic, write_json_atomic, write_text_atomic  # noqa: E402
+from bayes_glmhmm.emissions import FAMILY_NAMES, EmissionFamily, family_of, get_family  # noqa: E402
+from bayes_glmhmm.model import sample_prior  # noqa: E402
 
 
 def stationary(transition_matrix: np.ndarray) -> np.ndarray:
@@ -53,25 +54,66 @@ def stationary(transition_matrix: np.ndarray) -> np.ndarray:
     return np.linalg.solve(system, rhs[..., None])[..., 0]
 
 
-def invariant_quantities(params: GLMHMMParams, loglik) -> dict:
-    """Label-invariant scalars of (possibly batched) parameters."""
-    weights = np.sort(np.asarray(params.weights)[..., 0], axis=-1)
-    biases = np.sort(np.asarray(params.biases), axis=-1)
-    scales = np.sort(np.asarray(params.scales), axis=-1)
-    pis = np.sort(stationary(np.asarray(params.transition_matrix, dtype=float)), axis=-1)
+#: Singular names of the parameters in the quantities' names (``weight_sorted_0``, as before families).
+SINGULAR = {"weights": "weight", "biases": "bias", "scales": "scale"}
+
+
+def _quantity_name(parameter: str, state_rank: int, index: tuple, dims: list[str], shape: tuple) -> str:
+    """``weight_sorted_1`` (D = 1) or ``weight_sorted_1_class2`` (categorical: class 2 vs class 0) ..."""
+    name = f"{SINGULAR.get(parameter, parameter)}_sorted_{state_rank}"
+    for dim, position, size in zip(dims[1:], index, shape[1:], strict=True):
+        if size > 1:
+            name += f"_{dim}{position + (1 if dim == 'class' else 0)}"
+    return name
+
+
+def invariant_quantities(params, loglik) -> dict:
+    """Label-invariant scalars of (possibly batched) parameters of any family.
+
+    Each emission parameter (weights, biases, the Gaussian's scales) is sorted across states,
+    separately for every other index (class, input): a permutation of the states permutes each
+    such column the same way, so the sorted values do not depend on the labeling. Added: the
+    sorted stationary distribution of the transition matrix and the data's log-likelihood.
+    """
+    family = family_of(params)
+    num_states, input_dim = np.shape(params.initial_probs)[-1], np.shape(params.weights)[-1]
+    shapes, dims = family.param_shapes(num_states, input_dim), family.param_dims()
     out = {}
-    for k in range(weights.shape[-1]):
-        out[f"weight_sorted_{k}"] = weights[..., k]
-        out[f"bias_sorted_{k}"] = biases[..., k]
-        out[f"scale_sorted_{k}"] = scales[..., k]
+    for parameter in family.emission_names:
+        value = np.asarray(getattr(params, parameter))
+        shape = shapes[parameter]
+        ordered = np.sort(value, axis=value.ndim - len(shape))
+        for index in np.ndindex(shape):
+            name = _quantity_name(parameter, index[0], index[1:], dims[parameter], shape)
+            out[name] = ordered[(..., *index)]
+    pis = np.sort(stationary(np.asarray(params.transition_matrix, dtype=float)), axis=-1)
+    for k in range(num_states):
         out[f"stationary_sorted_{k}"] = pis[..., k]
     out["log_likelihood"] = np.asarray(loglik)
     return out
 
 
+def sbc_family(args) -> EmissionFamily:
+    """The emission family of the run (C = ``args.num_classes`` for the categorical)."""
+    return get_family(args.family, args.num_classes if args.family == "categorical" else None)
+
+
 def one_replication(seed: int, args, priors: Priors) -> dict:
+    """theta ~ prior, data ~ p(y | theta), a NUTS fit, and the rank of every invariant quantity's truth.
+
+    Args:
+        seed: replication number (seeds the prior draw, the data and the fit).
+        args: settings with ``family``, ``num_classes``, ``num_states``, ``num_sequences``,
+            ``num_timesteps``, ``chains``, ``warmup``, ``samples`` and ``rank_draws`` (L).
+        priors: the priors the truth is drawn from and the fit assumes.
+
+    Returns:
+        A row: fit time and diagnostics, and ``rank_<quantity>`` in {0, ..., L}.
+    """
+    family = sbc_family(args)
     key_prior, key_inputs, key_data = jax.random.split(jax.random.PRNGKey(10_000 + seed), 3)
-    truth = sample_prior(key_prior, args.num_states, 1, priors)
+    truth = sample_prior(key_prior, family, args.num_states, 1, priors)
+    truth = type(truth)(*(np.asarray(value, dtype=float) for value in truth))
     inputs = np.asarray(jax.random.normal(key_inputs, (args.num_sequences, args.num_timesteps, 1)))
     _, emissions = simulate(key_data, truth, inputs)
     emissions = np.asarray(emissions)
@@ -80,6 +122,7 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
         inputs,
         emissions,
         args.num_states,
+        family=family,
         priors=priors,
         num_chains=args.chains,
         num_warmup=args.warmup,
@@ -93,7 +136,7 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
     # Thin to L draws spread over all chains, which also reduces autocorrelation (Talts et al.).
     flat = posterior.flat_params()
     picks = np.linspace(0, flat.weights.shape[0] - 1, args.rank_draws).astype(int)
-    draws = GLMHMMParams(*(np.asarray(p)[picks] for p in flat))
+    draws = type(flat)(*(np.asarray(p)[picks] for p in flat))
     draw_loglik = posterior.log_likelihood().reshape(-1, args.num_sequences).sum(-1)[picks]
     true_loglik = float(np.sum(log_likelihood(truth, inputs, emissions)))
     true_q = invariant_quantities(truth, true_loglik)
@@ -111,34 +154,57 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
     return row
 
 
+def mean_rank_test(ranks: np.ndarray, rank_draws: int) -> dict:
+    """Mean rank against its value under uniformity, L / 2, with the standard error of the mean.
+
+    A rank uniform on {0, ..., L} has variance ((L + 1)^2 - 1) / 12; the mean of R independent
+    ranks has standard error sqrt of that over R. A mean rank far above L / 2 says the truth sits
+    high in the posterior (the posterior is biased low), and vice versa.
+    """
+    ranks = np.asarray(ranks, dtype=float)
+    standard_error = np.sqrt(((rank_draws + 1) ** 2 - 1) / 12 / ranks.size)
+    mean = float(np.mean(ranks))
+    return {
+        "mean_rank": mean,
+        "expected_mean_rank": rank_draws / 2,
+        "mean_rank_se": float(standard_error),
+        "mean_rank_z": float((mean - rank_draws / 2) / standard_error),
+    }
+
+
 def summarize(rows: list[dict], rank_draws: int, bins: int = 10) -> dict:
+    """Chi-square uniformity test over ``bins`` rank bins and the mean-rank test, per quantity."""
     names = [key for key in rows[0] if key.startswith("rank_")]
     summary = {"replications": len(rows), "rank_draws": rank_draws, "bins": bins, "quantities": {}}
     for name in names:
         ranks = np.array([row[name] for row in rows])
         counts = np.histogram(ranks, bins=bins, range=(0, rank_draws + 1))[0]
         chi2, p_value = stats.chisquare(counts)
-        summary["quantities"][name[5:]] = {"chi2": float(chi2), "p_value": float(p_value), "counts": counts.tolist()}
+        summary["quantities"][name[5:]] = {
+            "chi2": float(chi2),
+            "p_value": float(p_value),
+            "counts": counts.tolist(),
+            **mean_rank_test(ranks, rank_draws),
+        }
     p_values = [q["p_value"] for q in summary["quantities"].values()]
     summary["min_p_value"] = float(min(p_values))
     summary["bonferroni_alpha_0.01"] = 0.01 / len(p_values)
     summary["calibrated_at_bonferroni_0.01"] = bool(min(p_values) > 0.01 / len(p_values))
+    summary["max_abs_mean_rank_z"] = float(max(abs(q["mean_rank_z"]) for q in summary["quantities"].values()))
     summary["divergent_replications"] = int(sum(row["divergences"] > 0 for row in rows))
     summary["replications_with_stuck_chains"] = int(sum(row["stuck_chains"] > 0 for row in rows))
     summary["median_seconds_per_fit"] = float(np.median([row["seconds"] for row in rows]))
     return summary
 
 
-def plot(summary: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(summary: dict):
+    """Rank histograms per quantity, with the 99% band of a histogram of uniform ranks."""
     from matplotlib.figure import Figure
 
     quantities = summary["quantities"]
     columns = 4
     rows_ = int(np.ceil(len(quantities) / columns))
-    figure = Figure(figsize=(3.2 * columns, 2.4 * rows_), layout="constrained")
+    figure = Figure(figsize=(3.2 * columns, 2.5 * rows_), layout="constrained")
     axes = figure.subplots(rows_, columns, squeeze=False).ravel()
     expected = summary["replications"] / summary["bins"]
     low, high = stats.binom.ppf([0.005, 0.995], summary["replications"], 1 / summary["bins"])
@@ -146,17 +212,45 @@ def plot(summary: dict, path: str) -> None:
         ax.bar(np.arange(summary["bins"]), info["counts"], width=0.9, color="#0072B2")
         ax.axhspan(low, high, color="0.85", zorder=0, label="99% band (uniform)")
         ax.axhline(expected, color="0.3", lw=1)
-        ax.set_title(f"{name}\np = {info['p_value']:.2f}", fontsize=9)
+        ax.set_title(f"{name}\np = {info['p_value']:.2f}, mean-rank z = {info['mean_rank_z']:+.1f}", fontsize=9)
         ax.set_xlabel("rank bin")
         ax.set_ylabel("replications")
     for ax in axes[len(quantities) :]:
         ax.set_visible(False)
-    figure.suptitle(f"SBC rank histograms: {summary['replications']} replications, L = {summary['rank_draws']}")
-    figure.savefig(path, dpi=100)
+    figure.suptitle(
+        f"SBC rank histograms, {summary.get('family', 'gaussian')} family: "
+        f"{summary['replications']} replications, L = {summary['rank_draws']}"
+    )
+    return figure
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def output_names(family_name: str) -> dict:
+    """File names of the rows, the summary and the figure (the Gaussian's historical ones kept)."""
+    if family_name == "gaussian":
+        return {"rows": "sbc_ranks.csv", "summary": "sbc_summary.json", "figure": "sbc_ranks.png"}
+    return {kind: f"sbc_{family_name}.{ext}" for kind, ext in (("rows", "csv"), ("summary", "json"), ("figure", "png"))}
+
+
+def _number(text: str):
+    """A CSV cell as int, else float (``nan`` included)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def read_rows(path: str) -> dict:
+    """Replication number -> row, from a previous (possibly interrupted) run."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="") as handle:
+        return {int(row["replication"]): {k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default="gaussian", choices=FAMILY_NAMES)
+    parser.add_argument("--num-classes", type=int, default=3, help="C of the categorical family")
     parser.add_argument("--replications", type=int, default=200)
     parser.add_argument("--num-states", type=int, default=2)
     parser.add_argument("--num-sequences", type=int, default=5)
@@ -166,35 +260,23 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--rank-draws", type=int, default=99)
     parser.add_argument("--out", default="results/benchmarks")
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = parser.parse_args(argv)
+    names = output_names(args.family)
+    rows_path = os.path.join(args.out, names["rows"])
     priors = Priors()
-    rows_path = os.path.join(args.out, "sbc_ranks.csv")
-    done = {}
-    if os.path.exists(rows_path):  # resume
-        with open(rows_path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                done[int(row["replication"])] = {k: (float(v) if "." in v else int(v)) for k, v in row.items()}
+    done = read_rows(rows_path)  # resume
     rows = [done[i] for i in sorted(done) if i < args.replications]
     for seed in range(args.replications):
         if seed in done:
             continue
         row = one_replication(seed, args, priors)  # the sampler compiles once, in the first replication
         rows.append(row)
-        temporary = rows_path + ".tmp"
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, rows_path)
+        write_text_atomic(rows_path, csv_text(list(row), [[r[k] for k in row] for r in rows]))
         print(f"replication {seed + 1}/{args.replications}: {row['seconds']} s, R-hat {row['max_rhat']}", flush=True)
-    summary = summarize(rows, args.rank_draws)
-    summary["settings"] = vars(args)
-    temporary = os.path.join(args.out, ".sbc_summary.json.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(summary, handle, indent=2)
-    os.replace(temporary, os.path.join(args.out, "sbc_summary.json"))
-    plot(summary, os.path.join(args.out, "sbc_ranks.png"))
+    summary = {"family": args.family, **summarize(rows, args.rank_draws)}
+    summary["settings"] = {**vars(args), "num_classes": sbc_family(args).num_classes}  # None but categorical
+    write_json_atomic(os.path.join(args.out, names["summary"]), summary)
+    save_figures_atomic({names["figure"]: figure(summary)}, args.out, dpi=100)
     print(json.dumps({k: v for k, v in summary.items() if k != "quantities"}, indent=2))
     return 0
 

@@ -31,3 +31,15 @@ def small_posterior(small_article_data):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    The suite compiles several hundred programs (four emission families, the sampler's settings);
+    kept in one process, XLA's CPU code memory runs out and the process aborts (seen at ~80% of the
+    suite). Session fixtures keep their results; a later call recompiles what it needs.
+    """
+    yield
+    jax.clear_caches()
