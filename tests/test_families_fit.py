@@ -52,7 +52,7 @@ def recovered(request):
     name = request.param
     truth = TRUTHS[name]
     inputs = jax.random.normal(jax.random.PRNGKey(0), (6, 120, 2))
-    _, emissions = simulate(jax.random.PRNGKey(1), truth, inputs)
+    states, emissions = simulate(jax.random.PRNGKey(1), truth, inputs)
     posterior = fit_nuts(
         inputs,
         emissions,
@@ -65,7 +65,14 @@ def recovered(request):
         progress_bar=False,
         chain_method="sequential",
     )
-    return name, truth, posterior.permute(match_params(posterior.posterior_mean(), truth))
+    return name, truth, posterior.permute(match_params(posterior.posterior_mean(), truth)), np.asarray(states)
+
+
+def realized_transitions(states: np.ndarray, num_states: int) -> np.ndarray:
+    """The transition frequencies of the simulated state paths (what the data can tell about the matrix)."""
+    counts = np.zeros((num_states, num_states))
+    np.add.at(counts, (states[:, :-1].ravel(), states[:, 1:].ravel()), 1)
+    return counts / counts.sum(axis=1, keepdims=True)
 
 
 def free_scalars(params: dict) -> dict:
@@ -77,22 +84,22 @@ def free_scalars(params: dict) -> dict:
 
 
 def test_truth_inside_the_posterior_intervals(recovered):
-    """The truth lies inside the 99% equal-tailed posterior interval of all free scalars but at
-    most one (9 for Bernoulli and Poisson, 15 for the categorical). If the posterior were
-    calibrated and the scalars independent we would expect 0.1-0.15 misses and see two or more
-    with probability <= 1%. One miss is allowed because the chain's parameters follow the
-    realized state path, not the generating matrix: this path leaves state 1 19 times in 139
-    steps where 0.08 x 139 = 11 is expected, and every family's interval for p(1 -> 0) sits at
-    about [0.10, 0.37]. A wrong link, a swapped class or a state mixup moves many coefficients out.
-    R-hat of every parameter is below 1.05 and no chain is stuck."""
-    name, truth, posterior = recovered
+    """The generating emission parameters, and the transition frequencies of the simulated paths,
+    lie inside the 99% equal-tailed posterior intervals of all free scalars but at most one (9 for
+    Bernoulli and Poisson, 15 for the categorical). The transitions are compared with the realized
+    path, not the generating matrix: the posterior follows the path, which here leaves state 1 19
+    times in 139 steps where 0.08 x 139 = 11 are expected. If the posterior were calibrated and the
+    scalars independent, two or more misses would have probability <= 1% (9 scalars: 0.4%); a
+    wrong link, a swapped class or a state mixup moves many coefficients out. Initial probabilities
+    rest on 6 first steps and are compared with the truth. R-hat is below 1.05 and no chain is stuck."""
+    name, truth, posterior, states = recovered
     assert posterior.family.name == name
     diagnostics = posterior.diagnostics()
     assert diagnostics["max_rhat"] < 1.05
     assert diagnostics["stuck_chains"] == []
     lower = free_scalars({k: np.quantile(v, 0.005, axis=(0, 1)) for k, v in posterior.samples.items()})
     upper = free_scalars({k: np.quantile(v, 0.995, axis=(0, 1)) for k, v in posterior.samples.items()})
-    true_values = free_scalars(truth._asdict())
+    true_values = free_scalars(truth._asdict() | {"transition_matrix": realized_transitions(states, 2)})
     outside = {
         name: np.argwhere((true_values[name] < lower[name]) | (true_values[name] > upper[name])).tolist()
         for name in true_values
@@ -105,7 +112,7 @@ def test_categorical_fit_to_arviz_and_back(recovered):
     """The categorical fit's InferenceData has weights (chain, draw, state, class, input) and biases
     (chain, draw, state, class) with C - 1 = 2 classes labelled 1, 2 (class 0 the reference), and
     posterior_from_inference_data gives back the family (C = 3), the draws and the log-likelihoods."""
-    _, _, posterior = recovered
+    _, _, posterior, _ = recovered
     assert posterior.family.num_classes == 3  # inferred from the labels
     assert posterior.settings["family"] == "categorical" and posterior.settings["num_classes"] == 3
     idata = posterior.to_arviz(key=jax.random.PRNGKey(0))
