@@ -387,7 +387,7 @@ for d, (ax, name) in enumerate(zip(axes, REGRESSOR_NAMES, strict=True)):
         ax.plot([k, k], [low[k, d], high[k, d]], color=colors[k], lw=1.3, solid_capstyle="butt")
         ax.plot([k, k], [q25[k, d], q75[k, d]], color=colors[k], lw=5, solid_capstyle="butt")
         ax.scatter([k], [median[k, d]], s=30, color="white", edgecolors=colors[k], zorder=3)
-    ax.plot(np.arange(CHOSEN_K) + 0.22, em_coefficients[:, d], marker="x", color=EM_COLOR, mew=2, ls="none", zorder=4)
+    ax.plot(np.arange(CHOSEN_K) + 0.22, em_coefficients[:, d], marker="x", color="black", mew=1.5, ls="none", zorder=4)
     ax.plot(np.arange(CHOSEN_K) + 0.36, map_coefficients[:, d], marker="+", color="black", ms=8, ls="none", zorder=4)
     ax.axhline(0, color="0.5", lw=0.7, zorder=0)
     ax.set_xticks(np.arange(CHOSEN_K), [f"state {k}" for k in range(CHOSEN_K)])
@@ -398,7 +398,7 @@ axes[0].set_ylabel("log-odds of a rightward choice")
 handles = [
     Line2D([], [], color="0.3", marker="o", markerfacecolor="white", lw=5, label="median, 50% interval"),
     Line2D([], [], color="0.3", lw=1.3, label=f"{INTERVAL:.0%} interval"),
-    Line2D([], [], color=EM_COLOR, marker="x", mew=2, ls="none", label="EM, the chains' start"),
+    Line2D([], [], color="black", marker="x", mew=1.5, ls="none", label="EM, the chains' start"),
     Line2D([], [], color="black", marker="+", ms=8, ls="none", label="EM from the posterior mean"),
 ]
 fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize="small")
@@ -773,13 +773,13 @@ lines.append(
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
-# **Discussion.** Every K sampled cleanly (the table of section 2: R-hat at 1, thousands of
-# effective draws, no divergence, no stuck chain), so what follows is about the model and the
-# data, not the sampler.
+# **Discussion.** Every K sampled cleanly (the table of section 2: R-hat at 1, more than a
+# thousand effective draws of every parameter, no divergence, no stuck chain), so what follows is
+# about the model and the data, not the sampler.
 #
-# *How well each number is known.* The engaged state's weights and the perseverative state's
-# are pinned down closely; the brief third state, the least visited, has intervals several times
-# wider, and no state has a bias clearly different from zero. An EM estimate hands back one
+# *How well each number is known.* The engaged state's weights are pinned down closely and the
+# perseverative state's fairly well; the brief third state, the least visited, has the widest
+# intervals, and no state has a bias clearly different from zero. An EM estimate hands back one
 # number per coefficient and says nothing of this.
 #
 # *Where the parameters are.* In the full run the EM fit that `fit_nuts` started its chains from,
