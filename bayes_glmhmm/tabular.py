@@ -15,6 +15,10 @@ checks and codes them). Otherwise every observed label is text and is coded 0..C
 The coding is returned (:attr:`TabularData.class_labels`, label of code c at position c) so that
 results can name classes by their labels. An empty cell or ``nan``/``na``/``null`` (any case) is a
 missing target in every case.
+
+Transition inputs (columns u_t that drive the state transitions t -> t+1, see
+:mod:`bayes_glmhmm.transitions`) are read like inputs: numbers, never missing; a column may serve
+both as an input and as a transition input. Their padding steps hold zeros (masked out).
 """
 
 import csv
@@ -44,6 +48,9 @@ class TabularData(NamedTuple):
         target_name: the target column name.
         class_labels: when the target held text class labels, the label of each code 0..C-1
             (see the module docstring for the order); None for numeric targets.
+        transition_inputs: (N, T, M) transition inputs (padding steps hold zeros), or None when no
+            transition input column was asked for.
+        transition_input_names: the M transition input column names, or None.
     """
 
     inputs: np.ndarray
@@ -55,6 +62,8 @@ class TabularData(NamedTuple):
     input_names: list
     target_name: str
     class_labels: list | None = None
+    transition_inputs: np.ndarray | None = None
+    transition_input_names: list | None = None
 
 
 def _is_missing(text: str) -> bool:
@@ -75,6 +84,15 @@ def _parse_number(text: str, column: str, row: int, allow_missing: bool) -> floa
     if not math.isfinite(value):
         raise ValueError(f"column {column!r} has a non-finite value {text!r} at data row {row}")
     return value
+
+
+def _parse_transition_input(text: str, column: str, row: int) -> float:
+    """A transition input value; a missing or bad cell raises ValueError naming ``transition_inputs``, column, row."""
+    try:
+        return _parse_number(text, column, row, allow_missing=False)
+    except ValueError as error:
+        message = str(error).replace("(inputs may not be missing)", "(transition inputs may not be missing)")
+        raise ValueError(f"transition_inputs: {message}") from None
 
 
 def _is_number(text: str) -> bool:
@@ -140,6 +158,7 @@ def tabulate(
     columns: list[str] | None = None,
     class_target: bool = False,
     num_classes: int | None = None,
+    transition_inputs: list[str] | None = None,
 ) -> TabularData:
     """Turn row dicts of strings (as from ``csv.DictReader``) into padded arrays.
 
@@ -152,12 +171,16 @@ def tabulate(
         class_target: the target holds class labels, which may be text (coded as in the module
             docstring); False: the target must be numeric.
         num_classes: the most classes text labels may fill (e.g. 2 for binary targets); None: any.
+        transition_inputs: names of the transition input columns u (numbers, never missing), or
+            None for a stationary model.
 
     Returns:
         A :class:`TabularData`.
 
     Raises:
-        ValueError: for an empty table, an unknown column, a non-numeric or missing input value, a
+        ValueError: for an empty table, an unknown column (naming its role: ``target``, ``inputs``,
+            ``sequence`` or ``transition_inputs``), an empty or repeated ``transition_inputs``, a
+            non-numeric or missing input or transition input value (naming the column), a
             non-numeric target (or, with class labels, more text labels than ``num_classes``), or a
             sequence with fewer than 2 rows.
     """
@@ -166,7 +189,20 @@ def tabulate(
     columns = list(columns if columns is not None else rows[0].keys())
     if not inputs:
         raise ValueError("inputs: give at least one input column")
-    for role, name in [("target", target), *(("inputs", name) for name in inputs), ("sequence", sequence)]:
+    if transition_inputs is not None:
+        transition_inputs = list(transition_inputs)
+        if not transition_inputs:
+            raise ValueError("transition_inputs: give at least one column (or None for stationary transitions)")
+        repeated = sorted({name for name in transition_inputs if transition_inputs.count(name) > 1})
+        if repeated:
+            raise ValueError(f"transition_inputs: the columns {repeated} are given more than once")
+    roles = [
+        ("target", target),
+        *(("inputs", name) for name in inputs),
+        ("sequence", sequence),
+        *(("transition_inputs", name) for name in transition_inputs or ()),
+    ]
+    for role, name in roles:
         if name is not None and name not in columns:
             raise ValueError(f"{role}: unknown column {name!r}; the columns are {columns}")
     order: dict = {}
@@ -182,11 +218,17 @@ def tabulate(
     emission_array = np.zeros((num_sequences, max_length))
     mask = np.zeros((num_sequences, max_length), bool)
     row_index = np.full((num_sequences, max_length), -1, dtype=np.int64)
+    # Padding steps of the transition inputs hold zeros: the steps after a sequence's end are masked out.
+    transition_array = (
+        None if transition_inputs is None else np.zeros((num_sequences, max_length, len(transition_inputs)))
+    )
     for n, members in enumerate(order.values()):
         for t, row_number in enumerate(members):
             row = rows[row_number]
             for d, name in enumerate(inputs):
                 input_array[n, t, d] = _parse_number(row[name], name, row_number + 1, allow_missing=False)
+            for m, name in enumerate(transition_inputs or ()):
+                transition_array[n, t, m] = _parse_transition_input(row[name], name, row_number + 1)
             value = targets[row_number]
             mask[n, t] = not math.isnan(value)
             emission_array[n, t] = 0.0 if math.isnan(value) else value
@@ -203,6 +245,8 @@ def tabulate(
         input_names=list(inputs),
         target_name=target,
         class_labels=labels,
+        transition_inputs=transition_array,
+        transition_input_names=None if transition_inputs is None else list(transition_inputs),
     )
 
 
@@ -213,6 +257,7 @@ def read_long_csv(
     sequence: str | None = None,
     class_target: bool = False,
     num_classes: int | None = None,
+    transition_inputs: list[str] | None = None,
 ) -> TabularData:
     """Read a long-format CSV (header row, one row per time step) into padded, masked arrays.
 
@@ -223,6 +268,7 @@ def read_long_csv(
         sequence: the sequence column, or None if the file is one sequence.
         class_target: the target holds class labels, possibly text; see :func:`tabulate`.
         num_classes: the most classes text labels may fill; see :func:`tabulate`.
+        transition_inputs: the transition input columns, or None; see :func:`tabulate`.
 
     Returns:
         A :class:`TabularData`; "data row" numbers in errors count from 1 after the header.
@@ -243,4 +289,13 @@ def read_long_csv(
     for number, row in enumerate(rows, start=1):
         if None in row or any(value is None for value in row.values()):
             raise ValueError(f"data row {number} has a different number of fields than the header")
-    return tabulate(rows, target, inputs, sequence, columns, class_target=class_target, num_classes=num_classes)
+    return tabulate(
+        rows,
+        target,
+        inputs,
+        sequence,
+        columns,
+        class_target=class_target,
+        num_classes=num_classes,
+        transition_inputs=transition_inputs,
+    )

@@ -133,6 +133,47 @@ def test_text_target_refused_unless_class_target(tmp_path):
         read_long_csv(_labels_csv(tmp_path, ["left", "right"]), target="y", inputs=["x"])
 
 
+# --- transition inputs --------------------------------------------------------------------------------
+
+
+def _transition_csv(tmp_path, u_cells):
+    """Sessions b (4 rows) and a (2 rows) with an input x, a target y and a transition input column u."""
+    rows = [("b", 1.0, 2.0, u_cells[0]), ("b", 2.0, "", u_cells[1]), ("a", 3.0, 4.0, u_cells[2])]
+    rows += [("b", 4.0, 5.0, u_cells[3]), ("a", 5.0, 6.0, u_cells[4]), ("b", 6.0, 7.0, u_cells[5])]
+    return _write_csv(tmp_path / "transitions.csv", rows, header=("session", "x", "y", "u"))
+
+
+def test_transition_inputs_are_padded_with_zeros(tmp_path):
+    path = _transition_csv(tmp_path, ["0.5", "-1", "2", "3", "4", "1e-1"])
+    table = read_long_csv(path, target="y", inputs=["x"], sequence="session", transition_inputs=["u", "x"])
+    assert table.transition_input_names == ["u", "x"]
+    assert table.transition_inputs.shape == (2, 4, 2)
+    np.testing.assert_array_equal(table.transition_inputs[0, :, 0], [0.5, -1, 3, 0.1])
+    np.testing.assert_array_equal(table.transition_inputs[1, :, 0], [2, 4, 0, 0])  # padding holds zeros
+    np.testing.assert_array_equal(table.transition_inputs[..., 1], table.inputs[..., 0])  # x serves as both
+    stationary = read_long_csv(path, target="y", inputs=["x"], sequence="session")
+    assert stationary.transition_inputs is None and stationary.transition_input_names is None
+
+
+@pytest.mark.parametrize(
+    "cells, columns, message",
+    [
+        (["0", "1", "", "1", "0", "1"], ["u"], r"transition_inputs: column 'u' is missing a value at data row 3"),
+        (["0", "1", "nan", "1", "0", "1"], ["u"], r"transition_inputs: column 'u' is missing a value at data row 3"),
+        (["0", "1", "1", "inf", "0", "1"], ["u"], r"transition_inputs: column 'u' has a non-finite value"),
+        (["0", "1", "1", "1", "left", "1"], ["u"], r"transition_inputs: column 'u' has a non-numeric value 'left'"),
+        (["0"] * 6, ["v"], r"transition_inputs: unknown column 'v'"),
+        (["0"] * 6, [], r"transition_inputs: give at least one column"),
+        (["0"] * 6, ["u", "u"], r"transition_inputs: the columns \['u'\] are given more than once"),
+    ],
+)
+def test_transition_input_errors_name_the_argument_and_column(tmp_path, cells, columns, message):
+    with pytest.raises(ValueError, match=message):
+        read_long_csv(
+            _transition_csv(tmp_path, cells), target="y", inputs=["x"], sequence="session", transition_inputs=columns
+        )
+
+
 @pytest.fixture(scope="module")
 def padded_fit():
     """Three article sequences cut to lengths 60, 35, 48 and padded to 60, with two missing targets."""
