@@ -20,6 +20,7 @@ from bayes_glmhmm.params import (
 from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
 from bayes_glmhmm.relabel import find_state_permutation, match_params, relabel_samples
 from bayes_glmhmm.simulate import ArticleData, article_data, article_params, simulate
+from bayes_glmhmm.transitions import TransitionModel
 
 __version__ = "0.1.0"
 
@@ -54,5 +55,6 @@ __all__ = [
     "simulate",
     "smoothed_state_probs",
     "to_inference_data",
+    "TransitionModel",
     "write_netcdf_atomic",
 ]

@@ -9,19 +9,32 @@ log p(y | theta) [+ log p(theta)] never decreases.
 Restarts run in parallel with ``jax.vmap``; the best final objective is kept.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.emissions._glm import design_matrix
-from bayes_glmhmm.model import batched_smoother, log_prior
+from bayes_glmhmm.model import batched_smoother, log_prior, transition_log_prior
 from bayes_glmhmm.params import Priors, validate_data, validate_num_states
 from bayes_glmhmm.standardize import standardize_if_requested
+from bayes_glmhmm.transitions import (
+    STATIONARY,
+    TransitionModel,
+    destination_to_full,
+    free_to_full,
+    full_to_destination,
+    full_to_free,
+    get_transitions,
+    log_transition_matrices,
+    validate_transition_inputs,
+)
 
 __all__ = ["EMResult", "fit_em", "em_step", "initialize_params"]
 
@@ -51,8 +64,10 @@ def em_step(
     emissions: Float[Array, "num_sequences num_timesteps"],
     mask,
     priors: Priors | None,
+    transition_inputs=None,
+    transitions: TransitionModel = STATIONARY,
 ):
-    """One EM iteration, for any family's params.
+    """One EM iteration, for any family's params and either transition model.
 
     Args:
         params: current parameters (their type names the family).
@@ -60,19 +75,116 @@ def em_step(
         emissions: (N, T) observations.
         mask: (N, T), False where missing.
         priors: None for maximum likelihood, else MAP under these priors.
+        transition_inputs: (N, T, M) inputs of input-driven transitions, else None.
+        transitions: the transition model (its form fixes the transition M-step).
 
     Returns:
         ``(new_params, objective)`` where objective is evaluated at the *input* params.
     """
-    posterior = batched_smoother(params, inputs, emissions, mask)
+    posterior = batched_smoother(
+        params, inputs, emissions, mask, transition_inputs, per_step=transitions.is_input_driven
+    )
     objective = jnp.sum(posterior.marginal_loglik)
     if priors is not None:
-        objective = objective + log_prior(params, priors)
-    initial_probs, transition_matrix = _markov_chain_m_step(params, posterior, priors, inputs.dtype)
+        objective = objective + log_prior(params, priors, transitions)
+    if transitions.is_input_driven:
+        initial_probs = _initial_m_step(params, posterior, priors, inputs.dtype)
+        transition_matrix, transition_weights = _input_driven_m_step(
+            params, posterior.expected_transitions, transition_inputs, priors, transitions
+        )
+        chain = dict(initial_probs=initial_probs, transition_matrix=transition_matrix)
+        chain["transition_weights"] = transition_weights
+    else:
+        initial_probs, transition_matrix = _markov_chain_m_step(params, posterior, priors, inputs.dtype)
+        chain = dict(initial_probs=initial_probs, transition_matrix=transition_matrix)
     step_weights = posterior.smoothed_probs * mask[..., None]  # (N, T, K)
     emission_params = family_of(params).m_step(params, design_matrix(inputs), emissions, step_weights, priors)
-    new_params = params._replace(initial_probs=initial_probs, transition_matrix=transition_matrix, **emission_params)
-    return new_params, objective
+    return params._replace(**chain, **emission_params), objective
+
+
+def _initial_m_step(params, posterior, priors: Priors | None, dtype):
+    """Initial probabilities from the expected first states (+ Dirichlet pseudo-counts for MAP)."""
+    counts = jnp.sum(posterior.smoothed_probs[:, 0], axis=0)
+    if priors is not None:
+        counts = jnp.maximum(counts + priors.initial_concentration - 1.0, 0.0)
+    tiny = jnp.finfo(dtype).tiny
+    return jnp.where(counts.sum() > tiny, counts / jnp.maximum(counts.sum(), tiny), params.initial_probs)
+
+
+NEWTON_STEPS = 3  # Newton steps of the transition M-step per EM iteration (generalized EM)
+STEP_FRACTIONS = 0.5 ** jnp.arange(16)  # backtracking: the longest of these that does not decrease Q
+
+
+def _input_driven_m_step(params, expected_transitions, transition_inputs, priors, transitions: TransitionModel):
+    """Transition M-step of input-driven transitions: a weighted multinomial logistic regression.
+
+    Maximizes Q(A, V) = sum_{n, t, i, j} xi[n, t, i, j] log p(z_{t+1} = j | z_t = i, u[n, t]; A, V)
+    (+ the log prior of A and V for MAP), xi being the smoothed two-slice marginals, over the
+    free coordinates: the logits log A[i, j] - log A[i, i] (j != i) and the form's free weights.
+    A few Newton steps (autodiff gradient and Hessian, a small problem of K (K - 1) (M + 1)
+    numbers at most), each backtracked to the longest step that does not decrease Q, so the EM
+    objective never decreases. The destination form's weights d are unidentified along a common
+    shift (the softmax ignores it); a penalty on sum_j d_j removes that direction from the Newton
+    system without changing the optimum.
+    """
+    num_states = params.transition_matrix.shape[-1]
+    if num_states == 1:
+        return params.transition_matrix, jnp.zeros_like(params.transition_weights)
+    start = _transition_coordinates(params.transition_matrix, params.transition_weights, transitions)
+    flat_start, unravel = ravel_pytree(start)
+
+    def objective(flat):
+        matrix, weights = _transition_params(unravel(flat), transitions)
+        log_probs = log_transition_matrices(matrix, weights, transition_inputs)
+        value = jnp.sum(expected_transitions * log_probs)
+        if priors is not None:
+            value = value + transition_log_prior(matrix, weights, priors, transitions)
+        return value
+
+    def penalized(flat):
+        coordinates = unravel(flat)
+        shift = jnp.sum(coordinates["destination_weights"]) if transitions.form == "destination" else 0.0
+        return objective(flat) - 0.5 * shift**2
+
+    def _newton(_, flat):
+        gradient = jax.grad(penalized)(flat)
+        hessian = jax.hessian(penalized)(flat)
+        step = -jnp.linalg.solve(hessian, gradient)
+        ascent = jnp.all(jnp.isfinite(step)) & (jnp.dot(step, gradient) > 0)
+        step = jnp.where(ascent, step, gradient)  # not concave here: fall back to the gradient
+        candidates = flat[None] + STEP_FRACTIONS[:, None] * step[None]
+        values = jax.vmap(objective)(candidates)
+        current = objective(flat)
+        improves = jnp.isfinite(values) & (values >= current)
+        best = jnp.argmax(improves)  # the longest improving step (fractions decrease)
+        return jnp.where(jnp.any(improves), candidates[best], flat)
+
+    flat = lax.fori_loop(0, NEWTON_STEPS, _newton, flat_start)
+    return _transition_params(unravel(flat), transitions)
+
+
+def _transition_coordinates(transition_matrix, transition_weights, transitions: TransitionModel) -> dict:
+    """Free coordinates of the transition parameters: stay-referenced logits and the form's free weights."""
+    log_matrix = jnp.log(jnp.maximum(transition_matrix, jnp.finfo(transition_matrix.dtype).tiny))
+    logits = log_matrix - jnp.diagonal(log_matrix)[:, None]
+    coordinates = {"logits": full_to_free(logits[..., None])[..., 0]}
+    if transitions.form == "destination":
+        coordinates["destination_weights"] = full_to_destination(transition_weights)
+    else:
+        coordinates["free_transition_weights"] = full_to_free(transition_weights)
+    return coordinates
+
+
+def _transition_params(coordinates: dict, transitions: TransitionModel):
+    """(transition_matrix, transition_weights) from :func:`_transition_coordinates`' coordinates."""
+    logits = free_to_full(coordinates["logits"][..., None])[..., 0]
+    matrix = jax.nn.softmax(logits, axis=-1)
+    if transitions.form == "destination":
+        destination = coordinates["destination_weights"]
+        weights = destination_to_full(destination - jnp.mean(destination, axis=-1, keepdims=True))
+    else:
+        weights = free_to_full(coordinates["free_transition_weights"])
+    return matrix, weights
 
 
 def _markov_chain_m_step(params, posterior, priors: Priors | None, dtype):
@@ -94,12 +206,21 @@ def _markov_chain_m_step(params, posterior, priors: Priors | None, dtype):
     return initial_probs, transition_matrix
 
 
-def initialize_params(key: Array, inputs, emissions, mask, num_states: int, family: EmissionFamily | None = None):
+def initialize_params(
+    key: Array,
+    inputs,
+    emissions,
+    mask,
+    num_states: int,
+    family: EmissionFamily | None = None,
+    num_transition_inputs: int = 0,
+):
     """A random starting point on the data's own scale.
 
     The emission parameters come from the family's ``initialize`` (around the pooled one-state
     fit, with noise); the rows of the transition matrix are Dirichlet(5) draws, the initial
-    probabilities uniform.
+    probabilities uniform; input-driven transitions (``num_transition_inputs`` M > 0) start with
+    zero transition weights (K, K, M), i.e. from a stationary model.
 
     Args:
         key: PRNG key.
@@ -108,6 +229,7 @@ def initialize_params(key: Array, inputs, emissions, mask, num_states: int, fami
         mask: (N, T).
         num_states: K.
         family: the emission family (Gaussian by default).
+        num_transition_inputs: M of input-driven transitions; 0 for stationary ones.
 
     Returns:
         Initial parameters of the family's type.
@@ -119,10 +241,15 @@ def initialize_params(key: Array, inputs, emissions, mask, num_states: int, fami
         initial_probs=jnp.full(num_states, 1.0 / num_states, inputs.dtype),
         transition_matrix=transition_matrix.astype(inputs.dtype),
         **family.initialize(key, inputs, emissions, mask, num_states),
+        transition_weights=(
+            None
+            if num_transition_inputs == 0
+            else jnp.zeros((num_states, num_states, num_transition_inputs), inputs.dtype)
+        ),
     )
 
 
-def _run_em(params, inputs, emissions, mask, priors, num_iters, tol):
+def _run_em(params, inputs, emissions, mask, priors, num_iters, tol, transition_inputs=None, transitions=STATIONARY):
     """EM until the relative change of the objective is below tol, or num_iters steps."""
 
     def _cond(carry):
@@ -131,7 +258,7 @@ def _run_em(params, inputs, emissions, mask, priors, num_iters, tol):
 
     def _body(carry):
         params, log_probs, iteration, _ = carry
-        new_params, objective = em_step(params, inputs, emissions, mask, priors)
+        new_params, objective = em_step(params, inputs, emissions, mask, priors, transition_inputs, transitions)
         log_probs = log_probs.at[iteration].set(objective)
         previous = jnp.where(iteration > 0, log_probs[iteration - 1], -jnp.inf)
         done = jnp.abs(objective - previous) <= tol * jnp.abs(objective)
@@ -144,12 +271,18 @@ def _run_em(params, inputs, emissions, mask, priors, num_iters, tol):
 
 
 _initialize_restarts = jax.jit(
-    jax.vmap(initialize_params, in_axes=(0, None, None, None, None, None)), static_argnums=(4, 5)
+    jax.vmap(initialize_params, in_axes=(0, None, None, None, None, None, None)), static_argnums=(4, 5, 6)
 )  # one compiled program instead of dozens of eagerly dispatched ones
 
-_run_em_restarts = jax.jit(
-    jax.vmap(_run_em, in_axes=(0, None, None, None, None, None, None)), static_argnames=("num_iters",)
-)
+
+@functools.partial(jax.jit, static_argnames=("num_iters", "transitions"))
+def _run_em_restarts(starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions):
+    """:func:`_run_em` from every start at once (``vmap`` over the restarts)."""
+
+    def _one(start):
+        return _run_em(start, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions)
+
+    return jax.vmap(_one)(starts)
 
 
 def fit_em(
@@ -167,6 +300,8 @@ def fit_em(
     seed: int = 0,
     init_params=None,
     standardize="auto",
+    transition_inputs=None,
+    transitions=None,
 ) -> EMResult:
     """Fit the GLM-HMM by EM from several random starts and keep the best.
 
@@ -189,6 +324,12 @@ def fit_em(
             the standardized parameters. Only the Gaussian family standardizes its emissions;
             the others standardize inputs only. Maximum likelihood is unaffected (it is
             equivariant), only better conditioned. ``log_probs`` are always in the data's units.
+            Transition inputs are never rescaled.
+        transition_inputs: (N, T, M) inputs of input-driven transitions (u[n, t] drives the
+            step t -> t+1; see :mod:`bayes_glmhmm.transitions`), or None for stationary ones.
+        transitions: ``"full"`` (default with transition inputs) or ``"destination"`` (ssm's
+            v_ij = v_j), or None / ``"stationary"``. The transition M-step is then a weighted
+            multinomial logistic regression of the expected transitions on u (Newton steps).
 
     Returns:
         An :class:`EMResult`; ``params`` is the family's params type.
@@ -204,7 +345,12 @@ def fit_em(
         raise ValueError(f"num_iters must be >= 1, got {num_iters}")
     if num_restarts < 1:
         raise ValueError(f"num_restarts must be >= 1, got {num_restarts}")
+    transitions = get_transitions(transitions, transition_inputs)
     inputs, emissions, mask = validate_data(inputs, emissions, mask, family)
+    num_transition_inputs = 0
+    if transition_inputs is not None:
+        transition_inputs = validate_transition_inputs(transition_inputs, emissions.shape)
+        num_transition_inputs = int(transition_inputs.shape[-1])
     inputs, emissions, standardization = standardize_if_requested(
         inputs, emissions, mask, standardize, emissions_too=family.standardizes_emissions
     )
@@ -214,15 +360,18 @@ def fit_em(
         init_params = standardization.params_to_standardized(init_params)
     if init_params is not None:
         dtype = inputs.dtype
+        _check_transition_weights(init_params, num_states, num_transition_inputs)
         starts = jax.tree.map(lambda p: jnp.asarray(p, dtype)[None], init_params)
     else:
         keys = jax.random.split(jax.random.PRNGKey(seed), num_restarts)
-        starts = _initialize_restarts(keys, inputs, emissions, mask, num_states, family)
-    params, log_probs, iterations, done = _run_em_restarts(starts, inputs, emissions, mask, priors, num_iters, tol)
+        starts = _initialize_restarts(keys, inputs, emissions, mask, num_states, family, num_transition_inputs)
+    params, log_probs, iterations, done = _run_em_restarts(
+        starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions
+    )
     log_probs = np.asarray(log_probs)
     finals = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else -np.inf for row in log_probs])
     best = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
-    best_params = family.params_type(*(np.asarray(p[best]) for p in params))
+    best_params = family.params_type(*(None if p is None else np.asarray(p[best]) for p in params))
     if standardization is not None:
         # Back to the data's units: the parameters exactly, the objective by the Jacobian of y.
         best_params = standardization.params_to_original(best_params)
@@ -235,3 +384,14 @@ def fit_em(
         restart_log_probs=finals,
         wall_seconds=time.perf_counter() - start,
     )
+
+
+def _check_transition_weights(init_params, num_states: int, num_transition_inputs: int) -> None:
+    """``init_params.transition_weights`` must match the transition inputs (None without them)."""
+    weights = init_params.transition_weights
+    if num_transition_inputs == 0 and weights is not None:
+        raise ValueError("init_params has transition_weights but no transition_inputs were given")
+    expected = (num_states, num_states, num_transition_inputs)
+    if num_transition_inputs > 0 and (weights is None or np.shape(weights) != expected):
+        got = None if weights is None else np.shape(weights)
+        raise ValueError(f"init_params.transition_weights must have shape {expected}, got {got}")

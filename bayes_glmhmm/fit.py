@@ -9,6 +9,7 @@
 6. relabeling of every draw of every chain to the EM labeling (:mod:`bayes_glmhmm.relabel`).
 """
 
+import functools
 import time
 import warnings
 from typing import NamedTuple
@@ -19,12 +20,13 @@ import numpy as np
 
 from bayes_glmhmm.em import fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
-from bayes_glmhmm.model import centred_sites, glmhmm_model, unconstrain_sites
+from bayes_glmhmm.model import centred_sites, free_transition_sites, glmhmm_model, unconstrain_sites
 from bayes_glmhmm.params import Priors, validate_data, validate_num_states
 from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
 from bayes_glmhmm.relabel import relabel_samples
 from bayes_glmhmm.sampler import run_nuts
 from bayes_glmhmm.standardize import standardize_if_requested
+from bayes_glmhmm.transitions import STATIONARY, TransitionModel, get_transitions, validate_transition_inputs
 
 __all__ = ["fit_nuts"]
 
@@ -43,13 +45,22 @@ def _chain_method(requested: str, num_chains: int, sequence_devices: int) -> str
     return requested
 
 
-def _uniform_initial_values(key, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int) -> dict:
+def _uniform_initial_values(
+    key, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int, transitions, num_transition_inputs
+) -> dict:
     """NumPyro's ``init_to_uniform``: every unconstrained coordinate ~ Uniform(-2, 2), per chain."""
     shapes = family.param_shapes(num_states, input_dim)
+    uniform_matrix = jnp.full((num_states, num_states), 1.0 / num_states)
+    transition_sites = {"transition_matrix": uniform_matrix}
+    if transitions.is_input_driven:
+        zero_weights = jnp.zeros((num_states, num_states, num_transition_inputs))
+        transition_sites = {"centred_transition_matrix": uniform_matrix} | free_transition_sites(
+            zero_weights, transitions
+        )
     prototype = unconstrain_sites(
         {
             "initial_probs": jnp.full(num_states, 1.0 / num_states),
-            "transition_matrix": jnp.full((num_states, num_states), 1.0 / num_states),
+            **transition_sites,
             "weights": jnp.zeros(shapes["weights"]),
             "centred_biases": jnp.zeros(shapes["biases"]),
             **{name: jnp.ones(shapes[name]) for name in family.extra_names},
@@ -63,7 +74,9 @@ def _uniform_initial_values(key, family: EmissionFamily, num_states: int, input_
     }
 
 
-def _initial_values(key, starts: list, input_mean, jitter: float, dtype) -> dict:
+def _initial_values(
+    key, starts: list, input_mean, jitter: float, dtype, transition_input_mean=None, transitions=STATIONARY
+) -> dict:
     """Unconstrained starting points, one per chain: each start plus independent Normal(0, jitter) noise.
 
     Args:
@@ -72,20 +85,29 @@ def _initial_values(key, starts: list, input_mean, jitter: float, dtype) -> dict
         input_mean: (D,) the model's centring of the inputs.
         jitter: standard deviation of the noise in the unconstrained space.
         dtype: floating dtype of the data.
+        transition_input_mean: (M,) the model's centring of the transition inputs (input-driven only).
+        transitions: the transition model.
     """
     params_type = type(starts[0])
-    stacked = params_type(*(np.stack([np.asarray(v, dtype) for v in values]) for values in zip(*starts, strict=True)))
-    return _jittered_starts(key, stacked, input_mean, jitter)
+    stacked = params_type(
+        *(
+            None if values[0] is None else np.stack([np.asarray(v, dtype) for v in values])
+            for values in zip(*starts, strict=True)
+        )
+    )
+    return _jittered_starts(key, stacked, input_mean, jitter, transition_input_mean, transitions)
 
 
-@jax.jit
-def _jittered_starts(key, starts, input_mean, jitter) -> dict:
+@functools.partial(jax.jit, static_argnames=("transitions",))
+def _jittered_starts(key, starts, input_mean, jitter, transition_input_mean, transitions) -> dict:
     """The work of :func:`_initial_values`, vmapped over chains (one compiled program)."""
 
     def _one_chain(chain_key, start):
-        constrained = centred_sites(start, input_mean)
+        constrained = centred_sites(start, input_mean, transition_input_mean, transitions)
         # Keep the starting point off the simplex boundary, where the unconstrained value is infinite.
-        for name in ("initial_probs", "transition_matrix"):
+        for name in ("initial_probs", "transition_matrix", "centred_transition_matrix"):
+            if name not in constrained:
+                continue
             value = jnp.clip(constrained[name], 1e-4, None)
             constrained[name] = value / value.sum(axis=-1, keepdims=True)
         unconstrained = unconstrain_sites(constrained, family_of(start))
@@ -99,7 +121,9 @@ def _jittered_starts(key, starts, input_mean, jitter) -> dict:
     return jax.vmap(_one_chain)(jax.random.split(key, num_chains), starts)
 
 
-def _starting_params(init, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int) -> list:
+def _starting_params(
+    init, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int, num_transition_inputs: int = 0
+) -> list:
     """Validate a user-given ``init`` (one params NamedTuple, or one per chain) and return one per chain."""
     kind = family.params_type.__name__
     if isinstance(init, family.params_type):
@@ -117,7 +141,20 @@ def _starting_params(init, family: EmissionFamily, num_states: int, input_dim: i
         for name, shape in expected.items():
             if np.shape(getattr(start, name)) != shape:
                 raise ValueError(f"init.{name} must have shape {shape}, got {np.shape(getattr(start, name))}")
+        _check_start_transition_weights(start, num_states, num_transition_inputs)
     return starts
+
+
+def _check_start_transition_weights(start, num_states: int, num_transition_inputs: int) -> None:
+    weights = start.transition_weights
+    if num_transition_inputs == 0:
+        if weights is not None:
+            raise ValueError("init has transition_weights but no transition_inputs were given")
+        return
+    expected = (num_states, num_states, num_transition_inputs)
+    if weights is None or np.shape(weights) != expected:
+        got = None if weights is None else np.shape(weights)
+        raise ValueError(f"init.transition_weights must have shape {expected}, got {got}")
 
 
 class _Data(NamedTuple):
@@ -131,6 +168,8 @@ class _Data(NamedTuple):
     lengths: np.ndarray | None
     standardization: object
     input_mean: jax.Array
+    transition_inputs: jax.Array | None = None
+    transition_input_mean: jax.Array | None = None
 
 
 def _validated_settings(num_states, priors, init, on_stuck, chain_method, counts: dict):
@@ -149,7 +188,19 @@ def _validated_settings(num_states, priors, init, on_stuck, chain_method, counts
     return num_states, priors
 
 
-def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize) -> _Data:
+def _prepared_transition_inputs(transition_inputs, emissions_shape, lengths):
+    """Validated transition inputs, with padding past ``lengths`` (which no transition uses) set to 0."""
+    if transition_inputs is None:
+        return None
+    if lengths is not None:
+        values = np.array(transition_inputs, dtype=float, ndmin=2)
+        if values.ndim == 3 and values.shape[:2] == tuple(emissions_shape):
+            values[np.arange(emissions_shape[1])[None, :] >= np.asarray(lengths)[:, None]] = 0.0
+            transition_inputs = values
+    return validate_transition_inputs(transition_inputs, emissions_shape)
+
+
+def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize, transition_inputs=None) -> _Data:
     """Validate the data for the family, mask padding past ``lengths``, standardize if asked."""
     inputs, emissions, mask = validate_data(inputs, emissions, mask, family)
     if lengths is not None:
@@ -157,20 +208,41 @@ def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standar
         if lengths.shape != (emissions.shape[0],) or np.any(lengths < 1) or np.any(lengths > emissions.shape[1]):
             raise ValueError(f"lengths must hold one length in [1, {emissions.shape[1]}] per sequence, got {lengths}")
         mask = mask & jnp.asarray(np.arange(emissions.shape[1])[None, :] < lengths[:, None])
+    transition_inputs = _prepared_transition_inputs(transition_inputs, emissions.shape, lengths)
     if num_states > int(mask.sum()):
         raise ValueError(f"num_states={num_states} exceeds the number of observed emissions ({int(mask.sum())})")
     fitted_inputs, fitted_emissions, standardization = standardize_if_requested(
         inputs, emissions, mask, standardize, emissions_too=family.standardizes_emissions
     )
     input_mean = jnp.sum(fitted_inputs * mask[..., None], axis=(0, 1)) / jnp.sum(mask)
-    return _Data(fitted_inputs, fitted_emissions, mask, inputs, emissions, lengths, standardization, input_mean)
+    transition_input_mean = (
+        None if transition_inputs is None else jnp.sum(transition_inputs * mask[..., None], axis=(0, 1)) / jnp.sum(mask)
+    )
+    return _Data(
+        fitted_inputs,
+        fitted_emissions,
+        mask,
+        inputs,
+        emissions,
+        lengths,
+        standardization,
+        input_mean,
+        transition_inputs,
+        transition_input_mean,
+    )
 
 
-def _starting_points(key, init, data: _Data, family, num_states, priors, num_chains, em_restarts, seed, jitter):
+def _starting_points(
+    key, init, data: _Data, family, num_states, priors, num_chains, em_restarts, seed, jitter, transitions
+):
     """Unconstrained starting points per chain, and the EM fit they came from (or None)."""
     input_dim = data.inputs.shape[-1]
+    num_transition_inputs = 0 if data.transition_inputs is None else int(data.transition_inputs.shape[-1])
     if init == "prior":  # NumPyro's init_to_uniform, Uniform(-2, 2) in the unconstrained space
-        return _uniform_initial_values(key, family, num_states, input_dim, num_chains), None
+        uniform = _uniform_initial_values(
+            key, family, num_states, input_dim, num_chains, transitions, num_transition_inputs
+        )
+        return uniform, None
     em_result = None
     if init == "em":
         em_result = fit_em(
@@ -183,13 +255,18 @@ def _starting_points(key, init, data: _Data, family, num_states, priors, num_cha
             num_restarts=em_restarts,
             seed=seed,
             standardize=False,
+            transition_inputs=data.transition_inputs,
+            transitions=transitions,
         )
         starts = [em_result.params] * num_chains
     else:
-        starts = _starting_params(init, family, num_states, input_dim, num_chains)
+        starts = _starting_params(init, family, num_states, input_dim, num_chains, num_transition_inputs)
         if data.standardization is not None:
             starts = [data.standardization.params_to_standardized(start) for start in starts]
-    return _initial_values(key, starts, data.input_mean, jitter, data.inputs.dtype), em_result
+    initial = _initial_values(
+        key, starts, data.input_mean, jitter, data.inputs.dtype, data.transition_input_mean, transitions
+    )
+    return initial, em_result
 
 
 def _sample_stats(draws) -> dict:
@@ -203,9 +280,9 @@ def _sample_stats(draws) -> dict:
     }
 
 
-def _relabeled(raw: dict, family: EmissionFamily, em_result, lp):
+def _relabeled(raw: dict, family: EmissionFamily, em_result, lp, transitions: TransitionModel = STATIONARY):
     """Relabel every draw to the EM labeling (or, without EM, to the best chain's last draw)."""
-    samples = {name: raw[name] for name in family.param_names}
+    samples = {name: raw[name] for name in family.param_names + transitions.param_names}
     if em_result is not None:
         reference = family.relabel_features({k: np.asarray(v) for k, v in em_result.params._asdict().items()})
     else:
@@ -258,6 +335,8 @@ def fit_nuts(
     sequence_devices: int = 1,
     time_parallel: bool = False,
     precondition: bool = True,
+    transition_inputs=None,
+    transitions=None,
 ) -> Posterior:
     """Sample the posterior of a K-state GLM-HMM with NUTS, states marginalized.
 
@@ -314,6 +393,13 @@ def fit_nuts(
             in warmup on the article's data; adaptation then proceeds as usual.
         on_stuck: what to do with chains detected as stuck: ``"warn"`` (keep, warn), ``"drop"``
             (warn and remove them) or ``"raise"``.
+        transition_inputs: (N, T, M) inputs that drive the transitions (input-driven transitions,
+            :mod:`bayes_glmhmm.transitions`): p(z_{t+1} = j | z_t = i, u_t) =
+            softmax_j(log A[i, j] + V[i, j] . u_t) with V[i, i] = 0, u[n, t] driving the step
+            t -> t+1; they may differ from ``inputs``. No NaN or inf (padding past ``lengths``
+            is ignored). Never rescaled by ``standardize``; the model centres them.
+        transitions: ``"full"`` (the default with transition inputs), ``"destination"`` (ssm's
+            cheaper v_ij = v_j) or None / ``"stationary"`` (without transition inputs).
 
     Returns:
         A :class:`~bayes_glmhmm.posterior.Posterior`.
@@ -333,12 +419,18 @@ def fit_nuts(
         },
     )
     family = resolve_family(family, emissions, mask, num_classes)
+    transitions = get_transitions(transitions, transition_inputs)
     method = _chain_method(chain_method, num_chains, sequence_devices)
-    data = _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize)
+    data = _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize, transition_inputs)
     key_jitter, key_nuts = jax.random.split(jax.random.PRNGKey(seed))
     init_z, em_result = _starting_points(
-        key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter
+        key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter, transitions
     )
+    model_kwargs = dict(
+        inputs=data.inputs, emissions=data.emissions, mask=data.mask, priors=priors, input_mean=data.input_mean
+    )
+    if transitions.is_input_driven:
+        model_kwargs |= dict(transition_inputs=data.transition_inputs, transition_input_mean=data.transition_input_mean)
     wall = {} if em_result is None else {"em": em_result.wall_seconds}
 
     nuts_start = time.perf_counter()
@@ -346,8 +438,14 @@ def fit_nuts(
         key_nuts,
         init_z,
         glmhmm_model,
-        dict(inputs=data.inputs, emissions=data.emissions, mask=data.mask, priors=priors, input_mean=data.input_mean),
-        dict(num_states=num_states, family=family, adjoint=True, time_parallel=bool(time_parallel)),
+        model_kwargs,
+        dict(
+            num_states=num_states,
+            family=family,
+            adjoint=True,
+            time_parallel=bool(time_parallel),
+            transitions=transitions,
+        ),
         num_warmup=num_warmup,
         num_samples=num_samples,
         target_accept_prob=target_accept_prob,
@@ -363,7 +461,7 @@ def fit_nuts(
     stuck, threshold = detect_stuck_chains(sample_stats["lp"]) if num_chains > 1 else ([], float("nan"))
 
     relabel_start = time.perf_counter()
-    relabeled = _relabeled(draws.samples, family, em_result, sample_stats["lp"])
+    relabeled = _relabeled(draws.samples, family, em_result, sample_stats["lp"], transitions)
     wall["relabel"] = time.perf_counter() - relabel_start
     final_samples = relabeled.samples
     if data.standardization is not None:
@@ -386,8 +484,11 @@ def fit_nuts(
         wall_seconds=wall,
         lengths=data.lengths,
         family=family,
+        transitions=transitions,
+        transition_inputs=None if data.transition_inputs is None else np.asarray(data.transition_inputs),
         settings=dict(
             family=family.name,
+            transitions=transitions.describe(),
             num_classes=family.num_classes,
             num_chains=num_chains,
             num_warmup=num_warmup,

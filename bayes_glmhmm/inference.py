@@ -58,7 +58,9 @@ class SmootherPosterior(NamedTuple):
         smoothed_probs: smoothed_probs[t, k] = p(z_t = k | y_{1:T}, x_{1:T}, theta).
         expected_transitions: expected_transitions[i, j] =
             sum_t p(z_t = i, z_{t+1} = j | y_{1:T}, x_{1:T}, theta), the expected transition
-            counts that the EM M-step and the transition-matrix gradient need.
+            counts that the EM M-step and the transition-matrix gradient need; with
+            ``per_step=True``, the (T - 1, K, K) two-slice marginals
+            p(z_t = i, z_{t+1} = j | y_{1:T}, x_{1:T}, theta) themselves (input-driven transitions).
     """
 
     marginal_loglik: Float[Array, ""]
@@ -159,6 +161,7 @@ def hmm_smoother(
     | Float[Array, "num_timesteps_minus_one num_states num_states"],
     log_likelihoods: Float[Array, "num_timesteps num_states"],
     mask: Bool[Array, " num_timesteps"] | None = None,
+    per_step: bool = False,
 ) -> SmootherPosterior:
     """Forward-backward smoother: posterior marginals of every state and transition.
 
@@ -167,6 +170,7 @@ def hmm_smoother(
         transition_matrix: p(z_{t+1} = j | z_t = i), shared or one per step.
         log_likelihoods: log p(y_t | z_t = k).
         mask: False where y_t is missing.
+        per_step: return the expected transitions of every step, (T - 1, K, K), instead of their sum.
 
     Returns:
         A :class:`SmootherPosterior`.
@@ -175,7 +179,9 @@ def hmm_smoother(
     filtered = hmm_filter(initial_probs, transition_matrix, log_likelihoods, mask)
     smoothed, transition_terms = _backward_pass(transition_matrix, filtered.filtered_probs, filtered.predicted_probs)
     # expected_transitions[i, j] = sum_t filtered_t(i) A_t[i, j] ratio_{t+1}(j).
-    if transition_matrix.ndim == 2:
+    if per_step:
+        expected = transition_matrix * transition_terms
+    elif transition_matrix.ndim == 2:
         expected = transition_matrix * jnp.sum(transition_terms, axis=0)
     else:
         expected = jnp.sum(transition_matrix * transition_terms, axis=0)

@@ -9,6 +9,7 @@ Every function here takes any family's params; the params' type names the family
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import lax
@@ -25,6 +26,18 @@ from bayes_glmhmm.inference import (
     hmm_viterbi,
 )
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
+from bayes_glmhmm.transitions import (
+    STATIONARY,
+    TransitionModel,
+    destination_to_full,
+    free_to_full,
+    full_to_destination,
+    full_to_free,
+    transition_matrices,
+    transitions_of,
+    uncentre_transition_matrix,
+    validate_transition_inputs,
+)
 
 GAUSSIAN = get_family("gaussian")
 
@@ -44,6 +57,9 @@ __all__ = [
     "GAUSSIAN",
     "prior_distributions",
     "sample_prior",
+    "transition_log_prior",
+    "free_transition_sites",
+    "batched_transitions",
 ]
 
 
@@ -63,14 +79,17 @@ def batched_marginal_loglik(
     mask: Bool[Array, "num_sequences num_timesteps"],
     adjoint: bool = False,
     time_parallel: bool = False,
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
 ) -> Float[Array, " num_sequences"]:
-    """The marginal log-likelihood log p(y[n] | x[n], theta) of every sequence; no validation.
+    """The marginal log-likelihood log p(y[n] | x[n], u[n], theta) of every sequence; no validation.
 
     Args:
         params: model parameters.
         inputs: (N, T, D) covariates.
         emissions: (N, T) observations.
         mask: (N, T), False where missing.
+        transition_inputs: (N, T, M) inputs of input-driven transitions (params with
+            ``transition_weights``), else None.
         adjoint: use :func:`~bayes_glmhmm.inference.hmm_marginal_loglik`, whose reverse-mode
             gradient is the analytic forward-backward one (first order only); otherwise plain
             autodiff of the filter, differentiable to any order.
@@ -79,28 +98,67 @@ def batched_marginal_loglik(
             on CPUs. Takes precedence over ``adjoint``.
     """
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    transitions, transition_axis = batched_transitions(params, transition_inputs)
+    axes = (None, transition_axis, 0, 0)
     if time_parallel:
-        per_sequence = jax.vmap(hmm_marginal_loglik_parallel, in_axes=(None, None, 0, 0))
-        return per_sequence(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
+        per_sequence = jax.vmap(hmm_marginal_loglik_parallel, in_axes=axes)
+        return per_sequence(params.initial_probs, transitions, log_likelihoods, mask)
     if adjoint:
-        per_sequence = jax.vmap(hmm_marginal_loglik, in_axes=(None, None, 0, 0))
-        return per_sequence(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
-    filter_one = jax.vmap(hmm_filter, in_axes=(None, None, 0, 0))
-    return filter_one(params.initial_probs, params.transition_matrix, log_likelihoods, mask).marginal_loglik
+        per_sequence = jax.vmap(hmm_marginal_loglik, in_axes=axes)
+        return per_sequence(params.initial_probs, transitions, log_likelihoods, mask)
+    filter_one = jax.vmap(hmm_filter, in_axes=axes)
+    return filter_one(params.initial_probs, transitions, log_likelihoods, mask).marginal_loglik
 
 
-def batched_smoother(params: GLMHMMParams, inputs, emissions, mask):
-    """The smoother of every sequence (a batched :class:`~bayes_glmhmm.inference.SmootherPosterior`)."""
+def batched_transitions(params, transition_inputs):
+    """The transition probabilities the kernels take, and their ``vmap`` axis over sequences.
+
+    Stationary params: ``(transition_matrix (K, K), None)``, shared by all sequences. Input-driven
+    params: ``(p(z_{t+1} = j | z_t = i, u[n, t]) (N, T - 1, K, K), 0)``.
+    """
+    if params.transition_weights is None:
+        if transition_inputs is not None:
+            raise ValueError("transition_inputs were given but the params have no transition_weights (stationary)")
+        return params.transition_matrix, None
+    if transition_inputs is None:
+        raise ValueError("params with transition_weights (input-driven transitions) need transition_inputs")
+    return transition_matrices(params.transition_matrix, params.transition_weights, transition_inputs), 0
+
+
+def batched_smoother(params: GLMHMMParams, inputs, emissions, mask, transition_inputs=None, per_step: bool = False):
+    """The smoother of every sequence (a batched :class:`~bayes_glmhmm.inference.SmootherPosterior`).
+
+    ``per_step=True`` returns the expected transitions of every step, (N, T - 1, K, K).
+    """
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
-    smoother = jax.vmap(hmm_smoother, in_axes=(None, None, 0, 0))
-    return smoother(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
+    transitions, transition_axis = batched_transitions(params, transition_inputs)
+    smoother = jax.vmap(
+        lambda initial, matrix, logliks, step_mask: hmm_smoother(initial, matrix, logliks, step_mask, per_step),
+        in_axes=(None, transition_axis, 0, 0),
+    )
+    return smoother(params.initial_probs, transitions, log_likelihoods, mask)
 
 
 def _as_params(params):
-    """Params as float JAX arrays, keeping their family's type."""
+    """Params as float JAX arrays, keeping their family's type (and ``transition_weights=None``)."""
     dtype = jnp.result_type(float)
     family_of(params)  # a clear error for anything that is not a family's params
-    return type(params)(*(jnp.asarray(p, dtype=dtype) for p in params))
+    return type(params)(*(None if p is None else jnp.asarray(p, dtype=dtype) for p in params))
+
+
+def _validated(params, inputs, emissions, mask, transition_inputs):
+    """Validate data (and transition inputs against the params' transitions) at the public boundary."""
+    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
+    input_driven = getattr(params, "transition_weights", None) is not None
+    if transition_inputs is not None and not input_driven:
+        raise ValueError("transition_inputs were given but the params have no transition_weights (stationary)")
+    if transition_inputs is None and input_driven:
+        raise ValueError("params with transition_weights (input-driven transitions) need transition_inputs")
+    if transition_inputs is not None:
+        transition_inputs = validate_transition_inputs(
+            transition_inputs, emissions.shape, int(np.shape(params.transition_weights)[-1])
+        )
+    return inputs, emissions, mask, transition_inputs
 
 
 def log_likelihood(
@@ -108,8 +166,9 @@ def log_likelihood(
     inputs: Float[Array, "num_sequences num_timesteps input_dim"],
     emissions: Float[Array, "num_sequences num_timesteps"],
     mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
 ) -> Float[Array, " num_sequences"]:
-    """Marginal log-likelihood log p(y[n] | x[n], theta) of each sequence.
+    """Marginal log-likelihood log p(y[n] | x[n], u[n], theta) of each sequence.
 
     Jittable and differentiable with respect to ``params``; concrete data are validated.
 
@@ -118,19 +177,22 @@ def log_likelihood(
         inputs: covariates, (N, T, D) or (T, D).
         emissions: observations, (N, T) or (T,).
         mask: optional, False where an emission is missing.
+        transition_inputs: (N, T, M) inputs of input-driven transitions; required exactly when
+            ``params.transition_weights`` is not None (see :mod:`bayes_glmhmm.transitions`).
 
     Returns:
         One log-likelihood per sequence, shape (N,).
     """
-    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
-    return batched_marginal_loglik(_as_params(params), inputs, emissions, mask)
+    inputs, emissions, mask, transition_inputs = _validated(params, inputs, emissions, mask, transition_inputs)
+    return batched_marginal_loglik(_as_params(params), inputs, emissions, mask, transition_inputs=transition_inputs)
 
 
 @jax.jit
-def _viterbi_batch(params, inputs, emissions, mask):
+def _viterbi_batch(params, inputs, emissions, mask, transition_inputs):
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
-    viterbi = jax.vmap(hmm_viterbi, in_axes=(None, None, 0, 0))
-    return viterbi(params.initial_probs, params.transition_matrix, log_likelihoods, mask)
+    transitions, transition_axis = batched_transitions(params, transition_inputs)
+    viterbi = jax.vmap(hmm_viterbi, in_axes=(None, transition_axis, 0, 0))
+    return viterbi(params.initial_probs, transitions, log_likelihoods, mask)
 
 
 def most_likely_states(
@@ -138,10 +200,11 @@ def most_likely_states(
     inputs: Float[Array, "num_sequences num_timesteps input_dim"],
     emissions: Float[Array, "num_sequences num_timesteps"],
     mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
 ) -> Int[Array, "num_sequences num_timesteps"]:
-    """Viterbi paths argmax_z p(z[n] | y[n], x[n], theta), shape (N, T)."""
-    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
-    return _viterbi_batch(_as_params(params), inputs, emissions, mask)
+    """Viterbi paths argmax_z p(z[n] | y[n], x[n], u[n], theta), shape (N, T)."""
+    inputs, emissions, mask, transition_inputs = _validated(params, inputs, emissions, mask, transition_inputs)
+    return _viterbi_batch(_as_params(params), inputs, emissions, mask, transition_inputs)
 
 
 def smoothed_state_probs(
@@ -149,10 +212,12 @@ def smoothed_state_probs(
     inputs: Float[Array, "num_sequences num_timesteps input_dim"],
     emissions: Float[Array, "num_sequences num_timesteps"],
     mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
 ) -> Float[Array, "num_sequences num_timesteps num_states"]:
-    """p(z[n, t] = k | y[n], x[n], theta) for fixed parameters, shape (N, T, K)."""
-    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
-    return jax.jit(batched_smoother)(_as_params(params), inputs, emissions, mask).smoothed_probs
+    """p(z[n, t] = k | y[n], x[n], u[n], theta) for fixed parameters, shape (N, T, K)."""
+    inputs, emissions, mask, transition_inputs = _validated(params, inputs, emissions, mask, transition_inputs)
+    smoother = jax.jit(batched_smoother)(_as_params(params), inputs, emissions, mask, transition_inputs)
+    return smoother.smoothed_probs
 
 
 def sample_states(
@@ -161,18 +226,20 @@ def sample_states(
     inputs: Float[Array, "num_sequences num_timesteps input_dim"],
     emissions: Float[Array, "num_sequences num_timesteps"],
     mask: Bool[Array, "num_sequences num_timesteps"] | None = None,
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
 ) -> Int[Array, "num_sequences num_timesteps"]:
-    """One FFBS draw z[n] ~ p(z[n] | y[n], x[n], theta) per sequence, for fixed parameters."""
-    inputs, emissions, mask = validate_data(inputs, emissions, mask, family_of(params))
-    return _ffbs_batch(key, _as_params(params), inputs, emissions, mask)
+    """One FFBS draw z[n] ~ p(z[n] | y[n], x[n], u[n], theta) per sequence, for fixed parameters."""
+    inputs, emissions, mask, transition_inputs = _validated(params, inputs, emissions, mask, transition_inputs)
+    return _ffbs_batch(key, _as_params(params), inputs, emissions, mask, transition_inputs)
 
 
 @jax.jit
-def _ffbs_batch(key, params, inputs, emissions, mask):
+def _ffbs_batch(key, params, inputs, emissions, mask, transition_inputs=None):
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    transitions, transition_axis = batched_transitions(params, transition_inputs)
     keys = jax.random.split(key, emissions.shape[0])
-    ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, None, 0, 0))
-    return ffbs(keys, params.initial_probs, params.transition_matrix, log_likelihoods, mask)
+    ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, transition_axis, 0, 0))
+    return ffbs(keys, params.initial_probs, transitions, log_likelihoods, mask)
 
 
 def sum_over_devices(function, axis_name: str):
@@ -201,12 +268,15 @@ def sum_over_devices(function, axis_name: str):
 
 #: The support of the sampled sites every family shares (its unconstrained space is theirs under
 #: NumPyro's ``biject_to``); ``centred_biases`` has the improper flat prior. A family adds its own
-#: (``EmissionFamily.extra_supports``).
+#: (``EmissionFamily.extra_supports``); input-driven transitions add theirs.
 SITE_SUPPORTS = {
     "initial_probs": dist.constraints.simplex,
     "transition_matrix": dist.constraints.simplex,  # row-wise
     "weights": dist.constraints.real,
     "centred_biases": dist.constraints.real,
+    "centred_transition_matrix": dist.constraints.simplex,  # row-wise; input-driven transitions
+    "free_transition_weights": dist.constraints.real,
+    "destination_weights": dist.ZeroSumNormal(1.0, event_shape=(2,)).support,  # zero sum over the states
 }
 
 
@@ -220,29 +290,90 @@ def unconstrain_sites(constrained: dict, family: EmissionFamily = GAUSSIAN) -> d
     return {name: dist.biject_to(supports[name]).inv(jnp.asarray(value)) for name, value in constrained.items()}
 
 
-def centred_sites(params, input_mean) -> dict:
-    """The model's sites at ``params``: every parameter, with ``centred_biases`` = biases + weights @ input_mean."""
-    sites = params._asdict()
+def centred_sites(params, input_mean, transition_input_mean=None, transitions: TransitionModel = STATIONARY) -> dict:
+    """The model's sampled sites at ``params``.
+
+    Every parameter, with ``centred_biases`` = biases + weights @ input_mean; for input-driven
+    transitions, ``centred_transition_matrix`` (the transition probabilities at the mean
+    transition input) and the free transition weights of the form instead of ``transition_matrix``
+    and ``transition_weights``.
+    """
+    sites = {name: value for name, value in params._asdict().items() if value is not None}
     sites["centred_biases"] = sites.pop("biases") + params.weights @ input_mean
+    if transitions.is_input_driven:
+        weights = sites.pop("transition_weights")
+        sites["centred_transition_matrix"] = jax.nn.softmax(
+            jnp.log(jnp.maximum(sites.pop("transition_matrix"), jnp.finfo(jnp.result_type(float)).tiny))
+            + weights @ transition_input_mean,
+            axis=-1,
+        )
+        sites.update(free_transition_sites(weights, transitions))
     return sites
 
 
-def prior_distributions(family: EmissionFamily, num_states: int, input_dim: int, priors: Priors) -> dict:
+def free_transition_sites(transition_weights, transitions: TransitionModel) -> dict:
+    """The sampled site holding the free transition weights of the form."""
+    if transitions.form == "destination":
+        return {"destination_weights": full_to_destination(transition_weights)}
+    return {"free_transition_weights": full_to_free(transition_weights)}
+
+
+def _transition_weight_priors(transitions: TransitionModel, num_states: int, num_inputs: int, priors: Priors):
+    """The prior of the free transition weights: Normal on each V[i, j] (j != i), or ZeroSumNormal on d."""
+    scale = priors.transition_weight_scale
+    if transitions.form == "destination":
+        return {
+            "destination_weights": dist.ZeroSumNormal(scale, event_shape=(num_states,)).expand([num_inputs]).to_event(1)
+        }
+    return {
+        "free_transition_weights": dist.Normal(0.0, scale).expand([num_states, num_states - 1, num_inputs]).to_event(3)
+    }
+
+
+def _transition_matrix_prior(num_states: int, priors: Priors):
+    return dist.Dirichlet(jnp.full((num_states, num_states), priors.transition_concentration)).to_event(1)
+
+
+def transition_log_prior(
+    transition_matrix, transition_weights, priors: Priors, transitions: TransitionModel
+) -> Float[Array, ""]:
+    """Log prior density of the transition parameters alone (the part of :func:`log_prior` for the EM M-step)."""
+    num_states = transition_matrix.shape[-1]
+    total = _dirichlet_log_density(_transition_matrix_prior(num_states, priors), transition_matrix)
+    if transitions.is_input_driven:
+        sites = free_transition_sites(transition_weights, transitions)
+        distributions = _transition_weight_priors(transitions, num_states, transition_weights.shape[-1], priors)
+        total = total + sum(distributions[name].log_prob(sites[name]) for name in distributions)
+    return total
+
+
+def prior_distributions(
+    family: EmissionFamily,
+    num_states: int,
+    input_dim: int,
+    priors: Priors,
+    transitions: TransitionModel = STATIONARY,
+    num_transition_inputs: int = 0,
+) -> dict:
     """The prior of every parameter as a NumPyro distribution (event shape the parameter's): the one definition.
 
-    Dirichlet on ``initial_probs`` and on each row of ``transition_matrix``, Normal on ``weights``
-    and ``biases``, and the family's extra priors (the Gaussian's HalfNormal noise scales).
+    Dirichlet on ``initial_probs`` and on each row of ``transition_matrix`` (for input-driven
+    transitions: the transition probabilities at u = 0), Normal on ``weights`` and ``biases``, the
+    family's extra priors (the Gaussian's HalfNormal noise scales) and, for input-driven
+    transitions, the prior of the free transition weights (``free_transition_weights`` (K, K - 1, M)
+    or ``destination_weights`` (M, K); see :mod:`bayes_glmhmm.transitions`).
     """
     weight_shape = family.weight_shape(num_states, input_dim)
-    return {
+    distributions = {
         "initial_probs": dist.Dirichlet(jnp.full(num_states, priors.initial_concentration)),
-        "transition_matrix": dist.Dirichlet(
-            jnp.full((num_states, num_states), priors.transition_concentration)
-        ).to_event(1),
+        "transition_matrix": _transition_matrix_prior(num_states, priors),
         "weights": dist.Normal(0.0, priors.weight_scale).expand(list(weight_shape)).to_event(len(weight_shape)),
         "biases": dist.Normal(0.0, priors.bias_scale).expand(list(weight_shape[:-1])).to_event(len(weight_shape) - 1),
         **family.extra_priors(num_states, priors),
     }
+    if transitions.is_input_driven:
+        distributions |= _transition_weight_priors(transitions, num_states, num_transition_inputs, priors)
+    return distributions
 
 
 def _dirichlet_log_density(distribution, value):
@@ -258,25 +389,92 @@ def _dirichlet_log_density(distribution, value):
     return jnp.sum(normalizer + jnp.sum(xlogy(concentration - 1.0, value), axis=-1))
 
 
-def log_prior(params, priors: Priors) -> Float[Array, ""]:
-    """Log p(theta) under ``priors``, the density the NUTS model uses (in the constrained space)."""
-    distributions = prior_distributions(family_of(params), params.num_states, params.input_dim, priors)
+def log_prior(params, priors: Priors, transitions: TransitionModel | None = None) -> Float[Array, ""]:
+    """Log p(theta) under ``priors``, the density the NUTS model uses (in the constrained space).
+
+    Args:
+        params: any family's params.
+        priors: the hyperparameters.
+        transitions: the transition model, whose form fixes the prior of the transition weights
+            (default: :func:`~bayes_glmhmm.transitions.transitions_of`, the full form).
+    """
+    transitions = transitions_of(params) if transitions is None else transitions
+    num_inputs = 0 if params.transition_weights is None else int(params.transition_weights.shape[-1])
+    distributions = prior_distributions(
+        family_of(params), params.num_states, params.input_dim, priors, transitions, num_inputs
+    )
+    values = {name: value for name, value in params._asdict().items() if value is not None}
+    if transitions.is_input_driven:
+        values |= free_transition_sites(values.pop("transition_weights"), transitions)
     simplex = ("initial_probs", "transition_matrix")
     return sum(
-        _dirichlet_log_density(distributions[name], getattr(params, name))
+        _dirichlet_log_density(distributions[name], values[name])
         if name in simplex
-        else distributions[name].log_prob(getattr(params, name))
+        else distributions[name].log_prob(values[name])
         for name in distributions
     )
 
 
-def sample_prior(key: Array, family: EmissionFamily, num_states: int, input_dim: int, priors: Priors):
-    """One draw theta ~ p(theta) of every parameter, as the family's params NamedTuple."""
-    distributions = prior_distributions(family, num_states, input_dim, priors)
-    keys = jax.random.split(key, len(family.param_names))
-    return family.params_type(
-        *(distributions[name].sample(k) for k, name in zip(keys, family.param_names, strict=True))
+def sample_prior(
+    key: Array,
+    family: EmissionFamily,
+    num_states: int,
+    input_dim: int,
+    priors: Priors,
+    transitions: TransitionModel = STATIONARY,
+    num_transition_inputs: int = 0,
+):
+    """One draw theta ~ p(theta) of every parameter, as the family's params NamedTuple.
+
+    For input-driven transitions ``transition_weights`` (K, K, M) is drawn too (M =
+    ``num_transition_inputs``).
+    """
+    distributions = prior_distributions(family, num_states, input_dim, priors, transitions, num_transition_inputs)
+    keys = jax.random.split(key, len(distributions))
+    draws = {name: distributions[name].sample(k) for k, name in zip(keys, distributions, strict=True)}
+    if transitions.is_input_driven:
+        draws["transition_weights"] = _transition_weights_from_sites(draws, transitions)
+    return family.params_type(**{name: draws[name] for name in family.param_names + transitions.param_names})
+
+
+def _transition_weights_from_sites(sites: dict, transitions: TransitionModel):
+    """V (K, K, M) from the form's free weights."""
+    if transitions.form == "destination":
+        return destination_to_full(sites["destination_weights"])
+    return free_to_full(sites["free_transition_weights"])
+
+
+def _sample_transitions(distributions, num_states, transitions: TransitionModel, transition_input_mean):
+    """Declare the transition sites; return (transition matrix the likelihood uses, transition_weights or None).
+
+    Stationary: ``transition_matrix`` ~ rows Dirichlet. Input-driven: the sampler moves the
+    transition probabilities at the mean transition input, ``centred_transition_matrix`` (far
+    less correlated with the weights than those at u = 0), and the free weights;
+    ``transition_matrix`` (at u = 0) and ``transition_weights`` are deterministic. The prior
+    stays the Dirichlet on ``transition_matrix``: in logit coordinates the map between the two
+    matrices is a shift, so the density of the centred matrix is the Dirichlet density of A times
+    prod_j A[i, j] / prod_j A_c[i, j] (the softmax Jacobians).
+    """
+    if not transitions.is_input_driven:
+        return numpyro.sample("transition_matrix", distributions["transition_matrix"]), None
+    centred = numpyro.sample(
+        "centred_transition_matrix",
+        dist.ImproperUniform(dist.constraints.simplex, (num_states,), event_shape=(num_states,)),
     )
+    free_sites = {name: numpyro.sample(name, distributions[name]) for name in _free_site_names(transitions)}
+    weights = numpyro.deterministic("transition_weights", _transition_weights_from_sites(free_sites, transitions))
+    matrix = numpyro.deterministic(
+        "transition_matrix", uncentre_transition_matrix(centred, weights, transition_input_mean)
+    )
+    jacobian = jnp.sum(jnp.log(matrix)) - jnp.sum(jnp.log(centred))
+    numpyro.factor(
+        "transition_matrix_prior", _dirichlet_log_density(distributions["transition_matrix"], matrix) + jacobian
+    )
+    return centred, weights
+
+
+def _free_site_names(transitions: TransitionModel) -> tuple[str, ...]:
+    return ("destination_weights",) if transitions.form == "destination" else ("free_transition_weights",)
 
 
 def glmhmm_model(
@@ -290,6 +488,9 @@ def glmhmm_model(
     sequence_axis_name: str | None = None,
     time_parallel: bool = False,
     family: EmissionFamily = GAUSSIAN,
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
+    transition_input_mean: Float[Array, " transition_input_dim"] | None = None,
+    transitions: TransitionModel = STATIONARY,
 ) -> None:
     """NumPyro model of the GLM-HMM with the hidden states marginalized, for any emission family.
 
@@ -298,7 +499,8 @@ def glmhmm_model(
     far less correlated with the weights than ``biases`` is; the Normal prior on ``biases`` enters
     through a factor. The map (weights, biases) -> (weights, centred_biases) has unit Jacobian, so
     the posterior of (weights, biases) is unchanged. The family adds its own sites (the
-    Gaussian's noise scales).
+    Gaussian's noise scales). Input-driven transitions centre their inputs the same way (see
+    :func:`_sample_transitions`).
 
     Args:
         inputs: (N, T, D) covariates.
@@ -315,11 +517,17 @@ def glmhmm_model(
         time_parallel: compute the marginal likelihood with the parallel-in-time reduction
             (:func:`~bayes_glmhmm.inference.hmm_marginal_loglik_parallel`); same value.
         family: the emission family (Gaussian by default).
+        transition_inputs: (N, T, M) inputs of input-driven transitions (u[n, t] drives t -> t+1).
+        transition_input_mean: (M,) their mean, used only to centre.
+        transitions: the transition model (stationary by default).
     """
     input_dim = inputs.shape[-1]
-    distributions = prior_distributions(family, num_states, input_dim, priors)
+    num_transition_inputs = 0 if transition_inputs is None else transition_inputs.shape[-1]
+    distributions = prior_distributions(family, num_states, input_dim, priors, transitions, num_transition_inputs)
     initial_probs = numpyro.sample("initial_probs", distributions["initial_probs"])
-    transition_matrix = numpyro.sample("transition_matrix", distributions["transition_matrix"])
+    transition_matrix, transition_weights = _sample_transitions(
+        distributions, num_states, transitions, transition_input_mean
+    )
     weights = numpyro.sample("weights", distributions["weights"])
     bias_shape = distributions["biases"].event_shape
     centred_biases = numpyro.sample(
@@ -328,11 +536,20 @@ def glmhmm_model(
     biases = numpyro.deterministic("biases", centred_biases - weights @ input_mean)
     numpyro.factor("biases_prior", distributions["biases"].log_prob(biases))
     extras = {name: numpyro.sample(name, distributions[name]) for name in family.extra_names}
-    params = family.params_type(initial_probs, transition_matrix, weights, centred_biases, **extras)
+    params = family.params_type(
+        initial_probs, transition_matrix, weights, centred_biases, **extras, transition_weights=transition_weights
+    )
+    centred_transition_inputs = None if transition_inputs is None else transition_inputs - transition_input_mean
 
     def total_loglik(params):
         per_sequence = batched_marginal_loglik(
-            params, inputs - input_mean, emissions, mask, adjoint=adjoint, time_parallel=time_parallel
+            params,
+            inputs - input_mean,
+            emissions,
+            mask,
+            adjoint=adjoint,
+            time_parallel=time_parallel,
+            transition_inputs=centred_transition_inputs,
         )
         return jnp.sum(per_sequence)
 

@@ -41,6 +41,9 @@ class GLMHMMParams(NamedTuple):
         weights: regression weights of each state, shape (K, D).
         biases: intercept of each state, shape (K,).
         scales: noise standard deviation of each state, shape (K,).
+        transition_weights: input-driven transitions only (None: stationary), shape (K, K, M):
+            see :mod:`bayes_glmhmm.transitions`; ``transition_matrix`` is then the transition
+            probabilities at zero transition input.
     """
 
     initial_probs: Float[Array, " num_states"]
@@ -48,18 +51,21 @@ class GLMHMMParams(NamedTuple):
     weights: Float[Array, "num_states input_dim"]
     biases: Float[Array, " num_states"]
     scales: Float[Array, " num_states"]
+    transition_weights: Float[Array, "num_states num_states transition_input_dim"] | None = None
 
 
 def permute_params(params, permutation):
     """Relabel states so that new state k is old state ``permutation[k]``, for any family's params.
 
     Works on unbatched parameters: every parameter has its state axis first, and the transition
-    matrix is permuted on both axes.
+    matrix and the transition weights (input-driven transitions) are permuted on both state axes.
     """
     # NumPy indices keep NumPy parameters NumPy (float64 stays exact) and index JAX arrays too.
     permutation = np.asarray(permutation)
-    permuted = {name: value[permutation] for name, value in params._asdict().items()}
+    permuted = {name: None if value is None else value[permutation] for name, value in params._asdict().items()}
     permuted["transition_matrix"] = permuted["transition_matrix"][:, permutation]
+    if permuted.get("transition_weights") is not None:
+        permuted["transition_weights"] = permuted["transition_weights"][:, permutation]
     return type(params)(**permuted)
 
 
@@ -84,12 +90,14 @@ class BernoulliGLMHMMParams(NamedTuple):
         transition_matrix: p(z_{t+1} = j | z_t = i), shape (K, K).
         weights: log-odds of y = 1 per unit of each input, shape (K, D).
         biases: log-odds of y = 1 at zero input, shape (K,).
+        transition_weights: (K, K, M) for input-driven transitions, else None.
     """
 
     initial_probs: Float[Array, " num_states"]
     transition_matrix: Float[Array, "num_states num_states"]
     weights: Float[Array, "num_states input_dim"]
     biases: Float[Array, " num_states"]
+    transition_weights: Float[Array, "num_states num_states transition_input_dim"] | None = None
 
 
 class CategoricalGLMHMMParams(NamedTuple):
@@ -105,12 +113,14 @@ class CategoricalGLMHMMParams(NamedTuple):
         transition_matrix: p(z_{t+1} = j | z_t = i), shape (K, K).
         weights: shape (K, C - 1, D).
         biases: shape (K, C - 1).
+        transition_weights: (K, K, M) for input-driven transitions, else None.
     """
 
     initial_probs: Float[Array, " num_states"]
     transition_matrix: Float[Array, "num_states num_states"]
     weights: Float[Array, "num_states num_classes_minus_one input_dim"]
     biases: Float[Array, "num_states num_classes_minus_one"]
+    transition_weights: Float[Array, "num_states num_states transition_input_dim"] | None = None
 
 
 class PoissonGLMHMMParams(NamedTuple):
@@ -121,12 +131,14 @@ class PoissonGLMHMMParams(NamedTuple):
         transition_matrix: p(z_{t+1} = j | z_t = i), shape (K, K).
         weights: log rate ratio per unit of each input, shape (K, D).
         biases: log rate at zero input, shape (K,).
+        transition_weights: (K, K, M) for input-driven transitions, else None.
     """
 
     initial_probs: Float[Array, " num_states"]
     transition_matrix: Float[Array, "num_states num_states"]
     weights: Float[Array, "num_states input_dim"]
     biases: Float[Array, " num_states"]
+    transition_weights: Float[Array, "num_states num_states transition_input_dim"] | None = None
 
 
 for _params_type in (GLMHMMParams, BernoulliGLMHMMParams, CategoricalGLMHMMParams, PoissonGLMHMMParams):
@@ -135,7 +147,7 @@ for _params_type in (GLMHMMParams, BernoulliGLMHMMParams, CategoricalGLMHMMParam
     _params_type.permute = _permute
 
 
-PARAM_NAMES: tuple[str, ...] = GLMHMMParams._fields  # the Gaussian parameter names, in GLMHMMParams order
+PARAM_NAMES: tuple[str, ...] = GLMHMMParams._fields[:-1]  # the Gaussian parameter names, in GLMHMMParams order
 
 
 class Priors(NamedTuple):
@@ -147,6 +159,9 @@ class Priors(NamedTuple):
         weight_scale: weights[k, d] ~ Normal(0, weight_scale).
         bias_scale: biases[k] ~ Normal(0, bias_scale).
         noise_scale: scales[k] ~ HalfNormal(noise_scale) (Gaussian family only).
+        transition_weight_scale: input-driven transitions only: each free transition weight
+            transition_weights[i, j, m] (j != i) ~ Normal(0, transition_weight_scale); see
+            :mod:`bayes_glmhmm.transitions` (the destination-only form's prior differs).
     """
 
     initial_concentration: float = 1.0
@@ -154,6 +169,7 @@ class Priors(NamedTuple):
     weight_scale: float = 1.0
     bias_scale: float = 1.0
     noise_scale: float = 1.0
+    transition_weight_scale: float = 1.0
 
     def validate(self) -> "Priors":
         """Raise ValueError naming the field if any hyperparameter is not a positive finite number."""

@@ -15,10 +15,11 @@ import numpy as np
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import EmissionFamily, get_family
 from bayes_glmhmm.inference import hmm_sample_states
-from bayes_glmhmm.model import batched_log_likelihoods, batched_marginal_loglik, batched_smoother
+from bayes_glmhmm.model import batched_log_likelihoods, batched_marginal_loglik, batched_smoother, batched_transitions
 from bayes_glmhmm.params import Priors, validate_data
 from bayes_glmhmm.relabel import relabel_draws
 from bayes_glmhmm.simulate import simulate
+from bayes_glmhmm.transitions import STATIONARY, TransitionModel, validate_transition_inputs
 
 __all__ = ["Posterior", "detect_stuck_chains"]
 
@@ -56,30 +57,36 @@ def _draw_chunks(num_draws: int, chunk_size: int):
 
 
 @jax.jit
-def _loglik_per_draw(params, inputs, emissions, mask):
-    return jax.vmap(batched_marginal_loglik, in_axes=(0, None, None, None))(params, inputs, emissions, mask)
+def _loglik_per_draw(params, inputs, emissions, mask, transition_inputs=None):
+    def _one_draw(draw_params):
+        return batched_marginal_loglik(draw_params, inputs, emissions, mask, transition_inputs=transition_inputs)
+
+    return jax.vmap(_one_draw)(params)
 
 
 @jax.jit
-def _smoothed_sum(params, inputs, emissions, mask):
-    smoothed = jax.vmap(batched_smoother, in_axes=(0, None, None, None))(params, inputs, emissions, mask)
-    return jnp.sum(smoothed.smoothed_probs, axis=0)
+def _smoothed_sum(params, inputs, emissions, mask, transition_inputs=None):
+    def _one_draw(draw_params):
+        return batched_smoother(draw_params, inputs, emissions, mask, transition_inputs).smoothed_probs
+
+    return jnp.sum(jax.vmap(_one_draw)(params), axis=0)
 
 
 @jax.jit
-def _ffbs_per_draw(keys, params, inputs, emissions, mask):
+def _ffbs_per_draw(keys, params, inputs, emissions, mask, transition_inputs=None):
     def _one_draw(key, draw_params):
         log_likelihoods = batched_log_likelihoods(draw_params, inputs, emissions)
+        transitions, transition_axis = batched_transitions(draw_params, transition_inputs)
         sequence_keys = jax.random.split(key, emissions.shape[0])
-        ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, None, 0, 0))
-        return ffbs(sequence_keys, draw_params.initial_probs, draw_params.transition_matrix, log_likelihoods, mask)
+        ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, transition_axis, 0, 0))
+        return ffbs(sequence_keys, draw_params.initial_probs, transitions, log_likelihoods, mask)
 
     return jax.vmap(_one_draw)(keys, params)
 
 
 @jax.jit
-def _predictive_per_draw(keys, params, inputs):
-    return jax.vmap(simulate, in_axes=(0, 0, None))(keys, params, inputs)
+def _predictive_per_draw(keys, params, inputs, transition_inputs=None):
+    return jax.vmap(lambda key, draw_params: simulate(key, draw_params, inputs, transition_inputs))(keys, params)
 
 
 @dataclass
@@ -106,6 +113,9 @@ class Posterior:
         lengths: (N,) true length of each sequence when sequences were padded to a common T
             (steps beyond are padding, masked out and blanked in every output), else None.
         family: the emission family (Gaussian by default).
+        transitions: the transition model (stationary by default; input-driven adds
+            ``samples["transition_weights"]``, (chain, draw, K, K, M)).
+        transition_inputs: (N, T, M) the fitted transition inputs (input-driven only), else None.
     """
 
     samples: dict
@@ -123,6 +133,8 @@ class Posterior:
     settings: dict = field(default_factory=dict)
     lengths: np.ndarray | None = None
     family: EmissionFamily = field(default_factory=lambda: get_family("gaussian"))
+    transitions: TransitionModel = STATIONARY
+    transition_inputs: np.ndarray | None = None
 
     def valid_steps(self) -> np.ndarray:
         """(N, T) True at real time steps, False at padding (after a sequence's length)."""
@@ -140,28 +152,48 @@ class Posterior:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """The names of the family's parameters (the keys of ``samples``)."""
-        return self.family.param_names
+        """The names of the parameters (the keys of ``samples``): the family's, and the transitions'."""
+        return self.family.param_names + self.transitions.param_names
 
     def flat_params(self):
         """All draws as one params NamedTuple (the family's type) with a leading (chain * draw) axis."""
         return self.family.params_type(
-            *(
-                jnp.asarray(self.samples[name].reshape((-1,) + self.samples[name].shape[2:]))
+            **{
+                name: jnp.asarray(self.samples[name].reshape((-1,) + self.samples[name].shape[2:]))
                 for name in self.param_names
-            )
+            }
         )
 
-    def _data(self, inputs=None, emissions=None, mask=None):
-        """The fitted data, or new data (validated) when ``inputs`` and ``emissions`` are given."""
+    def _data(self, inputs=None, emissions=None, mask=None, transition_inputs=None):
+        """The fitted data, or new data (validated) when ``inputs`` and ``emissions`` are given.
+
+        Returns ``(inputs, emissions, mask, transition_inputs)``; the last is None for stationary
+        transitions.
+        """
         if inputs is None and emissions is None:
-            return jnp.asarray(self.inputs), jnp.asarray(self.emissions), jnp.asarray(self.mask)
+            if transition_inputs is not None:
+                raise ValueError("transition_inputs are given only with new inputs and emissions")
+            fitted_transition_inputs = None if self.transition_inputs is None else jnp.asarray(self.transition_inputs)
+            return (
+                jnp.asarray(self.inputs),
+                jnp.asarray(self.emissions),
+                jnp.asarray(self.mask),
+                fitted_transition_inputs,
+            )
         if inputs is None or emissions is None:
             raise ValueError("inputs and emissions must be given together (or neither, for the fitted data)")
         inputs, emissions, mask = validate_data(inputs, emissions, mask, self.family)
         if inputs.shape[-1] != self.inputs.shape[-1]:
             raise ValueError(f"inputs have {inputs.shape[-1]} input dimensions, the model {self.inputs.shape[-1]}")
-        return inputs, emissions, mask
+        if self.transitions.is_input_driven:
+            if transition_inputs is None:
+                raise ValueError("this posterior has input-driven transitions: new data need transition_inputs")
+            transition_inputs = validate_transition_inputs(
+                transition_inputs, emissions.shape, int(self.transition_inputs.shape[-1])
+            )
+        elif transition_inputs is not None:
+            raise ValueError("transition_inputs were given but this posterior has stationary transitions")
+        return inputs, emissions, mask, transition_inputs
 
     def permute(self, permutation) -> "Posterior":
         """Relabel every draw by one more permutation (new state k = current state perm[k]).
@@ -176,7 +208,8 @@ class Posterior:
         tiled = np.broadcast_to(permutation, self.permutations.shape)
         em = self.em
         if em is not None:
-            em = em._replace(params=type(em.params)(*(np.asarray(p) for p in em.params.permute(permutation))))
+            permuted = em.params.permute(permutation)
+            em = em._replace(params=type(em.params)(*(None if p is None else np.asarray(p) for p in permuted)))
         return replace(
             self,
             samples=relabel_draws(self.samples, tiled),
@@ -196,18 +229,41 @@ class Posterior:
         stacked = np.concatenate(outputs, axis=0)
         return stacked.reshape((self.num_chains, self.num_draws) + stacked.shape[1:])
 
-    def log_likelihood(self, inputs=None, emissions=None, mask=None) -> np.ndarray:
-        """Log p(y[n] | x[n], theta_s) for every draw s and sequence n, shape (chain, draw, N).
+    def log_likelihood(self, inputs=None, emissions=None, mask=None, transition_inputs=None) -> np.ndarray:
+        """Log p(y[n] | x[n], u[n], theta_s) for every draw s and sequence n, shape (chain, draw, N).
 
         Args:
             inputs: new (e.g. held-out) covariates (N, T, D); the fitted data by default.
             emissions: new observations (N, T), given together with ``inputs``.
             mask: optional mask of the new emissions.
+            transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
         """
-        inputs, emissions, mask = self._data(inputs, emissions, mask)
-        return self._per_draw(lambda params: _loglik_per_draw(params, inputs, emissions, mask))
+        inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
+        return self._per_draw(lambda params: _loglik_per_draw(params, inputs, emissions, mask, transition_inputs))
 
-    def sample_states(self, key, inputs=None, emissions=None, mask=None) -> np.ndarray:
+    def log_predictive_density(self, inputs=None, emissions=None, mask=None, transition_inputs=None) -> np.ndarray:
+        """Log posterior predictive density of each sequence, log p(y_new[n] | x_new[n], u_new[n], data).
+
+        The average over posterior draws of p(y_new[n] | x_new[n], u_new[n], theta_s), taken in
+        probability space (log-mean-exp over all chains and draws); a new sequence's first state
+        comes from the posterior's initial probabilities. On the fitted data it is the
+        (in-sample) log pointwise predictive density of each sequence.
+
+        Args:
+            inputs: new (e.g. held-out) covariates (N, T, D); the fitted data by default.
+            emissions: new observations (N, T), given together with ``inputs``.
+            mask: optional mask of the new emissions.
+            transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
+
+        Returns:
+            (N,) log predictive densities in nats.
+        """
+        per_draw = self.log_likelihood(inputs, emissions, mask, transition_inputs)
+        per_draw = per_draw.reshape(-1, per_draw.shape[-1]).astype(np.float64)
+        highest = per_draw.max(axis=0)
+        return highest + np.log(np.mean(np.exp(per_draw - highest), axis=0))
+
+    def sample_states(self, key, inputs=None, emissions=None, mask=None, transition_inputs=None) -> np.ndarray:
         """FFBS: one joint path z[n] ~ p(z[n] | y[n], x[n], theta_s) per posterior draw theta_s.
 
         Args:
@@ -215,15 +271,20 @@ class Posterior:
             inputs: new covariates (N, T, D); the fitted data by default.
             emissions: new observations (N, T), given together with ``inputs``.
             mask: optional mask of the new emissions.
+            transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
 
         Returns:
             (chain, draw, N, T) integer states in the relabeled labeling.
         """
-        inputs, emissions, mask = self._data(inputs, emissions, mask)
+        inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
         keys = jax.random.split(key, self.num_chains * self.num_draws)
-        return self._per_draw(lambda k, params: _ffbs_per_draw(k, params, inputs, emissions, mask), keys)
+        return self._per_draw(
+            lambda k, params: _ffbs_per_draw(k, params, inputs, emissions, mask, transition_inputs), keys
+        )
 
-    def state_probabilities(self, inputs=None, emissions=None, mask=None, chunk_size: int = 500) -> np.ndarray:
+    def state_probabilities(
+        self, inputs=None, emissions=None, mask=None, chunk_size: int = 500, transition_inputs=None
+    ) -> np.ndarray:
         """Posterior state probabilities p(z[n, t] = k | y, x), shape (N, T, K).
 
         The smoothed marginals p(z[n, t] = k | y[n], x[n], theta_s) averaged over all draws,
@@ -234,14 +295,15 @@ class Posterior:
             emissions: new observations (N, T), given together with ``inputs``.
             mask: optional mask of the new emissions.
             chunk_size: draws per compiled call.
+            transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
         """
-        inputs, emissions, mask = self._data(inputs, emissions, mask)
+        inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
         params = self.flat_params()
         total = self.num_chains * self.num_draws
         accumulated = np.zeros(emissions.shape + (self.num_states,))
         for start, stop in _draw_chunks(total, chunk_size):
             chunk = jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], params)
-            accumulated += np.asarray(_smoothed_sum(chunk, inputs, emissions, mask), dtype=float)
+            accumulated += np.asarray(_smoothed_sum(chunk, inputs, emissions, mask, transition_inputs), dtype=float)
         return accumulated / total
 
     def posterior_predictive(self, key) -> np.ndarray:
@@ -253,13 +315,13 @@ class Posterior:
         Returns:
             (chain, draw, N, T) replicated emissions.
         """
-        inputs, _, _ = self._data()
+        inputs, _, _, transition_inputs = self._data()
         keys = jax.random.split(key, self.num_chains * self.num_draws)
-        return self._per_draw(lambda k, params: _predictive_per_draw(k, params, inputs)[1], keys)
+        return self._per_draw(lambda k, params: _predictive_per_draw(k, params, inputs, transition_inputs)[1], keys)
 
     def posterior_mean(self):
         """Posterior means of the relabeled parameters (over all chains and draws), the family's params type."""
-        return self.family.params_type(*(self.samples[name].mean(axis=(0, 1)) for name in self.param_names))
+        return self.family.params_type(**{name: self.samples[name].mean(axis=(0, 1)) for name in self.param_names})
 
     def to_arviz(self, key=None, include_states: bool = True):
         """An ``arviz.InferenceData`` (see :func:`bayes_glmhmm.convert.to_inference_data`)."""
@@ -272,9 +334,12 @@ class Posterior:
         import arviz as az
 
         posterior = az.convert_to_dataset({name: self.samples[name] for name in self.param_names})
-        rhat = az.rhat(posterior)
-        ess_bulk = az.ess(posterior, method="bulk")
-        ess_tail = az.ess(posterior, method="tail")
+        # Constant entries (the zero diagonal of the transition weights, a K = 1 transition matrix)
+        # have no between- or within-chain variance: their R-hat and ESS are NaN and left out below.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rhat = az.rhat(posterior)
+            ess_bulk = az.ess(posterior, method="bulk")
+            ess_tail = az.ess(posterior, method="tail")
 
         def _extreme(dataset, reducer):
             values = np.concatenate([np.ravel(dataset[name].values) for name in self.param_names])

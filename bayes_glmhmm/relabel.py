@@ -2,7 +2,8 @@
 
 Convention used throughout: a permutation ``perm`` of shape (K,) relabels parameters so that
 *new* state k is *old* state ``perm[k]``; for example ``weights_new = weights_old[perm]`` and
-``transition_new = transition_old[perm][:, perm]``. A state path relabels with the inverse,
+``transition_new = transition_old[perm][:, perm]`` (and the same for the (K, K, M) transition weights
+of input-driven transitions). A state path relabels with the inverse,
 ``z_new = argsort(perm)[z_old]``.
 
 Draws are matched to a reference by the Hungarian algorithm on a cost built from the
@@ -98,9 +99,16 @@ def relabel_draws(samples: dict, permutations: np.ndarray) -> dict:
     relabeled = {}
     for name, value in samples.items():
         value = np.asarray(value)
-        if name == "transition_matrix":
-            rows = np.take_along_axis(value, permutations[..., :, None], axis=lead)
-            relabeled[name] = np.take_along_axis(rows, permutations[..., None, :], axis=lead + 1)
+        if name in ("transition_matrix", "transition_weights"):
+            # Both state axes (origin and destination); the transition weights' input axis follows.
+            trailing = (1,) * (value.ndim - lead - 2)
+            rows = np.take_along_axis(
+                value, permutations[..., :, None].reshape(permutations.shape + (1,) + trailing), axis=lead
+            )
+            columns = permutations[..., None, :].reshape(
+                permutations.shape[:-1] + (1, permutations.shape[-1]) + trailing
+            )
+            relabeled[name] = np.take_along_axis(rows, columns, axis=lead + 1)
         elif name in STATE_AXIS:
             index = permutations.reshape(permutations.shape + (1,) * (value.ndim - lead - 1))
             relabeled[name] = np.take_along_axis(value, index, axis=lead)

@@ -39,7 +39,8 @@ __all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "r
 CHAIN_AXIS = "chains"
 SEQUENCE_AXIS = "sequences"
 NUM_CHUNKS = 20  # progress-bar resolution; every chunk reuses one compiled function
-SEQUENCE_FIELDS = ("inputs", "emissions", "mask")  # the model arguments split along "sequences"
+# The model arguments split along "sequences" (transition inputs only when the model has them).
+SEQUENCE_FIELDS = ("inputs", "emissions", "mask", "transition_inputs")
 
 
 class NutsDraws(NamedTuple):
@@ -217,15 +218,16 @@ def _local_advance(settings, states, num_valid, model_kwargs):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices: int, replicated: tuple):
+def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices: int, replicated: tuple, split: tuple):
     """The mesh and the jitted init, chunk and constrain functions, cached per setting and mesh shape.
 
-    ``replicated`` names the model arguments every device holds whole (all but the sequences).
+    ``replicated`` names the model arguments every device holds whole, ``split`` those split
+    along the sequences.
 
     Being cached, each function is traced and compiled once per data shape.
     """
     mesh = sequence_mesh(num_chain_devices, num_sequence_devices)
-    data_specs = {name: P(SEQUENCE_AXIS) for name in SEQUENCE_FIELDS} | {name: P() for name in replicated}
+    data_specs = {name: P(SEQUENCE_AXIS) for name in split} | {name: P() for name in replicated}
     # check_vma=False: the chain state is replicated along "sequences" by construction (every
     # device adds the same psum), and glmhmm_model's psum carries its own gradient rule.
     init = jax.shard_map(
@@ -269,6 +271,8 @@ def _pad_sequences(model_kwargs: dict, multiple: int) -> dict:
     if extra == 0:
         return padded
     for name in SEQUENCE_FIELDS:
+        if name not in model_kwargs:
+            continue
         value = model_kwargs[name]
         padded[name] = jnp.concatenate([value, jnp.zeros((extra, *value.shape[1:]), value.dtype)])
     return padded
@@ -299,7 +303,8 @@ def run_nuts(
         model: the NumPyro model, a function of ``**model_kwargs, **model_options`` that accepts a
             ``sequence_axis_name`` keyword (the mesh axis along which its sequences are split, or None).
         model_kwargs: the model's array arguments (traced: a new value reuses the compiled sampler);
-            ``inputs``, ``emissions`` and ``mask`` have a leading sequence axis and are split over devices.
+            ``inputs``, ``emissions``, ``mask`` (and ``transition_inputs`` when given) have a
+            leading sequence axis and are split over devices.
         model_options: the model's static keyword arguments (hashable values, e.g. ``num_states``, the
             family); a new value compiles a new sampler.
         num_warmup: adaptation iterations per chain (discarded).
@@ -337,10 +342,11 @@ def run_nuts(
         sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,
         precondition=bool(precondition),
     )
-    replicated = tuple(sorted(set(model_kwargs) - set(SEQUENCE_FIELDS)))
-    mesh, init, advance, constrain = _compiled(settings, num_chain_devices, sequence_devices, replicated)
+    split = tuple(name for name in SEQUENCE_FIELDS if name in model_kwargs)
+    replicated = tuple(sorted(set(model_kwargs) - set(split)))
+    mesh, init, advance, constrain = _compiled(settings, num_chain_devices, sequence_devices, replicated, split)
     sharded_kwargs = _pad_sequences(model_kwargs, sequence_devices)
-    for name in SEQUENCE_FIELDS:
+    for name in split:
         sharded_kwargs[name] = jax.device_put(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
     chain_keys = jax.random.split(key, num_chains)
     states = init(chain_keys, init_z, sharded_kwargs)

@@ -10,29 +10,40 @@ from jaxtyping import Array, Float, Int
 
 from bayes_glmhmm.emissions import family_of
 from bayes_glmhmm.params import GLMHMMParams
+from bayes_glmhmm.transitions import log_transition_matrices, validate_transition_inputs
 
 __all__ = ["simulate", "article_params", "article_data", "ArticleData"]
 
 
 @jax.jit
-def _simulate_one(key, params, inputs):
+def _simulate_one(key, params, inputs, transition_inputs=None):
     num_timesteps = inputs.shape[0]
     key_initial, key_transitions, key_emissions = jax.random.split(key, 3)
     first_state = jax.random.categorical(key_initial, jnp.log(params.initial_probs))
+    if transition_inputs is None:
+        log_matrices = jnp.broadcast_to(
+            jnp.log(params.transition_matrix), (num_timesteps - 1, *params.transition_matrix.shape)
+        )
+    else:
+        log_matrices = log_transition_matrices(params.transition_matrix, params.transition_weights, transition_inputs)
 
     def _step(carry, xs):
         state = carry
-        step_key = xs
-        next_state = jax.random.categorical(step_key, jnp.log(params.transition_matrix[state]))
+        step_key, log_matrix = xs
+        next_state = jax.random.categorical(step_key, log_matrix[state])
         return next_state, next_state
 
-    _, later_states = lax.scan(_step, first_state, jax.random.split(key_transitions, num_timesteps - 1))
+    step_keys = jax.random.split(key_transitions, num_timesteps - 1)
+    _, later_states = lax.scan(_step, first_state, (step_keys, log_matrices))
     states = jnp.concatenate([first_state[None], later_states])
     return states, family_of(params).sample(key_emissions, params, inputs, states)
 
 
 def simulate(
-    key: Array, params, inputs: Float[Array, "num_sequences num_timesteps input_dim"]
+    key: Array,
+    params,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
 ) -> tuple[Int[Array, "num_sequences num_timesteps"], Float[Array, "num_sequences num_timesteps"]]:
     """Draw hidden states and emissions from the GLM-HMM given the inputs, for any family.
 
@@ -40,26 +51,46 @@ def simulate(
         key: PRNG key.
         params: model parameters (their type names the family; discrete emissions come as floats).
         inputs: covariates, (N, T, D); a single (T, D) sequence gives (T,) outputs.
+        transition_inputs: (N, T, M) (or (T, M) with (T, D) inputs) inputs of input-driven
+            transitions, required exactly when ``params.transition_weights`` is not None:
+            z_{t+1} | z_t = i ~ Categorical(softmax(log A[i] + V[i] . u_t)).
 
     Returns:
-        ``(states, emissions)``: z ~ p(z | theta) and y ~ p(y | x, z, theta), shapes (N, T).
+        ``(states, emissions)``: z ~ p(z | u, theta) and y ~ p(y | x, z, theta), shapes (N, T).
     """
     family_of(params)  # a clear error for anything that is not a family's params
-    params = type(params)(*(jnp.asarray(p) for p in params))
+    params = type(params)(*(None if p is None else jnp.asarray(p) for p in params))
     inputs = jnp.asarray(inputs, dtype=jnp.result_type(float))
-    if inputs.ndim == 2:
-        return _simulate_one(key, params, inputs)
-    if inputs.ndim != 3:
+    if inputs.ndim not in (2, 3):
         raise ValueError(f"inputs must have shape (num_sequences, num_timesteps, input_dim), got {inputs.shape}")
     if inputs.shape[-1] != params.weights.shape[-1]:
         raise ValueError(
             f"inputs have {inputs.shape[-1]} input dimensions but params.weights has {params.weights.shape[-1]}"
         )
+    transition_inputs = _checked_transition_inputs(params, inputs, transition_inputs)
+    if inputs.ndim == 2:
+        return _simulate_one(key, params, inputs, transition_inputs)
     keys = jax.random.split(key, inputs.shape[0])
-    return _simulate_batch(keys, params, inputs)
+    if transition_inputs is None:
+        return _simulate_batch(keys, params, inputs)
+    return _simulate_batch_input_driven(keys, params, inputs, transition_inputs)
+
+
+def _checked_transition_inputs(params, inputs, transition_inputs):
+    """Transition inputs shaped like ``inputs``' (N, T) or (T,) leading axes, or None for stationary params."""
+    if params.transition_weights is None:
+        if transition_inputs is not None:
+            raise ValueError("transition_inputs were given but the params have no transition_weights (stationary)")
+        return None
+    if transition_inputs is None:
+        raise ValueError("params with transition_weights (input-driven transitions) need transition_inputs")
+    shape = inputs.shape[:-1] if inputs.ndim == 3 else (1, inputs.shape[0])
+    validated = validate_transition_inputs(transition_inputs, shape, int(params.transition_weights.shape[-1]))
+    return validated if inputs.ndim == 3 else validated[0]
 
 
 _simulate_batch = jax.jit(jax.vmap(_simulate_one, in_axes=(0, None, 0)))
+_simulate_batch_input_driven = jax.jit(jax.vmap(_simulate_one, in_axes=(0, None, 0, 0)))
 
 ARTICLE_TRANSITION_MATRIX = np.array([[0.5, 0.4, 0.1], [0.1, 0.5, 0.4], [0.4, 0.1, 0.5]])
 

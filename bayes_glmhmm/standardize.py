@@ -73,7 +73,8 @@ class Standardization(NamedTuple):
     def _map_params(self, params, transform):
         weights, biases, scales = transform(params.weights, params.biases, getattr(params, "scales", None))
         mapped = dict(weights=weights, biases=biases) | ({} if scales is None else dict(scales=scales))
-        return type(params)(**{name: np.asarray(value) for name, value in (params._asdict() | mapped).items()})
+        merged = params._asdict() | mapped
+        return type(params)(**{name: None if value is None else np.asarray(value) for name, value in merged.items()})
 
     def params_to_original(self, params):
         """Parameters (any family's) fitted on standardized data, in the data's original units."""

@@ -78,8 +78,12 @@ class EmissionFamily(NamedTuple):
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """Every parameter name, in the params NamedTuple's order."""
-        return self.params_type._fields
+        """Every parameter name of a stationary model, in the params NamedTuple's order.
+
+        The params' last field, ``transition_weights`` (input-driven transitions), is not the
+        family's: :func:`bayes_glmhmm.transitions.param_names` adds it when a model has it.
+        """
+        return tuple(name for name in self.params_type._fields if name != "transition_weights")
 
     def weight_shape(self, num_states: int, input_dim: int) -> tuple[int, ...]:
         """Shape of ``weights``: (K, D), or (K, C - 1, D) for the categorical family."""
