@@ -163,7 +163,7 @@ def _as_numpy_params(params, family, argument: str):
             )
     elif len(params) != len(family.param_names):
         raise ValueError(f"{argument} must hold the {family.name} family's parameters {family.param_names}")
-    return family.params_type(*(np.asarray(p, dtype=np.float64) for p in params))
+    return family.params_type(*(None if p is None else np.asarray(p, dtype=np.float64) for p in params))
 
 
 def _is_posterior_start(em_result: EMResult, posterior: Posterior) -> bool:

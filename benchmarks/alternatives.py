@@ -154,7 +154,7 @@ def _clip_simplex(value):
 
 
 def _as_numpy_params(params) -> GLMHMMParams:
-    params = GLMHMMParams(*(np.asarray(p, dtype=float) for p in params))
+    params = jax.tree.map(lambda p: np.asarray(p, dtype=float), params)
     return params._replace(
         initial_probs=_clip_simplex(params.initial_probs), transition_matrix=_clip_simplex(params.transition_matrix)
     )

@@ -113,7 +113,7 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
     family = sbc_family(args)
     key_prior, key_inputs, key_data = jax.random.split(jax.random.PRNGKey(10_000 + seed), 3)
     truth = sample_prior(key_prior, family, args.num_states, 1, priors)
-    truth = type(truth)(*(np.asarray(value, dtype=float) for value in truth))
+    truth = jax.tree.map(lambda value: np.asarray(value, dtype=float), truth)
     inputs = np.asarray(jax.random.normal(key_inputs, (args.num_sequences, args.num_timesteps, 1)))
     _, emissions = simulate(key_data, truth, inputs)
     emissions = np.asarray(emissions)
@@ -136,7 +136,7 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
     # Thin to L draws spread over all chains, which also reduces autocorrelation (Talts et al.).
     flat = posterior.flat_params()
     picks = np.linspace(0, flat.weights.shape[0] - 1, args.rank_draws).astype(int)
-    draws = type(flat)(*(np.asarray(p)[picks] for p in flat))
+    draws = jax.tree.map(lambda p: np.asarray(p)[picks], flat)
     draw_loglik = posterior.log_likelihood().reshape(-1, args.num_sequences).sum(-1)[picks]
     true_loglik = float(np.sum(log_likelihood(truth, inputs, emissions)))
     true_q = invariant_quantities(truth, true_loglik)

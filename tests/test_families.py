@@ -86,7 +86,7 @@ def random_emissions(rng, name: str, shape) -> np.ndarray:
 
 
 def to_float32(params):
-    return type(params)(*(jnp.asarray(value, jnp.float32) for value in params))
+    return jax.tree.map(lambda value: jnp.asarray(value, jnp.float32), params)
 
 
 # 1. dynamax as the oracle of the per-step log-probabilities and the marginal likelihood.

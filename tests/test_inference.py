@@ -450,7 +450,7 @@ def test_gradient_is_finite_with_missing_data():
     mask = np.ones(emissions.shape, bool)
     mask[1, 2:4] = False
     emissions = np.where(mask, emissions, np.nan)  # validate_data must keep NaN out of the gradient
-    params = GLMHMMParams(*(jnp.asarray(p, jnp.result_type(float)) for p in params))
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.result_type(float)), params)
     grads = jax.grad(_summed_loglik)(params, inputs, emissions, mask)
     for leaf in jax.tree_util.tree_leaves(grads):
         assert np.all(np.isfinite(leaf))
@@ -461,7 +461,7 @@ def test_gradient_matches_finite_differences_float64():
         params, inputs, emissions = glm_problem(71, num_timesteps=5)
         mask = np.ones(emissions.shape, bool)
         mask[0, 1] = False
-        params = GLMHMMParams(*(jnp.asarray(p, jnp.float64) for p in params))
+        params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
         objective = jax.jit(lambda p: _summed_loglik(p, inputs, emissions, mask))
         assert objective(params).dtype == jnp.float64
         grads = jax.grad(objective)(params)

@@ -50,7 +50,7 @@ def test_numpyro_log_density_is_prior_plus_marginal_likelihood(data):
 def test_log_likelihood_is_jittable_and_matches_eager(data):
     params, inputs, emissions = data
     eager = log_likelihood(params, inputs, emissions)
-    jitted = jax.jit(log_likelihood)(GLMHMMParams(*(jnp.asarray(p, jnp.float32) for p in params)), inputs, emissions)
+    jitted = jax.jit(log_likelihood)(jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params), inputs, emissions)
     assert eager.shape == (3,)
     np.testing.assert_allclose(eager, jitted, rtol=1e-5)
 

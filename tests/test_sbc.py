@@ -45,7 +45,7 @@ def test_invariant_quantities_ignore_the_labels(family_name):
     sbc = _load("sbc")
     family = _family(family_name)
     params = sample_prior(jax.random.PRNGKey(0), family, 3, 1, Priors())
-    params = type(params)(*(np.asarray(value, dtype=float) for value in params))
+    params = jax.tree.map(lambda value: np.asarray(value, dtype=float), params)
     original = sbc.invariant_quantities(params, -12.5)
     permuted = sbc.invariant_quantities(params.permute(np.array([2, 0, 1])), -12.5)
     assert original.keys() == permuted.keys()
