@@ -116,6 +116,9 @@ class MouseDesign(NamedTuple):
         row_index: (N, T) the 0-based row of each trial in the input table, -1 for padding.
         contrast_center: the value subtracted from the signed contrast in the input (0 for ``"raw"``).
         contrast_scale: the value the centred signed contrast was divided by (1 for ``"raw"``).
+        rewarded: (N, T) float, 1.0 where the trial was rewarded (IBL feedback +1), 0.0 where not
+            and in padding: with ``rewarded[..., None]`` as transition inputs, the reward of
+            trial t drives the state of trial t+1.
     """
 
     inputs: np.ndarray
@@ -130,6 +133,7 @@ class MouseDesign(NamedTuple):
     row_index: np.ndarray
     contrast_center: float
     contrast_scale: float
+    rewarded: np.ndarray | None = None
 
 
 def _check_trials(trials: dict[str, np.ndarray]) -> int:
@@ -291,6 +295,7 @@ def ibl_design(
     raw_contrast = np.full((n_seq, t_max), np.nan)
     probability_left = np.full((n_seq, t_max), np.nan)
     row_index = np.full((n_seq, t_max), -1, dtype=np.int64)
+    rewarded = np.zeros((n_seq, t_max))
     for i, rows in enumerate(rows_of):
         n = len(rows)
         for d, name in enumerate(input_names):
@@ -301,6 +306,7 @@ def ibl_design(
         raw_contrast[i, :n] = signed[rows]
         probability_left[i, :n] = prob_left[rows]
         row_index[i, :n] = rows
+        rewarded[i, :n] = feedback[rows] == 1
     return MouseDesign(
         inputs=design,
         choices=choices,
@@ -314,4 +320,5 @@ def ibl_design(
         row_index=row_index,
         contrast_center=center,
         contrast_scale=scale,
+        rewarded=rewarded,
     )
