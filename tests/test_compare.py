@@ -244,7 +244,7 @@ def test_objective_is_named(small_posterior, small_article_data):
     relabeled = small_posterior.permute([2, 0, 1])
     assert compare_fits(relabeled, relabeled.em).em_objective == comparison.em_objective
     assert compare_fits(small_posterior, small_posterior.em, em_priors=Priors(bias_scale=3.0)).em_objective.endswith(
-        "bias_scale=3, noise_scale=1)"
+        "bias_scale=3, noise_scale=1, transition_weight_scale=1)"
     )
     assert comparison.reference == "posterior"
     assert comparison.states is None and comparison.heldout is None
@@ -373,5 +373,5 @@ def test_compare_fits_refuses_another_family(small_posterior, small_article_data
     with pytest.raises(ValueError, match="truth"):
         compare_fits(small_posterior, small_posterior.em, truth=bernoulli_truth)
     # A plain tuple is read in the family's parameter order.
-    params = tuple(np.asarray(p) for p in small_article_data.params)
+    params = tuple(np.asarray(getattr(small_article_data.params, name)) for name in PARAM_NAMES)
     assert isinstance(compare_fits(small_posterior, params).em_params, GLMHMMParams)

@@ -6,7 +6,14 @@ import pytest
 
 from bayes_glmhmm.params import GLMHMMParams, Priors, permute_params, validate_data, validate_num_states
 
-PRIOR_FIELDS = ["initial_concentration", "transition_concentration", "weight_scale", "bias_scale", "noise_scale"]
+PRIOR_FIELDS = [
+    "initial_concentration",
+    "transition_concentration",
+    "weight_scale",
+    "bias_scale",
+    "noise_scale",
+    "transition_weight_scale",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Priors

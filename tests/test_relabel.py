@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bayes_glmhmm import GLMHMMParams, article_params, find_state_permutation, match_params, relabel_samples
+from bayes_glmhmm.params import PARAM_NAMES
 from bayes_glmhmm.relabel import invert_permutation, permute_states, relabel_draws
 
 
@@ -27,7 +28,7 @@ def test_relabeling_undoes_known_random_permutations(rng):
     scrambled = relabel_draws(draws, applied)
     result = relabel_samples(scrambled)
     # Up to one global relabeling (the reference is arbitrary), every draw is restored exactly.
-    global_perm = match_params(GLMHMMParams(*(result.samples[k].mean(axis=(0, 1)) for k in truth._fields)), truth)
+    global_perm = match_params(GLMHMMParams(*(result.samples[k].mean(axis=(0, 1)) for k in PARAM_NAMES)), truth)
     restored = relabel_draws(result.samples, np.broadcast_to(global_perm, applied.shape))
     for name in draws:
         np.testing.assert_allclose(restored[name], draws[name], err_msg=name)
@@ -63,7 +64,7 @@ def test_match_params_and_state_permutation_directions(permutation):
     found = match_params(estimate, truth)
     np.testing.assert_array_equal(found, invert_permutation(permutation))
     aligned = estimate.permute(found)
-    for name in truth._fields:
+    for name in PARAM_NAMES:
         np.testing.assert_allclose(aligned._asdict()[name], truth._asdict()[name], err_msg=name)
 
     rng = np.random.default_rng(1)
