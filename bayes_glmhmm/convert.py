@@ -13,6 +13,14 @@ marginalized HMM; we build every group ourselves:
 * ``observed_data``: ``emissions`` (NaN where masked); ``constant_data``: ``inputs``, ``mask``;
 * ``posterior_states`` (extra group): FFBS ``states`` per draw and the posterior mean
   ``state_probabilities``.
+
+Input-driven transitions (:mod:`bayes_glmhmm.transitions`) add ``transition_weights`` to the
+posterior group, dims ``state``, ``next_state``, ``transition_input`` (the coordinate holds the
+transition inputs' names, ``u0``, ``u1``, ... when none are known), and ``transition_inputs``
+(dims ``sequence``, ``time``, ``transition_input``) to ``constant_data``; the posterior's attrs
+``transitions`` (JSON ``{"model": ..., "form": ...}``) and ``transition_input_names`` (JSON list)
+record the transition model. A stationary posterior's groups are as before, with ``transitions``
+recording ``"stationary"``.
 """
 
 import json
@@ -27,27 +35,80 @@ from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import get_family
 from bayes_glmhmm.params import Priors
 from bayes_glmhmm.posterior import Posterior
+from bayes_glmhmm.transitions import PARAM_DIMS as TRANSITION_PARAM_DIMS
+from bayes_glmhmm.transitions import STATIONARY, TransitionModel
 
-__all__ = ["to_inference_data", "posterior_from_inference_data", "write_netcdf_atomic", "PARAM_DIMS"]
+__all__ = [
+    "to_inference_data",
+    "posterior_from_inference_data",
+    "write_netcdf_atomic",
+    "PARAM_DIMS",
+]
 
 PARAM_DIMS = get_family("gaussian").param_dims()  # the Gaussian family's; any family: family.param_dims()
 
 
-def to_inference_data(posterior, key=None, include_states: bool = True) -> az.InferenceData:
+def _transition_inputs(posterior):
+    """The posterior's (N, T, M) transition inputs, or None for stationary transitions."""
+    value = getattr(posterior, "transition_inputs", None)
+    return None if value is None else np.asarray(value)
+
+
+def _transition_input_names(posterior, names=None) -> list[str] | None:
+    """Names of the posterior's M transition inputs: ``names`` if given, else ``u0``, ``u1``, ...
+
+    Args:
+        posterior: a :class:`~bayes_glmhmm.posterior.Posterior`.
+        names: the names, e.g. the CSV columns; checked against M.
+
+    Returns:
+        M names, or None for a posterior with stationary transitions.
+
+    Raises:
+        ValueError: naming ``transition_input_names`` when names are given for a stationary
+            posterior, or their number is not M, or they repeat.
+    """
+    inputs = _transition_inputs(posterior)
+    if inputs is None:
+        if names is not None:
+            raise ValueError("transition_input_names were given but the posterior has stationary transitions")
+        return None
+    num_inputs = inputs.shape[-1]
+    if names is None:
+        return [f"u{m}" for m in range(num_inputs)]
+    names = [str(name) for name in names]
+    if len(names) != num_inputs:
+        raise ValueError(f"transition_input_names has {len(names)} names, the posterior {num_inputs} transition inputs")
+    if len(set(names)) != len(names):
+        raise ValueError(f"transition_input_names must be distinct, got {names}")
+    return names
+
+
+def to_inference_data(
+    posterior, key=None, include_states: bool = True, transition_input_names: list[str] | None = None
+) -> az.InferenceData:
     """Build the InferenceData of a fitted posterior.
 
     Args:
         posterior: a :class:`~bayes_glmhmm.posterior.Posterior`.
         key: PRNG key for the posterior predictive and FFBS draws (default: PRNGKey(0)).
         include_states: add the ``posterior_states`` group (FFBS draws, state probabilities).
+        transition_input_names: input-driven transitions only: the names of the M transition
+            inputs, the coordinate ``transition_input`` (default ``u0``, ``u1``, ...).
 
     Returns:
         An ``arviz.InferenceData``.
+
+    Raises:
+        ValueError: for ``transition_input_names`` of a stationary posterior or of the wrong length.
     """
     family = posterior.family
     key = jax.random.PRNGKey(0) if key is None else key
     key_predictive, key_states = jax.random.split(key)
     num_sequences, num_timesteps, input_dim = posterior.inputs.shape
+    transitions = getattr(posterior, "transitions", STATIONARY)
+    transition_inputs = _transition_inputs(posterior)
+    names = _transition_input_names(posterior, transition_input_names)
     coords = {
         "state": np.arange(posterior.num_states),
         "next_state": np.arange(posterior.num_states),
@@ -55,6 +116,12 @@ def to_inference_data(posterior, key=None, include_states: bool = True) -> az.In
         "sequence": np.arange(num_sequences),
         "time": np.arange(num_timesteps),
     }
+    dims = {}
+    constant_data = {}
+    if transition_inputs is not None:
+        coords["transition_input"] = np.array(names)
+        dims = {**TRANSITION_PARAM_DIMS, "transition_inputs": ["sequence", "time", "transition_input"]}
+        constant_data["transition_inputs"] = transition_inputs
     if family.num_classes is not None:
         coords["class"] = np.arange(1, family.num_classes)  # the non-reference classes; class 0 is the reference
     observed = np.where(posterior.mask, posterior.emissions, np.nan)
@@ -75,9 +142,11 @@ def to_inference_data(posterior, key=None, include_states: bool = True) -> az.In
         "wall_seconds": json.dumps(posterior.wall_seconds),
         "em_params": json.dumps(None if posterior.em is None else _params_to_json(posterior.em.params)),
         "inference_library": "bayes_glmhmm",
+        "transitions": json.dumps({"model": transitions.name, "form": transitions.form}),
+        "transition_input_names": json.dumps(names),
     }
     idata = az.from_dict(
-        posterior={name: posterior.samples[name] for name in family.param_names},
+        posterior={name: posterior.samples[name] for name in posterior.param_names},
         sample_stats=stats,
         posterior_predictive={"emissions": predictive},
         observed_data={"emissions": observed},
@@ -85,10 +154,12 @@ def to_inference_data(posterior, key=None, include_states: bool = True) -> az.In
             "inputs": posterior.inputs,
             "mask": posterior.mask.astype(np.int8),
             "lengths": np.sum(posterior.valid_steps(), axis=1),
+            **constant_data,
         },
         coords=coords,
         dims={
             **family.param_dims(),
+            **dims,
             "emissions": ["sequence", "time"],
             "inputs": ["sequence", "time", "input"],
             "mask": ["sequence", "time"],
@@ -114,7 +185,16 @@ def to_inference_data(posterior, key=None, include_states: bool = True) -> az.In
 
 
 def _params_to_json(params) -> dict:
-    return {name: np.asarray(value).tolist() for name, value in params._asdict().items()}
+    """The parameters as JSON lists; a stationary model's absent ``transition_weights`` (None) is left out."""
+    return {name: np.asarray(value).tolist() for name, value in params._asdict().items() if value is not None}
+
+
+def _transition_model(attrs) -> TransitionModel:
+    """The transition model the posterior's attrs record (stationary for files written before issue 12)."""
+    recorded = json.loads(attrs.get("transitions", "null"))
+    if recorded is None:
+        return STATIONARY
+    return TransitionModel(recorded["model"], recorded.get("form", "full"))
 
 
 def posterior_from_inference_data(idata: az.InferenceData):
@@ -135,7 +215,17 @@ def posterior_from_inference_data(idata: az.InferenceData):
     attrs = idata.posterior.attrs
     num_classes = int(attrs.get("num_classes", -1))
     family = get_family(attrs.get("family", "gaussian"), None if num_classes < 0 else num_classes)
-    samples = {name: idata.posterior[name].values for name in family.param_names}
+    transitions = _transition_model(attrs)
+    names = family.param_names + transitions.param_names
+    missing = [name for name in names if name not in idata.posterior]
+    if missing:
+        raise ValueError(f"idata's posterior group lacks {missing} of its {family.name} family and transition model")
+    samples = {name: idata.posterior[name].values for name in names}
+    transition_inputs = None
+    if transitions.is_input_driven:
+        if "transition_inputs" not in idata.constant_data:
+            raise ValueError("idata records input-driven transitions but its constant_data lacks transition_inputs")
+        transition_inputs = idata.constant_data["transition_inputs"].values
     stats = {name: idata.sample_stats[name].values for name in idata.sample_stats.data_vars}
     permutations = stats.pop("relabel_permutation")
     mask = idata.constant_data["mask"].values.astype(bool)
@@ -160,6 +250,8 @@ def posterior_from_inference_data(idata: az.InferenceData):
         settings=json.loads(attrs.get("settings", "{}")),
         lengths=idata.constant_data["lengths"].values if "lengths" in idata.constant_data else None,
         family=family,
+        transitions=transitions,
+        transition_inputs=transition_inputs,
     )
 
 

@@ -1,3 +1,4 @@
+import json
 import os
 import warnings
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from bayes_glmhmm import posterior_from_inference_data, write_netcdf_atomic
+from bayes_glmhmm.convert import to_inference_data
 
 matplotlib.use("Agg")
 
@@ -94,3 +96,58 @@ def test_rebuild_rejects_foreign_data():
     foreign = az.from_dict(posterior={"a": np.zeros((1, 5))})
     with pytest.raises(ValueError, match="sample_stats"):
         posterior_from_inference_data(foreign)
+
+
+# --- input-driven transitions ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transition_posterior():
+    from _transition_posteriors import random_transition_posterior
+
+    return random_transition_posterior(form="destination")
+
+
+def test_transition_weights_dims_coords_and_round_trip(transition_posterior, tmp_path):
+    """transition_weights (state, next_state, transition_input) named by the inputs; transition_inputs kept;
+    the netCDF file rebuilds a Posterior with the same transition model, inputs and state probabilities."""
+    posterior = transition_posterior
+    idata = to_inference_data(posterior, key=jax.random.PRNGKey(0), transition_input_names=["rewarded", "drift"])
+    weights = idata.posterior["transition_weights"]
+    assert weights.dims == ("chain", "draw", "state", "next_state", "transition_input")
+    assert weights.coords["transition_input"].values.tolist() == ["rewarded", "drift"]
+    np.testing.assert_array_equal(weights.values, posterior.samples["transition_weights"])
+    stored = idata.constant_data["transition_inputs"]
+    assert stored.dims == ("sequence", "time", "transition_input")
+    np.testing.assert_array_equal(stored.values, posterior.transition_inputs)
+    assert json.loads(idata.posterior.attrs["transitions"]) == {"model": "input_driven", "form": "destination"}
+    assert json.loads(idata.posterior.attrs["transition_input_names"]) == ["rewarded", "drift"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # R-hat of the constant diagonal V[i, i] = 0 is NaN
+        assert "transition_weights[0, 1, drift]" in az.summary(idata, var_names=["transition_weights"]).index
+    # The log-likelihood group is each sequence's likelihood under the input-driven transitions.
+    np.testing.assert_allclose(idata.log_likelihood["emissions"].values, posterior.log_likelihood(), rtol=1e-6)
+
+    back = posterior_from_inference_data(az.from_netcdf(write_netcdf_atomic(idata, tmp_path / "posterior.nc")))
+    assert back.transitions == posterior.transitions
+    np.testing.assert_array_equal(back.transition_inputs, posterior.transition_inputs)
+    np.testing.assert_array_equal(back.samples["transition_weights"], posterior.samples["transition_weights"])
+    np.testing.assert_array_equal(back.em.params.transition_weights, posterior.em.params.transition_weights)
+    np.testing.assert_allclose(back.state_probabilities(), posterior.state_probabilities(), atol=1e-6)
+
+
+def test_transition_input_names_default_and_checks(transition_posterior, small_posterior):
+    idata = to_inference_data(transition_posterior, include_states=False)
+    assert idata.posterior["transition_weights"].coords["transition_input"].values.tolist() == ["u0", "u1"]
+    with pytest.raises(ValueError, match="transition_input_names has 1 names"):
+        to_inference_data(transition_posterior, include_states=False, transition_input_names=["a"])
+    with pytest.raises(ValueError, match="transition_input_names were given but the posterior has stationary"):
+        to_inference_data(small_posterior, include_states=False, transition_input_names=["a"])
+
+
+def test_stationary_posterior_is_unchanged(idata):
+    """A stationary posterior has no transition weights, inputs or coordinate; its attrs say stationary."""
+    assert "transition_weights" not in idata.posterior and "transition_input" not in idata.posterior.coords
+    assert "transition_inputs" not in idata.constant_data
+    assert json.loads(idata.posterior.attrs["transitions"])["model"] == "stationary"
+    assert posterior_from_inference_data(idata).transitions.name == "stationary"
