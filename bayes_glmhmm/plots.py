@@ -38,6 +38,9 @@ __all__ = [
     "plot_scatter_by_state",
     "plot_states",
     "plot_emission_curves",
+    "TransitionCurves",
+    "transition_probability_curves",
+    "plot_transition_probabilities",
     "plot_parameter_posteriors",
     "plot_transition_matrices",
     "plot_parameter_bars",
@@ -444,7 +447,7 @@ def emission_curves(
     lower, upper = np.quantile(per_draw, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     em = None
     if posterior.em is not None:
-        em_params = family.params_type(*(jnp.asarray(value, grid_inputs.dtype) for value in posterior.em.params))
+        em_params = jax.tree.map(lambda value: jnp.asarray(value, grid_inputs.dtype), posterior.em.params)
         em = np.asarray(family.mean(em_params, grid_inputs), dtype=float)
     return EmissionCurves(grid, inputs, per_draw.mean(axis=0), lower, upper, em, draw_indices)
 
@@ -579,6 +582,197 @@ def plot_emission_curves(
     if input_dim > 1:
         notes.append("other inputs at their observed mean")
     fig.suptitle(f"Emission curves per state against {x_label}\n({'; '.join(notes)})", fontsize="medium")
+    return fig
+
+
+# --- input-driven transitions -------------------------------------------------------------------------
+
+
+class TransitionCurves(NamedTuple):
+    """The posterior of the transition probabilities along one transition input, the others at their mean.
+
+    Attributes:
+        grid: (G,) values of the chosen transition input.
+        transition_inputs: (G, M) the transition input vectors along the grid.
+        mean: (G, K, K) posterior mean of p(z_{t+1} = j | z_t = i, u) at ``[g, i, j]``.
+        lower: the (1 - prob) / 2 quantile over the draws, same shape.
+        upper: the (1 + prob) / 2 quantile over the draws, same shape.
+        draw_indices: (S,) the draws used, as indices into the (chain * draw) flattened draws.
+    """
+
+    grid: np.ndarray
+    transition_inputs: np.ndarray
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    draw_indices: np.ndarray
+
+
+def _transition_steps(posterior: "Posterior") -> np.ndarray:
+    """(S, M) the transition inputs of every step t that drives a transition t -> t+1 inside a sequence."""
+    transition_inputs = getattr(posterior, "transition_inputs", None)
+    if transition_inputs is None:
+        raise ValueError("posterior has stationary transitions: fit with transition_inputs to plot them against inputs")
+    valid = posterior.valid_steps()
+    return np.asarray(transition_inputs, dtype=float)[:, :-1][valid[:, 1:]]
+
+
+def _thinned_draws(posterior: "Posterior", max_draws: int) -> np.ndarray:
+    """At most ``max_draws`` indices evenly spaced through the (chain * draw) flattened draws."""
+    if max_draws < 1:
+        raise ValueError(f"max_draws must be at least 1, got {max_draws}")
+    total = posterior.num_chains * posterior.num_draws
+    return np.unique(np.round(np.linspace(0, total - 1, min(total, max_draws))).astype(int))
+
+
+def transition_probability_curves(
+    posterior: "Posterior",
+    input_index: int = 0,
+    grid=None,
+    prob: float = 0.9,
+    num_points: int = 101,
+    max_draws: int = 400,
+) -> TransitionCurves:
+    """Posterior mean and equal-tailed band of p(z_{t+1} = j | z_t = i, u) along one transition input.
+
+    Along ``grid`` (values of transition input ``input_index``; the other transition inputs held
+    at their mean over the steps that drive a transition), the transition matrices
+    softmax_j(log A[i, j] + V[i, j] . u) of :func:`bayes_glmhmm.transitions.transition_matrices`
+    are computed for each of at most ``max_draws`` draws, evenly spaced through the (chain * draw)
+    flattened draws, and summarized per grid point.
+
+    Args:
+        posterior: a :class:`~bayes_glmhmm.posterior.Posterior` with input-driven transitions.
+        input_index: the transition input m along which the curves run.
+        grid: values of that input; by default ``num_points`` from its smallest to its largest value
+            over the steps that drive a transition.
+        prob: mass of the equal-tailed band.
+        num_points: grid points G of the default grid.
+        max_draws: the most draws used (thinned evenly when there are more).
+
+    Returns:
+        :class:`TransitionCurves`.
+
+    Raises:
+        ValueError: for a stationary posterior, an ``input_index`` out of range, a ``grid`` that is
+            not a non-empty 1-D array of finite numbers, a ``prob`` outside (0, 1), or a
+            ``num_points`` or ``max_draws`` below 2 or 1.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from bayes_glmhmm.transitions import transition_matrices
+
+    steps = _transition_steps(posterior)
+    if isinstance(input_index, bool) or not isinstance(input_index, (int, np.integer)):
+        raise ValueError(f"input_index must be an integer in [0, {steps.shape[-1]}), got {input_index!r}")
+    if not 0 <= input_index < steps.shape[-1]:
+        raise ValueError(f"input_index must lie in [0, {steps.shape[-1]}), the transition inputs, got {input_index}")
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    if grid is None:
+        if num_points < 2:
+            raise ValueError(f"num_points must be at least 2, got {num_points}")
+        grid = np.linspace(steps[:, input_index].min(), steps[:, input_index].max(), num_points)
+    else:
+        try:
+            grid = np.asarray(grid, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("grid must be a 1-D array of numbers") from None
+        if grid.ndim != 1 or grid.size < 1 or not np.all(np.isfinite(grid)):
+            raise ValueError(f"grid must be a non-empty 1-D array of finite numbers, got shape {grid.shape}")
+    transition_inputs = np.tile(steps.mean(axis=0), (grid.size, 1))
+    transition_inputs[:, input_index] = grid
+
+    draw_indices = _thinned_draws(posterior, max_draws)
+    total = posterior.num_chains * posterior.num_draws
+
+    def _flat(name):
+        value = np.asarray(posterior.samples[name])
+        return jnp.asarray(value.reshape((total, *value.shape[2:]))[draw_indices])
+
+    matrix, weights = _flat("transition_matrix"), _flat("transition_weights")
+    # transition_matrices reads u_t of steps t = 0..T-2: give each grid point a two-step "sequence".
+    two_steps = jnp.asarray(np.stack([transition_inputs, np.zeros_like(transition_inputs)], axis=1), weights.dtype)
+    per_draw = jax.vmap(transition_matrices, in_axes=(0, 0, None))(matrix, weights, two_steps)
+    per_draw = np.asarray(per_draw, dtype=float)[:, :, 0]  # (S, G, K, K)
+    lower, upper = np.quantile(per_draw, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    return TransitionCurves(grid, transition_inputs, per_draw.mean(axis=0), lower, upper, draw_indices)
+
+
+def plot_transition_probabilities(
+    posterior: "Posterior",
+    input_index: int = 0,
+    grid=None,
+    input_names: Sequence[str] | None = None,
+    prob: float = 0.9,
+    *,
+    max_draws: int = 400,
+    num_points: int = 101,
+) -> Figure:
+    """Transition probabilities against one transition input: one panel per origin state i.
+
+    Panel i draws, for every destination j, p(z_{t+1} = j | z_t = i, u) against transition input
+    ``input_index`` (the others held at their mean): the posterior mean (line, in state j's colour)
+    and the equal-tailed ``prob`` band over the draws (see :func:`transition_probability_curves`).
+    The curve j = i is the probability of staying.
+
+    Args:
+        posterior: a :class:`~bayes_glmhmm.posterior.Posterior` with input-driven transitions.
+        input_index: the transition input m along the x axis.
+        grid: values of that input (default: its observed range).
+        input_names: optional names of the M transition inputs; the x axis is labelled with the chosen one.
+        prob: mass of the band.
+        max_draws: the most posterior draws evaluated (thinned evenly when there are more).
+        num_points: grid points of the default grid.
+
+    Returns:
+        A figure with one axes per origin state (at most four per row).
+
+    Raises:
+        ValueError: as :func:`transition_probability_curves`, or for ``input_names`` of the wrong length.
+    """
+    num_inputs = _transition_steps(posterior).shape[-1]
+    if input_names is not None and len(input_names) != num_inputs:
+        raise ValueError(f"input_names has {len(input_names)} names, the posterior {num_inputs} transition inputs")
+    curves = transition_probability_curves(posterior, input_index, grid, prob, num_points, max_draws)
+    num_states = posterior.num_states
+    colors = state_colors(num_states)
+    x_label = str(input_names[input_index]) if input_names is not None else f"transition input {input_index}"
+    num_cols = min(num_states, 4)
+    num_rows = int(np.ceil(num_states / num_cols))
+    fig = Figure(figsize=(3.6 * num_cols + 1.8, 3.3 * num_rows + 0.8), layout="constrained")
+    axes = fig.subplots(num_rows, num_cols, sharey=True, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        if i >= num_states:
+            ax.set_visible(False)
+            continue
+        for j in range(num_states):
+            if curves.grid.size > 1:
+                ax.fill_between(
+                    curves.grid, curves.lower[:, i, j], curves.upper[:, i, j], color=colors[j], alpha=0.22, lw=0
+                )
+                (line,) = ax.plot(
+                    curves.grid, curves.mean[:, i, j], color=colors[j], lw=2.2, ls="-" if i != j else "--"
+                )
+            else:  # a single grid point: a dot and an interval
+                ax.plot(curves.grid.repeat(2), [curves.lower[0, i, j], curves.upper[0, i, j]], color=colors[j], lw=2)
+                (line,) = ax.plot(curves.grid, curves.mean[:, i, j], "o", color=colors[j])
+            line.set_gid(f"posterior-mean-from-{i}-to-{j}")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"from state {i}")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f"p(z[t+1] = j | z[t] = {i}, u[t])")
+        ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], color="0.3", lw=2.2, label="posterior mean"),
+        Line2D([], [], color="0.3", lw=2.2, ls="--", label="staying (j = i)"),
+        Patch(facecolor="0.3", alpha=0.22, label=f"{100 * prob:g}% band"),
+        *(Patch(facecolor=colors[j], label=f"to state {j}") for j in range(num_states)),
+    ]
+    fig.legend(handles=handles, loc="outside right center", fontsize="small")
+    note = "; other transition inputs at their mean" if num_inputs > 1 else ""
+    fig.suptitle(f"Transition probabilities against {x_label}{note}", fontsize="medium")
     return fig
 
 

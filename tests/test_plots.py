@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from _family_posteriors import NUM_CLASSES, family_data, random_posterior, short_fit  # noqa: E402
+from _transition_posteriors import random_transition_posterior  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bayes_glmhmm import plots  # noqa: E402
@@ -405,3 +406,78 @@ def test_plot_emission_curves_rejects_bad_arguments():
         plots.plot_emission_curves(posterior, prob=1.0, states=np.zeros(posterior.emissions.shape, int))
     with pytest.raises(ValueError, match="states"):
         plots.plot_emission_curves(posterior, states=np.zeros(3, int))
+
+
+# --- input-driven transitions ----------------------------------------------------------------------------
+
+
+def _numpy_transition_probabilities(posterior, draw_indices, transition_inputs):
+    """(S, G, K, K) softmax_j(log A[i, j] + V[i, j] . u) per draw and grid point, written out in NumPy."""
+    total = posterior.num_chains * posterior.num_draws
+    matrix = posterior.samples["transition_matrix"].reshape(total, 2, 2)[draw_indices].astype(float)
+    weights = posterior.samples["transition_weights"].reshape(total, 2, 2, 2)[draw_indices].astype(float)
+    logits = np.log(matrix)[:, None] + np.einsum("sijm,gm->sgij", weights, transition_inputs)
+    return np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+
+
+def _transition_steps(posterior):
+    """The transition inputs of the steps t with t + 1 inside their sequence (those that drive a transition)."""
+    return np.array(
+        [posterior.transition_inputs[n, t] for n, length in enumerate(posterior.lengths) for t in range(length - 1)]
+    )
+
+
+def test_transition_probabilities_are_the_posterior_mean_of_the_softmax(tmp_path):
+    """Panel i, line j: mean over draws of p(z[t+1] = j | z[t] = i, u) along transition input 1, input 0 at its mean.
+
+    Oracle: the softmax written out in NumPy from ``posterior.samples`` at the plotted grid, the other
+    input at its mean over the steps that drive a transition (padding and last steps excluded).
+    """
+    posterior = random_transition_posterior()
+    fig = plots.plot_transition_probabilities(posterior, input_index=1, input_names=["rewarded", "drift"])
+    _check(fig, tmp_path, 2)
+    steps = _transition_steps(posterior)
+    every_draw = np.arange(posterior.num_chains * posterior.num_draws)
+    for i, ax in enumerate(fig.axes):
+        assert ax.get_xlabel() == "drift" and ax.get_title() == f"from state {i}"
+        assert ax.get_ylim() == (-0.03, 1.03)
+        for j in range(posterior.num_states):
+            grid, plotted = _curve(ax, f"posterior-mean-from-{i}-to-{j}")
+            grid_inputs = np.stack([np.full_like(grid, steps[:, 0].mean()), grid], axis=-1)
+            expected = _numpy_transition_probabilities(posterior, every_draw, grid_inputs)[..., i, j].mean(axis=0)
+            np.testing.assert_allclose(plotted, expected, rtol=1e-5, atol=1e-6)
+        assert grid.min() == pytest.approx(steps[:, 1].min()) and grid.max() == pytest.approx(steps[:, 1].max())
+    assert "other transition inputs at their mean" in fig.get_suptitle()
+
+
+def test_transition_probability_curves_band_grid_and_thinning():
+    """Given grid, equal-tailed band over the draws used, at most max_draws draws, rows summing to 1."""
+    posterior = random_transition_posterior(num_draws=30)
+    curves = plots.transition_probability_curves(posterior, input_index=0, grid=[0.0, 1.0], prob=0.8, max_draws=7)
+    assert len(curves.draw_indices) == 7 and curves.draw_indices[[0, -1]].tolist() == [0, 59]
+    np.testing.assert_array_equal(curves.transition_inputs[:, 0], [0.0, 1.0])
+    np.testing.assert_allclose(curves.transition_inputs[:, 1], _transition_steps(posterior)[:, 1].mean(), rtol=1e-6)
+    per_draw = _numpy_transition_probabilities(posterior, curves.draw_indices, curves.transition_inputs)
+    np.testing.assert_allclose(curves.mean, per_draw.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(curves.lower, np.quantile(per_draw, 0.1, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(curves.upper, np.quantile(per_draw, 0.9, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(curves.mean.sum(-1), 1.0, rtol=1e-5)
+    # The truth's u0 makes 0 -> 1 likelier and 1 -> 0 less likely: the draws around it agree.
+    assert curves.mean[1, 0, 1] > curves.mean[0, 0, 1] and curves.mean[1, 1, 0] < curves.mean[0, 1, 0]
+
+
+def test_plot_transition_probabilities_rejects_bad_arguments():
+    posterior = random_transition_posterior()
+    with pytest.raises(ValueError, match="stationary transitions"):
+        plots.plot_transition_probabilities(random_posterior("bernoulli"))
+    with pytest.raises(ValueError, match="input_index"):
+        plots.plot_transition_probabilities(posterior, input_index=2)
+    with pytest.raises(ValueError, match="input_names"):
+        plots.plot_transition_probabilities(posterior, input_names=["only one"])
+    for grid in ([[0.0, 1.0]], [], [0.0, np.nan]):
+        with pytest.raises(ValueError, match="grid"):
+            plots.transition_probability_curves(posterior, grid=grid)
+    with pytest.raises(ValueError, match="prob"):
+        plots.transition_probability_curves(posterior, prob=0.0)
+    with pytest.raises(ValueError, match="max_draws"):
+        plots.transition_probability_curves(posterior, max_draws=0)
