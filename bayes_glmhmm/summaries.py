@@ -14,6 +14,10 @@ import numpy as np
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.emissions._glm import design_matrix
 from bayes_glmhmm.params import validate_data
+from bayes_glmhmm.transitions import input_driven
+
+#: The parameters input-driven transitions add to a family's.
+TRANSITION_PARAM_NAMES = input_driven().param_names
 
 __all__ = [
     "CompleteDataFit",
@@ -35,7 +39,12 @@ def equal_tailed_interval(draws: np.ndarray, prob: float = 0.94) -> tuple[np.nda
 
 
 def _parameter_names(samples: dict, family: EmissionFamily | None, *references) -> tuple[str, ...]:
-    """The family's parameter names: of ``family``, else of the first reference params given, else the samples' keys."""
+    """The parameter names of the rows.
+
+    The family's parameter names (of ``family``, else of the first reference params given), plus
+    ``transition_weights`` when the samples hold them (input-driven transitions); without a family,
+    the samples' keys.
+    """
     if family is None:
         family = next((family_of(params) for params in references if params is not None), None)
     if family is None:
@@ -43,7 +52,15 @@ def _parameter_names(samples: dict, family: EmissionFamily | None, *references) 
     missing = [name for name in family.param_names if name not in samples]
     if missing:
         raise ValueError(f"samples lacks {missing} of the {family.name} family")
-    return family.param_names
+    return family.param_names + tuple(name for name in TRANSITION_PARAM_NAMES if name in samples)
+
+
+def _reference_value(params, name: str):
+    """A parameter of reference params (truth, point estimate) as an array, None if absent (stationary weights)."""
+    if params is None:
+        return None
+    value = getattr(params, name, None)
+    return None if value is None else np.asarray(value)
 
 
 def parameter_table(
@@ -59,11 +76,15 @@ def parameter_table(
         point_estimate: e.g. the EM estimate.
         prob: interval probability.
         family: the emission family whose parameters make the rows; by default that of ``truth``
-            or ``point_estimate``, else every key of ``samples`` in its order.
+            or ``point_estimate``, else every key of ``samples`` in its order. The
+            ``transition_weights`` V of input-driven transitions, (K, K, M) per draw, make rows
+            too when ``samples`` holds them, one per i != j and input (V[i, i] = 0 by
+            construction has no row).
 
     Returns:
         A list of dicts with keys ``parameter``, ``index``, ``posterior_mean``, ``posterior_sd``,
-        ``lower``, ``upper`` and, when given, ``truth``, ``covered``, ``point_estimate``.
+        ``lower``, ``upper`` and, when given (and holding the parameter), ``truth``, ``covered``,
+        ``point_estimate``.
     """
     rows = []
     for name in _parameter_names(samples, family, truth, point_estimate):
@@ -71,7 +92,10 @@ def parameter_table(
         flat = draws.reshape((-1,) + draws.shape[2:])
         mean, sd = flat.mean(axis=0), flat.std(axis=0)
         lower, upper = equal_tailed_interval(draws, prob)
+        true_values, estimates = _reference_value(truth, name), _reference_value(point_estimate, name)
         for index in np.ndindex(mean.shape):
+            if name in TRANSITION_PARAM_NAMES and index[0] == index[1]:
+                continue  # V[i, i] = 0 by construction (staying is the reference): not a parameter
             row = {
                 "parameter": name,
                 "index": list(index),
@@ -80,12 +104,12 @@ def parameter_table(
                 "lower": float(lower[index]),
                 "upper": float(upper[index]),
             }
-            if truth is not None:
-                true_value = float(np.asarray(getattr(truth, name))[index])
+            if true_values is not None:
+                true_value = float(true_values[index])
                 row["truth"] = true_value
                 row["covered"] = bool(lower[index] <= true_value <= upper[index])
-            if point_estimate is not None:
-                row["point_estimate"] = float(np.asarray(getattr(point_estimate, name))[index])
+            if estimates is not None:
+                row["point_estimate"] = float(estimates[index])
             rows.append(row)
     return rows
 

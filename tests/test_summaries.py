@@ -156,3 +156,28 @@ def test_parameter_table_iterates_the_family(name):
     assert summary["fraction_covered"] > 0.5
     with pytest.raises(ValueError, match="samples lacks"):
         parameter_table({"weights": posterior.samples["weights"]}, family=posterior.family)
+
+
+def test_parameter_table_adds_the_off_diagonal_transition_weights():
+    """Input-driven transitions: one row per transition weight V[i, j, m] with i != j (V[i, i] = 0 is no parameter)."""
+    posterior = random_posterior("bernoulli")
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=(2, 25, NUM_STATES, NUM_STATES, 3))
+    weights[:, :, np.arange(NUM_STATES), np.arange(NUM_STATES)] = 0.0
+    samples = {**posterior.samples, "transition_weights": weights}
+    truth = TRUTHS["bernoulli"]._replace(transition_weights=np.full((NUM_STATES, NUM_STATES, 3), 0.25))
+    rows = parameter_table(samples, truth=truth, point_estimate=TRUTHS["bernoulli"])
+    transition_rows = [row for row in rows if row["parameter"] == "transition_weights"]
+    assert [tuple(row["index"]) for row in transition_rows] == [
+        (i, j, m) for i in range(NUM_STATES) for j in range(NUM_STATES) for m in range(3) if i != j
+    ]
+    for row in transition_rows:
+        draws = weights[(slice(None), slice(None), *row["index"])].ravel()
+        assert row["posterior_mean"] == pytest.approx(draws.mean())
+        assert row["lower"] == pytest.approx(np.quantile(draws, 0.03))
+        assert row["truth"] == 0.25 and row["covered"] == (row["lower"] <= 0.25 <= row["upper"])
+        assert "point_estimate" not in row  # the stationary point estimate has no transition weights
+    assert rows[: -len(transition_rows)] == parameter_table(
+        posterior.samples, truth=truth, point_estimate=TRUTHS["bernoulli"]
+    )
+    assert "transition_weights" in coverage_summary(rows)["per_parameter"]
