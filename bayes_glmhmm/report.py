@@ -11,8 +11,9 @@ The report leads with a verdict (every check, passed or failed, with its thresho
 the summary table with R-hat and ESS flagged, per-chain sampler statistics (divergences, E-BFMI,
 tree depth, stuck chains), the energy plot, the log density by chain, trace and rank plots, the
 relabeling that was applied to every draw (and R-hat before and after it), the parameter
-posteriors, the emission curves of each state, and the posterior state probabilities of the
-sequences.
+posteriors, the emission curves of each state, for input-driven transitions the transition weights
+and the transition probabilities against each transition input, and the posterior state
+probabilities of the sequences.
 
 Every emission family is reported from what the file records: the posterior's attrs name the
 family (and C for the categorical), whose parameter names and emission parameters the tables and
@@ -31,6 +32,9 @@ import numpy as np
 
 from bayes_glmhmm._io import atomic_path, write_text_atomic
 from bayes_glmhmm.emissions import EmissionFamily, get_family
+
+#: The parameters input-driven transitions add to the family's (see :mod:`bayes_glmhmm.transitions`).
+_TRANSITION_NAMES = ("transition_weights",)
 
 __all__ = ["write_report", "report_checks", "DEFAULT_THRESHOLDS"]
 
@@ -81,9 +85,23 @@ def _family(idata) -> EmissionFamily:
 
 
 def _param_names(idata) -> list[str]:
-    """The family's parameters in the posterior group (every variable of the group if none is)."""
+    """The family's parameters in the posterior group, and the transition weights of input-driven transitions.
+
+    Every variable of the group if none of the family's is there.
+    """
     names = [name for name in _family(idata).param_names if name in idata.posterior.data_vars]
-    return names or list(idata.posterior.data_vars)
+    if not names:
+        return list(idata.posterior.data_vars)
+    return names + [name for name in _TRANSITION_NAMES if name in idata.posterior.data_vars]
+
+
+def _transition_input_names(idata) -> list[str] | None:
+    """The names of the transition inputs (the ``transition_input`` coordinate), or None if stationary."""
+    if "transition_weights" not in idata.posterior.data_vars:
+        return None
+    if "transition_input" in idata.posterior.coords:
+        return [str(value) for value in idata.posterior.coords["transition_input"].values]
+    return [f"u{m}" for m in range(idata.posterior["transition_weights"].shape[-1])]
 
 
 def _emission_names(idata) -> list[str]:
@@ -410,6 +428,34 @@ def _emission_curves_figure(posterior, probabilities, input_names) -> tuple[str,
     )
 
 
+#: The most transition inputs the report draws transition probabilities against (one figure each).
+_MAX_TRANSITION_FIGURES = 4
+
+
+def _transition_figures(posterior, names) -> list[tuple[str, str, str, bytes]]:
+    """Input-driven transitions: the transition probabilities against each transition input (the first four)."""
+    from bayes_glmhmm import plots
+
+    if names is None or getattr(posterior, "transition_inputs", None) is None:
+        return []
+    figures = []
+    for m, name in enumerate(names[:_MAX_TRANSITION_FIGURES]):
+        figure = plots.plot_transition_probabilities(posterior, m, input_names=names)
+        figures.append(
+            (
+                f"transition_probabilities_{m}",
+                f"Transition probabilities against {name}",
+                f"For each origin state i (one panel each), p(z[t+1] = j | z[t] = i, u[t]) against the "
+                f"transition input {name}"
+                + (", the other transition inputs at their mean" if len(names) > 1 else "")
+                + ": posterior mean (line; dashed for staying, j = i) and 90% band over the draws, one colour "
+                "per destination state j.",
+                _own_figure(figure),
+            )
+        )
+    return figures
+
+
 def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[tuple[str, str, str, bytes]]:
     """(file stem, title, caption, PNG bytes) of every figure of the report, in order."""
     import arviz as az
@@ -527,6 +573,7 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
         )
     if posterior is not None:
         figures.append(_emission_curves_figure(posterior, probabilities, input_names))
+        figures += _transition_figures(posterior, _transition_input_names(idata))
     if probabilities is not None:
         figures.append(
             (
@@ -610,6 +657,13 @@ def _overview_table(idata, source: str) -> _Table:
         )
     if "num_states" in attrs:
         rows.append(["states K", int(attrs["num_states"])])
+    transitions = _json_attr(attrs, "transitions", None)
+    transition_names = _transition_input_names(idata)
+    if transition_names is not None:
+        form = transitions.get("form", "full") if isinstance(transitions, dict) else "full"
+        rows.append(["transitions", f"input-driven ({form}) on {', '.join(transition_names)}"])
+    elif transitions is not None:
+        rows.append(["transitions", "stationary"])
     input_names = _input_names(idata)
     if input_names is not None:
         rows.append(["inputs", ", ".join(input_names)])
@@ -693,6 +747,45 @@ def _chains_table(chains: list[dict], thresholds: dict) -> _Table:
         rows.append([str(row["chain"])] + [fmt(row[key]) for key, _, fmt, _ in present])
         flags.append([False] + [bool(bad(row[key])) for key, _, _, bad in present])
     return _Table(["chain"] + [label for _, label, _, _ in present], rows, flags)
+
+
+def _transition_weights_table(idata, prob: float = 0.9) -> _Table:
+    """Posterior mean and equal-tailed ``prob`` interval of every transition weight V[i, j, m], i != j."""
+    names = _transition_input_names(idata)
+    draws = np.asarray(idata.posterior["transition_weights"].values)
+    flat = draws.reshape((-1,) + draws.shape[2:])
+    mean = flat.mean(axis=0)
+    lower, upper = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    rows, flags = [], []
+    for i, j, m in np.ndindex(mean.shape):
+        if i == j:
+            continue
+        excludes_zero = bool(lower[i, j, m] > 0 or upper[i, j, m] < 0)
+        rows.append(
+            [
+                f"{i} → {j}",
+                names[m],
+                _fmt(mean[i, j, m]),
+                _fmt(lower[i, j, m]),
+                _fmt(upper[i, j, m]),
+                "yes" if excludes_zero else "no",
+            ]
+        )
+        flags.append([False] * 6)
+    percent = f"{100 * prob:g}%"
+    return _Table(
+        [
+            "transition i → j",
+            "transition input",
+            "posterior mean",
+            f"{percent} lower",
+            f"{percent} upper",
+            f"{percent} interval excludes 0",
+        ],
+        rows,
+        flags,
+        ["left", "left", "right", "right", "right", "left"],
+    )
 
 
 def _relabeling_table(relabeling: dict) -> _Table:
@@ -862,6 +955,21 @@ def _sections(idata, source, thresholds, checks, summary, chains, relabeling, pr
         sections.append(("Parameter posteriors", [("figure", "parameters")]))
     if "emission_curves" in figure_stems:
         sections.append(("Emission curves", [("figure", "emission_curves")]))
+    if _transition_input_names(idata) is not None:
+        blocks = [
+            (
+                "p",
+                "Input-driven transitions: p(z[t+1] = j | z[t] = i, u[t]) = softmax_j(log A[i, j] + V[i, j] · u[t]) "
+                "with V[i, i] = 0, so the transition weight V[i, j, m] is the change, per unit of transition input "
+                "m, in the log-odds of moving from state i to state j rather than staying in i (positive: the input "
+                "makes the move i → j more likely); A, the transition matrix, holds the transition probabilities "
+                "at u = 0. The input of step t acts on the transition to step t + 1. Posterior mean and central "
+                "90% interval of every weight:",
+            ),
+            ("table", _transition_weights_table(idata)),
+        ]
+        blocks += [("figure", stem) for stem, *_ in figures if stem.startswith("transition_probabilities_")]
+        sections.append(("Input-driven transitions", blocks))
     if probabilities is not None:
         blocks = [
             (

@@ -227,3 +227,50 @@ def test_report_checks_apply_to_every_family(family_report):
     assert not rhat["passed"] and rhat["detail"].endswith(f"worst weights[{coordinates}]")
     relabeling = _relabeling(idata)
     assert np.isfinite(relabeling["max_rhat_relabeled"])
+
+
+# --- input-driven transitions ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transition_report(tmp_path_factory):
+    """The report of a posterior with input-driven transitions on two named transition inputs, from netCDF."""
+    from _transition_posteriors import random_transition_posterior
+
+    from bayes_glmhmm.convert import to_inference_data
+
+    posterior = random_transition_posterior()
+    idata = to_inference_data(posterior, transition_input_names=["rewarded", "drift"])
+    path = tmp_path_factory.mktemp("posterior-transitions") / "posterior.nc"
+    write_netcdf_atomic(idata, path)
+    return posterior, path, write_report(path, tmp_path_factory.mktemp("report-transitions"))
+
+
+def test_report_shows_the_transition_weights_and_figures(transition_report):
+    """The section's table holds V[i, j, m] for i != j: posterior mean and central 90% interval of the draws."""
+    posterior, path, paths = transition_report
+    markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    html_text = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "## Input-driven transitions" in markdown and "Input-driven transitions</h2>" in html_text
+    assert "| transitions | input-driven (full) on rewarded, drift |" in markdown
+    for m in range(2):
+        assert os.path.getsize(paths[f"transition_probabilities_{m}"]) > 0
+        assert f"figures/transition_probabilities_{m}.png" in markdown
+    weights = posterior.samples["transition_weights"].reshape(-1, 2, 2, 2).astype(float)
+    for (i, j), m in zip([(0, 1), (1, 0)] * 2, [0, 0, 1, 1], strict=True):
+        draws = weights[:, i, j, m]
+        lower, upper = np.quantile(draws, [0.05, 0.95])
+        excludes = "yes" if lower > 0 or upper < 0 else "no"
+        name = ["rewarded", "drift"][m]
+        row = f"| {i} → {j} | {name} | {draws.mean():.3f} | {lower:.3f} | {upper:.3f} | {excludes} |"
+        assert row in markdown, row
+    assert "| 0 → 0 |" not in markdown  # V[i, i] = 0 is no parameter
+    with open(paths["summary_csv"], newline="") as handle:
+        names = [row[""] for row in csv.DictReader(handle)]
+    assert "transition_weights[1, 0, drift]" in names
+
+
+def test_stationary_report_has_no_transition_section(report):
+    markdown = Path(report["markdown"]).read_text(encoding="utf-8")
+    assert "## Input-driven transitions" not in markdown and "| transitions | stationary |" in markdown
+    assert not [key for key in report if key.startswith("transition_probabilities")]
