@@ -2,9 +2,10 @@
 
 * ``bayes-glmhmm demo``: simulate the article's conveyor-belt data, fit EM and NUTS, recover the
   states, compare, and write a results folder with a diagnostic report.
-* ``bayes-glmhmm fit DATA.csv --states K --target COL --inputs COL[,COL...] [--family F]``: fit
-  a user's long-format CSV with any emission family (gaussian, bernoulli, categorical, poisson;
-  see :mod:`bayes_glmhmm.csv_fit`).
+* ``bayes-glmhmm fit DATA.csv --states K --target COL --inputs COL[,COL...] [--family F]
+  [--transition-inputs COL[,COL...] [--transition-form full|destination]]``: fit a user's
+  long-format CSV with any emission family (gaussian, bernoulli, categorical, poisson; see
+  :mod:`bayes_glmhmm.csv_fit`), with stationary or input-driven transitions.
 * ``bayes-glmhmm report POSTERIOR.nc --out DIR``: HTML and Markdown diagnostics of a saved fit.
 """
 
@@ -418,6 +419,20 @@ def _add_fit_parser(commands) -> None:
         help="number of classes C, categorical family only (default: the number of distinct text labels, "
         "or 1 + the largest numeric label)",
     )
+    fit.add_argument(
+        "--transition-inputs",
+        default=None,
+        help="columns u that drive the state transitions, comma-separated (numbers, never missing): "
+        "p(z[t+1] = j | z[t] = i, u[t]) = softmax_j(log A[i, j] + V[i, j] . u[t]), the value on step t acting on "
+        "the transition to step t+1 (default: none, stationary transitions)",
+    )
+    fit.add_argument(
+        "--transition-form",
+        choices=["full", "destination"],
+        default=None,
+        help="with --transition-inputs: full (a weight per origin i, destination j and input) or destination "
+        "(a weight per destination j and input, shared by every origin) (default: full)",
+    )
     fit.add_argument("--out", default="fit_results", help="output folder (default: fit_results)")
     fit.add_argument("--chains", type=int, default=4, help="NUTS chains (default: 4)")
     fit.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain (default: 1000)")
@@ -437,6 +452,7 @@ def _add_fit_parser(commands) -> None:
         ("weight-scale", "sd of the Normal prior on weights"),
         ("bias-scale", "sd of the Normal prior on biases"),
         ("noise-scale", "scale of the HalfNormal prior on noise sds (gaussian family only; unused by others)"),
+        ("transition-weight-scale", "sd of the Normal prior on transition weights (with --transition-inputs)"),
     ]:
         fit.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default: 1)")
     fit.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
@@ -477,6 +493,24 @@ def _error(message: str) -> int:
     return 2
 
 
+#: The options of ``fit`` that give the columns, by the argument name that errors of
+#: :func:`bayes_glmhmm.csv_fit.run_fit` lead with.
+_COLUMN_FLAGS = {
+    "target": "--target",
+    "inputs": "--inputs",
+    "sequence": "--sequence",
+    "transition_inputs": "--transition-inputs",
+}
+
+
+def _with_flag_names(message: str) -> str:
+    """An error message that leads with an argument name (``transition_inputs: ...``) led by its flag instead."""
+    argument, separator, rest = message.partition(":")
+    if separator and argument in _COLUMN_FLAGS:
+        return f"{_COLUMN_FLAGS[argument]}:{rest}"
+    return message
+
+
 def _run_fit_command(args) -> int:
     """``bayes-glmhmm fit``: check the options, configure devices, run :func:`bayes_glmhmm.csv_fit.run_fit`."""
     from bayes_glmhmm.params import Priors
@@ -489,6 +523,13 @@ def _run_fit_command(args) -> int:
         return _error(f"--num-classes applies to --family categorical only, not {args.family}")
     if args.num_classes is not None and args.num_classes < 2:
         return _error(f"--num-classes must be >= 2, got {args.num_classes}")
+    transition_inputs = None
+    if args.transition_inputs is not None:
+        transition_inputs = [name.strip() for name in args.transition_inputs.split(",") if name.strip()]
+        if not transition_inputs:
+            return _error("--transition-inputs: give at least one column name")
+    elif args.transition_form is not None:
+        return _error("--transition-form applies only with --transition-inputs")
     try:
         priors = Priors(
             args.initial_concentration,
@@ -496,6 +537,7 @@ def _run_fit_command(args) -> int:
             args.weight_scale,
             args.bias_scale,
             args.noise_scale,
+            args.transition_weight_scale,
         ).validate()
     except ValueError as error:
         return _error(str(error))
@@ -525,13 +567,21 @@ def _run_fit_command(args) -> int:
             time_parallel=args.time_parallel,
             family=args.family,
             num_classes=args.num_classes,
+            transition_inputs=transition_inputs,
+            transition_form=args.transition_form,
         )
     except ValueError as error:
-        return _error(str(error))
+        return _error(_with_flag_names(str(error)))
     nuts = summary["nuts"]
     classes = "" if summary["classes"] is None else f", {summary['num_classes']} classes"
+    transitions = summary["transitions"]
+    driven = (
+        ""
+        if transitions["model"] == "stationary"
+        else f", {transitions['form']} input-driven transitions on {', '.join(transitions['inputs'])}"
+    )
     print(
-        f"wrote {args.out}/: {summary['family']} family{classes}, {summary['data']['num_rows']} rows in "
+        f"wrote {args.out}/: {summary['family']} family{classes}{driven}, {summary['data']['num_rows']} rows in "
         f"{summary['data']['num_sequences']} sequence(s), NUTS {nuts['wall_seconds']:.1f} s, "
         f"max R-hat {nuts['max_rhat']:.3f}, min bulk ESS {nuts['min_ess_bulk']:.0f}, "
         f"divergences {nuts['divergences']}, stuck chains {nuts['stuck_chains']}"

@@ -6,13 +6,16 @@ This is ``bayes-glmhmm fit``. :func:`run_fit` runs these named steps:
    :mod:`bayes_glmhmm.tabular`), resolve the family (a categorical family's C inferred when not
    given) and check every observed target against the family's support, naming column and data row;
 2. :func:`bayes_glmhmm.fit.fit_nuts`;
-3. :func:`_write_posterior`: ``posterior.nc``;
+3. :func:`_write_posterior`: ``posterior.nc`` (with the transition inputs' names as the
+   ``transition_input`` coordinate of input-driven transitions);
 4. :func:`_write_state_probabilities`: ``state_probabilities.csv``, one row per data row with the
    posterior state probabilities and the prediction of the target (:func:`conditional_predictive_mean`);
 5. :func:`_write_parameters`: ``parameters.csv`` / ``parameters.md`` labelled by state, class and input;
 6. :func:`_write_classes`: ``classes.csv``, the class coding (families with class targets only);
-7. :func:`_write_figures`: the PNG figures, among them one ``emission_curves_*.png`` per input;
-8. :func:`_fit_summary`: ``summary.json``, written last.
+7. :func:`_write_figures`: the PNG figures, among them one ``emission_curves_*.png`` per input
+   and, for input-driven transitions, one ``transition_probabilities_*.png`` per transition input;
+8. :func:`_fit_summary`: ``summary.json``, written last (its ``transitions`` entry records the
+   transition model and, for input-driven transitions, the posterior of every transition weight).
 
 Every file is written atomically (complete or absent), and a previous ``summary.json`` in the output
 folder is removed first, so a folder holds a ``summary.json`` only when every file it lists is from
@@ -125,6 +128,7 @@ def read_fit_data(
     sequence: str | None = None,
     family: str = "gaussian",
     num_classes: int | None = None,
+    transition_inputs: list[str] | None = None,
 ) -> FitData:
     """Read a long-format CSV for an emission family and check its targets (step 1 of :func:`run_fit`).
 
@@ -136,13 +140,18 @@ def read_fit_data(
         family: one of :data:`bayes_glmhmm.emissions.FAMILY_NAMES`.
         num_classes: C of the categorical family; by default the number of text labels, or 1 + the
             largest numeric label.
+        transition_inputs: columns that drive the state transitions (input-driven transitions,
+            see :mod:`bayes_glmhmm.transitions`), read into ``table.transition_inputs``; None for
+            stationary transitions.
 
     Returns:
         A :class:`FitData`.
 
     Raises:
-        ValueError: for an unknown family, ``num_classes`` with another family, a bad file, or a
-            target outside the family's support (naming the column and data row).
+        ValueError: for an unknown family, ``num_classes`` with another family, a bad file, a
+            target outside the family's support (naming the column and data row), or a transition
+            input column that is unknown or holds a missing or non-numeric value (naming
+            ``transition_inputs`` and the column).
     """
     if family not in FAMILY_NAMES:
         raise ValueError(f"family must be one of {', '.join(FAMILY_NAMES)}, got {family!r}")
@@ -151,7 +160,13 @@ def read_fit_data(
     class_target = family in _CLASS_TARGETS
     most_classes = num_classes if num_classes is not None else _CLASS_TARGETS.get(family)
     table = read_long_csv(
-        data_path, target=target, inputs=inputs, sequence=sequence, class_target=class_target, num_classes=most_classes
+        data_path,
+        target=target,
+        inputs=inputs,
+        sequence=sequence,
+        class_target=class_target,
+        num_classes=most_classes,
+        transition_inputs=transition_inputs,
     )
     resolved = resolve_family(family, table.emissions, table.mask, num_classes)
     coded = _coded_targets(table, resolved)
@@ -255,10 +270,14 @@ def state_probability_rows(table: TabularData, probabilities: np.ndarray, predic
     return rows
 
 
-def _index_label(dim: str, position: int, input_names: list, class_labels: list | None) -> str:
-    """The label of one index of a parameter along an ArviZ dim (state, next_state, class, input)."""
+def _index_label(
+    dim: str, position: int, input_names: list, class_labels: list | None, transition_input_names: list | None = None
+) -> str:
+    """The label of one index of a parameter along an ArviZ dim (state, next_state, class, input, transition_input)."""
     if dim == "input":
         return str(input_names[position])
+    if dim == "transition_input":
+        return str(transition_input_names[position]) if transition_input_names is not None else f"u{position}"
     if dim == "class":  # non-reference class position + 1 against the reference class 0
         if class_labels is None:
             return f"class {position + 1} vs 0"
@@ -273,32 +292,47 @@ def parameter_rows(
     class_labels: list | None = None,
     point_estimate=None,
     prob: float = 0.94,
+    transition_input_names: list | None = None,
 ) -> list[list]:
     """Posterior summary rows ``[label, mean, sd, lower, upper, point estimate]`` of every scalar parameter.
 
     Labels name each index by the family's dims: ``weight[state, input]`` (categorical:
     ``weight[state, <class> vs <reference class>, input]``), ``biases[state]`` (categorical:
     ``biases[state, <class> vs <reference class>]``), ``transition_matrix[state, next_state]``, ...
+    With input-driven transitions (``samples`` holds ``transition_weights``), the rows
+    ``transition_weights[i, j, <transition input>]`` follow, one per i != j (V[i, i] = 0 by
+    construction) and transition input.
 
     Args:
-        samples: (chain, draw, ...) draws of every parameter of the family.
+        samples: (chain, draw, ...) draws of every parameter of the family (and of
+            ``transition_weights`` for input-driven transitions).
         family: the emission family.
         input_names: the D input names.
         class_labels: the label of each class code (categorical), else None.
         point_estimate: optional params of the family (e.g. the EM MAP), NaN when absent.
         prob: mass of the equal-tailed interval.
+        transition_input_names: the M transition input names (default ``u0``, ``u1``, ...).
     """
+    from bayes_glmhmm.transitions import PARAM_DIMS as TRANSITION_PARAM_DIMS
+
     rows = []
-    dims = family.param_dims()
-    for name in family.param_names:
+    dims = {**family.param_dims(), **TRANSITION_PARAM_DIMS}
+    names = family.param_names + tuple(name for name in TRANSITION_PARAM_DIMS if name in samples)
+    for name in names:
         draws = np.asarray(samples[name])
         flat = draws.reshape((-1,) + draws.shape[2:])
         mean, sd = flat.mean(axis=0), flat.std(axis=0)
         lower, upper = equal_tailed_interval(draws, prob)
-        estimate = None if point_estimate is None else np.asarray(getattr(point_estimate, name))
+        estimate = None if point_estimate is None else getattr(point_estimate, name, None)
+        estimate = None if estimate is None else np.asarray(estimate)
         display = "weight" if name == "weights" else name
         for index in np.ndindex(mean.shape):
-            parts = [_index_label(dim, i, input_names, class_labels) for dim, i in zip(dims[name], index, strict=True)]
+            if name in TRANSITION_PARAM_DIMS and index[0] == index[1]:
+                continue
+            parts = [
+                _index_label(dim, i, input_names, class_labels, transition_input_names)
+                for dim, i in zip(dims[name], index, strict=True)
+            ]
             rows.append(
                 [
                     f"{display}[{', '.join(parts)}]",
@@ -319,14 +353,19 @@ def _start_output(out) -> None:
 
 
 def _write_posterior(posterior, data: FitData, out, seed: int):
-    """Write ``posterior.nc`` (with input, target, sequence and class names as attributes); return the InferenceData."""
+    """Write ``posterior.nc`` (with input, target, sequence and class names as attributes); return the InferenceData.
+
+    The transition inputs' names (input-driven transitions) name the ``transition_input`` coordinate.
+    """
     import json
 
     import jax
 
-    from bayes_glmhmm.convert import write_netcdf_atomic
+    from bayes_glmhmm.convert import to_inference_data, write_netcdf_atomic
 
-    idata = posterior.to_arviz(key=jax.random.PRNGKey(seed + 1))
+    idata = to_inference_data(
+        posterior, key=jax.random.PRNGKey(seed + 1), transition_input_names=data.table.transition_input_names
+    )
     idata.posterior.attrs["input_names"] = ",".join(data.table.input_names)
     idata.posterior.attrs["target_name"] = data.table.target_name
     idata.posterior.attrs["sequence_ids"] = ",".join(map(str, data.table.sequence_ids))
@@ -365,6 +404,7 @@ def _write_parameters(posterior, data: FitData, out) -> None:
         data.table.input_names,
         class_labels=data.class_labels,
         point_estimate=posterior.em.params if posterior.em else None,
+        transition_input_names=data.table.transition_input_names,
     )
     header = ["parameter", "posterior_mean", "posterior_sd", "lower_94", "upper_94", "em_map"]
     write_text_atomic(os.path.join(out, "parameters.csv"), csv_text(header, rows))
@@ -393,18 +433,22 @@ def _write_classes(data: FitData, out) -> list[str]:
     return ["classes.csv"]
 
 
-def _emission_curve_files(input_names: list) -> list[str]:
-    """One file name per input, ``emission_curves_<input>.png`` (unsafe characters as ``_``; unique)."""
+def _emission_curve_files(input_names: list, prefix: str = "emission_curves") -> list[str]:
+    """One file name per input, ``<prefix>_<input>.png`` (unsafe characters as ``_``; unique)."""
     names = []
     for d, input_name in enumerate(input_names):
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(input_name)).strip("_.") or f"input{d}"
-        name = f"emission_curves_{slug}.png"
-        names.append(f"emission_curves_{d}_{slug}.png" if name in names else name)
+        name = f"{prefix}_{slug}.png"
+        names.append(f"{prefix}_{d}_{slug}.png" if name in names else name)
     return names
 
 
 def _write_figures(posterior, idata, data: FitData, out) -> list[str]:
-    """Save the figures: parameters, trace, log density by chain, states of sequence 0, emission curves per input."""
+    """Save the figures: parameters, trace, log density by chain, states of sequence 0 and curves per input.
+
+    The emission curves of every input and, for input-driven transitions, the transition
+    probabilities against every transition input.
+    """
     from bayes_glmhmm import plots
 
     table, first = data.table, 0
@@ -429,7 +473,51 @@ def _write_figures(posterior, idata, data: FitData, out) -> list[str]:
         figures[name] = plots.plot_emission_curves(
             posterior, input_index=d, input_names=list(table.input_names), states=most_probable
         )
+    if table.transition_input_names is not None:
+        names = list(table.transition_input_names)
+        for m, name in enumerate(_emission_curve_files(names, prefix="transition_probabilities")):
+            figures[name] = plots.plot_transition_probabilities(posterior, input_index=m, input_names=names)
     return save_figures_atomic(figures, out)
+
+
+def _transitions_summary(posterior, data: FitData, prob: float = 0.94) -> dict:
+    """The ``transitions`` entry of ``summary.json``: the model and, if input-driven, every transition weight.
+
+    Each weight V[i, j, m] (i != j) is the change, per unit of transition input m, in the log-odds
+    of moving from state i to state j rather than staying in i; listed with its posterior mean,
+    sd and equal-tailed ``prob`` interval.
+    """
+    transitions = posterior.transitions
+    if not transitions.is_input_driven:
+        return {"model": transitions.name}
+    names = list(data.table.transition_input_names)
+    draws = np.asarray(posterior.samples["transition_weights"])
+    flat = draws.reshape((-1,) + draws.shape[2:])
+    mean, sd = flat.mean(axis=0), flat.std(axis=0)
+    lower, upper = equal_tailed_interval(draws, prob)
+    percent = f"{100 * prob:g}"
+    weights = [
+        {
+            "from_state": i,
+            "to_state": j,
+            "input": names[m],
+            "posterior_mean": float(mean[i, j, m]),
+            "posterior_sd": float(sd[i, j, m]),
+            f"lower_{percent}": float(lower[i, j, m]),
+            f"upper_{percent}": float(upper[i, j, m]),
+        }
+        for i, j, m in np.ndindex(mean.shape)
+        if i != j
+    ]
+    return {
+        "model": transitions.name,
+        "form": transitions.form,
+        "inputs": names,
+        "meaning": "p(z[t+1] = j | z[t] = i, u[t]) = softmax_j(log A[i, j] + V[i, j] . u[t]), V[i, i] = 0: "
+        "V[i, j, m] is the change per unit of input m in the log-odds of moving from i to j rather than "
+        "staying; A = transition_matrix, the transition probabilities at u = 0",
+        "weights": weights,
+    }
 
 
 def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]) -> dict:
@@ -447,7 +535,9 @@ def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]
             "num_rows": int(table.lengths.sum()),
             "num_missing_targets": int(table.lengths.sum() - table.mask.sum()),
             "num_states": posterior.num_states,
+            "transition_inputs": table.transition_input_names,
         },
+        "transitions": _transitions_summary(posterior, data),
         "family": data.family.name,
         "num_classes": None if data.class_labels is None else len(data.class_labels),
         "classes": _class_table(data),
@@ -485,6 +575,8 @@ def run_fit(
     time_parallel: bool = False,
     family: str = "gaussian",
     num_classes: int | None = None,
+    transition_inputs: list[str] | None = None,
+    transition_form: str | None = None,
 ) -> dict:
     """Fit NUTS to a long-format CSV and write the results folder (steps in the module docstring).
 
@@ -495,7 +587,9 @@ def run_fit(
     the expected count), ``p_<target>=<label>`` of class 1 for the Bernoulli and of every class for
     the categorical family), ``classes.csv`` (class targets: code, label, count), ``parameters.png``,
     ``trace.png``, ``lp_by_chain.png``, ``states_sequence0.png``, ``emission_curves_<input>.png``
-    per input and ``summary.json`` (with ``family``, ``num_classes`` and ``classes``).
+    per input, ``transition_probabilities_<transition input>.png`` per transition input (input-driven
+    transitions) and ``summary.json`` (with ``family``, ``num_classes``, ``classes`` and
+    ``transitions``).
 
     Args:
         data_path: the CSV (one row per time step; rows of a sequence in time order).
@@ -516,9 +610,19 @@ def run_fit(
         time_parallel: parallel-in-time likelihood; see :func:`bayes_glmhmm.fit_nuts`.
         family: emission family, one of :data:`bayes_glmhmm.emissions.FAMILY_NAMES`.
         num_classes: C of the categorical family (default: inferred, see :func:`read_fit_data`).
+        transition_inputs: columns that drive the state transitions (input-driven transitions,
+            see :mod:`bayes_glmhmm.transitions`; numbers, never missing; padding past a sequence's
+            end is filled with 0 and masked out); None for stationary transitions.
+        transition_form: ``"full"`` (default; a weight per origin, destination and input) or
+            ``"destination"`` (a weight per destination and input); only with ``transition_inputs``.
 
     Returns:
         The summary written to ``summary.json``.
+
+    Raises:
+        ValueError: naming the argument, for a bad file, column or value (see :func:`read_fit_data`),
+            a ``transition_form`` other than ``"full"`` or ``"destination"`` or given without
+            ``transition_inputs``, or more states than the longest sequence has steps.
     """
     import matplotlib
 
@@ -527,7 +631,19 @@ def run_fit(
     from bayes_glmhmm.fit import fit_nuts
 
     num_states = validate_num_states(num_states)
-    data = read_fit_data(data_path, target, inputs, sequence, family=family, num_classes=num_classes)
+    if transition_form is not None and transition_form not in ("full", "destination"):
+        raise ValueError(f"transition_form must be 'full' or 'destination', got {transition_form!r}")
+    if transition_form is not None and transition_inputs is None:
+        raise ValueError("transition_form applies only with transition_inputs (input-driven transitions)")
+    data = read_fit_data(
+        data_path,
+        target,
+        inputs,
+        sequence,
+        family=family,
+        num_classes=num_classes,
+        transition_inputs=transition_inputs,
+    )
     longest = int(data.table.lengths.max())
     if num_states > longest:
         raise ValueError(f"--states {num_states} is larger than the longest sequence ({longest} steps) can support")
@@ -547,6 +663,8 @@ def run_fit(
         standardize=standardize,
         sequence_devices=sequence_devices,
         time_parallel=time_parallel,
+        transition_inputs=data.table.transition_inputs,
+        transitions="stationary" if transition_inputs is None else (transition_form or "full"),
     )
     _start_output(out)
     idata = _write_posterior(posterior, data, out, seed)

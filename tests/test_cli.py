@@ -322,3 +322,83 @@ def test_fit_command_family_errors(tmp_path, capsys, text, extra, message):
     arguments = ["fit", str(path), "--target", "choice", "--inputs", "x", "--states", "2", "--out", str(tmp_path)]
     assert main(arguments + extra) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--transition-inputs", "w"], "--transition-inputs: unknown column 'w'"),
+        (["--transition-inputs", "u"], "--transition-inputs: column 'u' is missing a value at data row 2"),
+        (["--transition-inputs", " , "], "--transition-inputs: give at least one column name"),
+        (["--transition-form", "destination"], "--transition-form applies only with --transition-inputs"),
+        (["--transition-inputs", "x", "--transition-weight-scale", "0"], "transition_weight_scale"),
+    ],
+)
+def test_fit_command_transition_errors(tmp_path, capsys, extra, message):
+    path = tmp_path / "data.csv"
+    path.write_text("x,u,y\n1,0,2\n2,nan,3\n3,1,4\n")
+    arguments = ["fit", str(path), "--target", "y", "--inputs", "x", "--states", "2", "--out", str(tmp_path / "o")]
+    assert main(arguments + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_fit_command_with_transition_inputs_end_to_end(tmp_path, capsys):
+    """--transition-inputs: the column drives the transitions; every output names it and agrees with the draws."""
+    import arviz as az
+    import jax
+
+    from bayes_glmhmm import BernoulliGLMHMMParams, simulate
+
+    params = BernoulliGLMHMMParams(
+        np.array([0.5, 0.5]),
+        np.array([[0.9, 0.1], [0.1, 0.9]]),
+        np.array([[3.0], [0.3]]),
+        np.array([0.5, 1.5]),
+        transition_weights=np.array([[[0.0], [2.0]], [[-2.0], [0.0]]]),
+    )
+    rng = np.random.default_rng(5)
+    inputs, rewards = rng.normal(size=(2, 60, 1)), rng.integers(0, 2, (2, 60, 1)).astype(float)
+    _, choices = simulate(jax.random.PRNGKey(5), params, inputs, rewards)
+    lengths = [60, 45]
+    path = tmp_path / "choices.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["session", "contrast", "prev_reward", "choice"])
+        for n, length in enumerate(lengths):
+            for t in range(length):
+                writer.writerow([f"s{n}", f"{inputs[n, t, 0]:.4f}", int(rewards[n, t, 0]), int(choices[n, t])])
+    out = tmp_path / "out"
+    arguments = ["fit", str(path), "--target", "choice", "--inputs", "contrast", "--sequence", "session"]
+    arguments += ["--family", "bernoulli", "--transition-inputs", "prev_reward", "--transition-form", "destination"]
+    assert main(arguments + ["--out", str(out), "--transition-weight-scale", "2", *TINY]) == 0
+    assert "destination input-driven transitions on prev_reward" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    for name in summary["files"]:
+        assert (out / name).stat().st_size > 0, name
+    assert "transition_probabilities_prev_reward.png" in summary["files"]
+    assert summary["data"]["transition_inputs"] == ["prev_reward"]
+    assert summary["priors"]["transition_weight_scale"] == 2.0
+    transitions = summary["transitions"]
+    assert (transitions["model"], transitions["form"], transitions["inputs"]) == (
+        "input_driven",
+        "destination",
+        ["prev_reward"],
+    )
+    idata = az.from_netcdf(out / "posterior.nc")
+    draws = idata.posterior["transition_weights"]
+    assert draws.coords["transition_input"].values.tolist() == ["prev_reward"]
+    stored = idata.constant_data["transition_inputs"].values
+    np.testing.assert_array_equal(stored[1, 45:], 0.0)  # the shorter session's padding
+    np.testing.assert_array_equal(stored[:, :45, 0], rewards[:, :45, 0])
+    parameters = {row["parameter"]: row for row in _read_rows(out / "parameters.csv")}
+    assert [(entry["from_state"], entry["to_state"]) for entry in transitions["weights"]] == [(0, 1), (1, 0)]
+    for entry in transitions["weights"]:
+        i, j = entry["from_state"], entry["to_state"]
+        values = draws.values[..., i, j, 0].ravel()
+        assert entry["posterior_mean"] == pytest.approx(values.mean(), rel=1e-5)
+        assert entry["lower_94"] == pytest.approx(np.quantile(values, 0.03), rel=1e-5)
+        row = parameters[f"transition_weights[{i}, {j}, prev_reward]"]
+        assert float(row["posterior_mean"]) == pytest.approx(entry["posterior_mean"], rel=1e-5, abs=1e-6)
+    # Destination form: V[i, j] = d[j] - d[i], so with two states V[1, 0] = -V[0, 1] in every draw.
+    np.testing.assert_allclose(draws.values[..., 1, 0, 0], -draws.values[..., 0, 1, 0], atol=1e-5)

@@ -186,3 +186,55 @@ def test_parameter_rows_label_states_classes_and_inputs():
     assert rows["weight[1, none vs left, side]"][1:3] == [2.0, pytest.approx(np.std([1.0, 2.0, 3.0]))]
     assert "weight[0, right vs left, contrast]" in rows and "biases[1, right vs left]" in rows
     assert "transition_matrix[1, 0]" in rows
+
+
+def test_parameter_rows_name_the_transition_inputs():
+    family = get_family("bernoulli")
+    shapes = family.param_shapes(2, 1)
+    samples = {name: np.zeros((1, 3, *shape)) for name, shape in shapes.items()}
+    samples["transition_weights"] = np.zeros((1, 3, 2, 2, 2))
+    samples["transition_weights"][0, :, 1, 0, 1] = [-1.0, 0.0, 4.0]  # from state 1 to state 0, per unit of "reward"
+    rows = parameter_rows(samples, family, ["contrast"], transition_input_names=["choice", "reward"])
+    labels = [row[0] for row in rows]
+    transition = [label for label in labels if label.startswith("transition_weights")]
+    assert transition == [
+        "transition_weights[0, 1, choice]",
+        "transition_weights[0, 1, reward]",
+        "transition_weights[1, 0, choice]",
+        "transition_weights[1, 0, reward]",
+    ]  # V[i, i] = 0 by construction has no row
+    assert labels[: -len(transition)] == [row[0] for row in parameter_rows(samples, family, ["contrast"])[:-4]]
+    row = rows[labels.index("transition_weights[1, 0, reward]")]
+    assert row[1:3] == [1.0, pytest.approx(np.std([-1.0, 0.0, 4.0]))] and np.isnan(row[5])
+    unnamed = [
+        row[0] for row in parameter_rows(samples, family, ["contrast"]) if row[0].startswith("transition_weights")
+    ]
+    assert unnamed[0] == "transition_weights[0, 1, u0]"
+
+
+def test_read_fit_data_reads_transition_inputs(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("s,x,u,y\na,0.5,1,0\na,1.5,0,1\nb,2.5,1,1\nb,3.5,1,0\nb,0.1,0,1\n")
+    data = read_fit_data(path, "y", ["x"], "s", family="bernoulli", transition_inputs=["u", "x"])
+    assert data.table.transition_input_names == ["u", "x"]
+    np.testing.assert_array_equal(data.table.transition_inputs[..., 0], [[1, 0, 0], [1, 1, 0]])  # a padded with 0
+    np.testing.assert_array_equal(data.table.transition_inputs[1, :, 1], [2.5, 3.5, 0.1])
+    path.write_text("x,u,y\n0.5,1,0\n1.5,,1\n2.5,1,1\n")
+    with pytest.raises(ValueError, match="transition_inputs: column 'u' is missing a value at data row 2"):
+        read_fit_data(path, "y", ["x"], family="bernoulli", transition_inputs=["u"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(transition_form="destination"), "transition_form applies only with transition_inputs"),
+        (dict(transition_inputs=["x"], transition_form="diagonal"), "transition_form must be 'full' or 'destination'"),
+        (dict(transition_inputs=["w"]), "transition_inputs: unknown column 'w'"),
+    ],
+)
+def test_run_fit_checks_transition_arguments_before_fitting(tmp_path, kwargs, message):
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n0.5,1.0\n1.5,2.0\n2.5,0.5\n")
+    with pytest.raises(ValueError, match=message):
+        run_fit(path, 2, "y", ["x"], out=str(tmp_path / "out"), **kwargs)
+    assert not (tmp_path / "out").exists()
