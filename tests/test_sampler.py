@@ -70,6 +70,54 @@ def test_sharded_potential_and_gradient_equal_the_single_device_ones():
     assert float(jnp.abs(expected_grad["centred_biases"]).max()) > 1.0
 
 
+def test_sharded_input_driven_potential_equals_the_single_device_one():
+    """The transition inputs are split with the sequences: with input-driven transitions (full
+    form, M = 2), value and gradient of the sharded potential match the unsplit ones to float32
+    summation error; the padded sequence's transition inputs (zeros) add nothing."""
+    from bayes_glmhmm.model import centred_sites
+    from bayes_glmhmm.transitions import input_driven
+
+    transitions = input_driven("full")
+    model_kwargs = _data(jax.random.PRNGKey(1))
+    transition_inputs = jax.random.normal(jax.random.PRNGKey(2), (*model_kwargs["emissions"].shape, 2))
+    model_kwargs |= dict(transition_inputs=transition_inputs, transition_input_mean=transition_inputs.mean((0, 1)))
+    weights = 0.5 * jax.random.normal(jax.random.PRNGKey(3), (3, 3, 2)) * (1.0 - jnp.eye(3))[..., None]
+    params = article_params()._replace(transition_weights=weights)
+    sites = centred_sites(params, model_kwargs["input_mean"], model_kwargs["transition_input_mean"], transitions)
+    z = unconstrain_sites(sites)
+    model = functools.partial(glmhmm_model, num_states=3, transitions=transitions)
+
+    def potential_and_grad(kwargs, z, axis_name=None):
+        bound = functools.partial(model, sequence_axis_name=axis_name)
+        return jax.value_and_grad(lambda z: potential_energy(bound, (), kwargs, z))(z)
+
+    expected_value, expected_grad = potential_and_grad(model_kwargs, z)
+    mesh = sequence_mesh(1, 2)
+    padded = _pad_sequences(model_kwargs, 2)
+    assert padded["transition_inputs"].shape[0] == 6
+    split = ("inputs", "emissions", "mask", "transition_inputs")
+    specs = {name: P(SEQUENCE_AXIS) if name in split else P() for name in model_kwargs}
+    sharded = jax.jit(
+        jax.shard_map(
+            lambda kwargs, z: potential_and_grad(kwargs, z, SEQUENCE_AXIS),
+            mesh=mesh,
+            in_specs=(specs, P()),
+            out_specs=P(),
+            check_vma=False,
+        )
+    )
+    value, grad = sharded(padded, z)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    assert set(grad) == {"initial_probs", "centred_transition_matrix", "free_transition_weights"} | {
+        "weights",
+        "centred_biases",
+        "scales",
+    }
+    for name in expected_grad:
+        np.testing.assert_allclose(grad[name], expected_grad[name], rtol=1e-4, atol=1e-3, err_msg=name)
+    assert float(jnp.abs(expected_grad["free_transition_weights"]).max()) > 0.1
+
+
 def test_time_parallel_model_has_the_same_potential_and_runs():
     """The parallel-in-time likelihood gives the model the same potential and gradient (to float32
     rounding), and the runner samples with it."""
