@@ -69,14 +69,56 @@ class SmootherPosterior(NamedTuple):
     expected_transitions: Float[Array, "num_states num_states"]
 
 
+class DrivenTransitions(NamedTuple):
+    """Input-driven transition probabilities, computed step by step instead of stored.
+
+    p(z_{t+1} = j | z_t = i, u_t) = softmax_j(log_base[i, j] + weights[i, j] . inputs[t]), for
+    t = 0..T-2. Every kernel accepts it wherever it accepts a (T-1, K, K) stack, with the same
+    result as :meth:`matrices`; :func:`hmm_filter` and :func:`hmm_marginal_loglik` (value and
+    analytic gradient) compute each step's matrix inside their scans, never holding all T-1 of
+    them, which is what makes input-driven transitions cheap per gradient.
+
+    Attributes:
+        log_base: (K, K) logits at zero input, e.g. log of the transition matrix there.
+        weights: (K, K, M) change of the logits per unit of each input.
+        inputs: (T-1, M) the input of each step t -> t+1.
+    """
+
+    log_base: Float[Array, "num_states num_states"]
+    weights: Float[Array, "num_states num_states input_dim"]
+    inputs: Float[Array, "num_timesteps_minus_one input_dim"]
+
+    def matrix_at(self, t: Array) -> Array:
+        """The (K, K) transition matrix of step t -> t+1."""
+        return _driven_matrix(self.log_base, self.weights, self.inputs[t])
+
+    def matrices(self) -> Array:
+        """All (T-1, K, K) transition matrices."""
+        logits = self.log_base + jnp.einsum("ijm,tm->tij", self.weights, self.inputs)
+        return jax.nn.softmax(logits, axis=-1)
+
+
+def _driven_matrix(log_base: Array, weights: Array, step_input: Array) -> Array:
+    return jax.nn.softmax(log_base + jnp.sum(weights * step_input, axis=-1), axis=-1)
+
+
+def _as_array(transition_matrix):
+    """A (K, K) or (T-1, K, K) array for the kernels that index it directly."""
+    return transition_matrix.matrices() if isinstance(transition_matrix, DrivenTransitions) else transition_matrix
+
+
 def _default_mask(log_likelihoods: Array, mask: Array | None) -> Array:
     if mask is None:
         return jnp.ones(log_likelihoods.shape[0], dtype=bool)
     return jnp.asarray(mask, dtype=bool)
 
 
-def _transition_at(transition_matrix: Array, t: Array) -> Array:
+def _transition_at(transition_matrix, t: Array) -> Array:
     """The matrix for the step t -> t+1, whether shared (K, K) or time-varying (T-1, K, K)."""
+    if isinstance(transition_matrix, DrivenTransitions):
+        if transition_matrix.inputs.shape[0] == 0:
+            return jnp.eye(transition_matrix.log_base.shape[-1], dtype=transition_matrix.log_base.dtype)
+        return transition_matrix.matrix_at(t)
     if transition_matrix.ndim == 2:
         return transition_matrix
     if transition_matrix.shape[0] == 0:
@@ -176,6 +218,7 @@ def hmm_smoother(
         A :class:`SmootherPosterior`.
     """
     mask = _default_mask(log_likelihoods, mask)
+    transition_matrix = _as_array(transition_matrix)
     filtered = hmm_filter(initial_probs, transition_matrix, log_likelihoods, mask)
     smoothed, transition_terms = _backward_pass(transition_matrix, filtered.filtered_probs, filtered.predicted_probs)
     # expected_transitions[i, j] = sum_t filtered_t(i) A_t[i, j] ratio_{t+1}(j).
@@ -251,6 +294,7 @@ def hmm_sample_states(
         A state path of integers in [0, num_states).
     """
     num_timesteps = log_likelihoods.shape[0]
+    transition_matrix = _as_array(transition_matrix)
     filtered = hmm_filter(initial_probs, transition_matrix, log_likelihoods, mask).filtered_probs
     keys = jax.random.split(key, num_timesteps)
     last_state = jax.random.categorical(keys[-1], jnp.log(filtered[-1]))
@@ -293,7 +337,7 @@ def hmm_viterbi(
     num_timesteps = log_likelihoods.shape[0]
     mask = _default_mask(log_likelihoods, mask)
     log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
-    log_transitions = jnp.log(transition_matrix)
+    log_transitions = jnp.log(_as_array(transition_matrix))
 
     # delta_t(j) = max over z_{1:t-1} of log p(z_{1:t-1}, z_t = j, y_{1:t}); carried shifted by
     # its max so that long sequences stay in range.
@@ -348,6 +392,7 @@ def hmm_posterior_mode_path_log_prob(
     log_likelihoods = jnp.where(mask[:, None], log_likelihoods, 0.0)
     emission_term = jnp.sum(log_likelihoods[jnp.arange(num_timesteps), states])
     steps = jnp.arange(num_timesteps - 1)
+    transition_matrix = _as_array(transition_matrix)
     if transition_matrix.ndim == 2:
         transition_term = jnp.sum(jnp.log(transition_matrix[states[:-1], states[1:]]))
     else:
@@ -398,17 +443,64 @@ def _marginal_loglik_forward(initial_probs, transition_matrix, log_likelihoods, 
 
 def _marginal_loglik_backward(residuals, cotangent):
     initial_probs, transition_matrix, mask, filtered, predicted = residuals
-    smoothed, transition_terms = _backward_pass(transition_matrix, filtered, predicted)
+    if isinstance(transition_matrix, DrivenTransitions):
+        smoothed, transition_gradient = _driven_backward_pass(transition_matrix, filtered, predicted)
+    else:
+        smoothed, transition_terms = _backward_pass(transition_matrix, filtered, predicted)
+        transition_gradient = jnp.sum(transition_terms, axis=0) if transition_matrix.ndim == 2 else transition_terms
     positive = initial_probs > 0
     initial_gradient = jnp.where(positive, smoothed[0] / jnp.where(positive, initial_probs, 1.0), 0.0)
-    transition_gradient = jnp.sum(transition_terms, axis=0) if transition_matrix.ndim == 2 else transition_terms
+    transition_gradient = jax.tree.map(lambda part: cotangent * part, transition_gradient)
     loglik_gradient = jnp.where(mask[:, None], smoothed, 0.0)
     return (
         cotangent * initial_gradient,
-        cotangent * transition_gradient,
+        transition_gradient,
         cotangent * loglik_gradient,
         None,
     )
+
+
+def _driven_backward_pass(transitions: DrivenTransitions, filtered, predicted):
+    """:func:`_backward_pass` for :class:`DrivenTransitions`, accumulating their gradient in the scan.
+
+    With g[t, i, j] = d log p(y) / d A_t[i, j] = filtered_t(i) ratio_{t+1}(j) (see
+    :func:`_backward_pass`) and A_t = softmax(logits_t) row-wise, the gradient with respect to
+    the logits is xi[t, i, j] - A_t[i, j] sum_k xi[t, i, k], where xi = A_t * g are the two-slice
+    marginals; it is summed into the gradients of ``log_base`` and ``weights`` step by step, so
+    no (T-1, K, K) array is stored.
+
+    Returns:
+        ``(smoothed (T, K), DrivenTransitions of gradients)`` (``inputs``: (T-1, M) per step).
+    """
+    num_timesteps = filtered.shape[0]
+
+    def _step(carry, xs):
+        next_smoothed, base_gradient, weight_gradient = carry
+        filtered_t, next_predicted, input_t = xs
+        positive = next_predicted > 0
+        ratio = jnp.where(positive, next_smoothed / jnp.where(positive, next_predicted, 1.0), 0.0)
+        matrix = _driven_matrix(transitions.log_base, transitions.weights, input_t)
+        two_slice = filtered_t[:, None] * matrix * ratio[None, :]
+        smoothed_row = jnp.sum(two_slice, axis=1)
+        smoothed_t = smoothed_row / jnp.sum(smoothed_row)
+        logit_gradient = two_slice - matrix * smoothed_row[:, None]
+        carry = (
+            smoothed_t,
+            base_gradient + logit_gradient,
+            weight_gradient + logit_gradient[..., None] * input_t,
+        )
+        input_gradient = jnp.sum(logit_gradient[..., None] * transitions.weights, axis=(0, 1))
+        return carry, (smoothed_t, input_gradient)
+
+    init = (filtered[-1], jnp.zeros_like(transitions.log_base), jnp.zeros_like(transitions.weights))
+    (_, base_gradient, weight_gradient), (smoothed, input_gradient) = lax.scan(
+        _step,
+        init,
+        (filtered[:-1], predicted[1:], transitions.inputs[: num_timesteps - 1]),
+        reverse=True,
+    )
+    smoothed = jnp.concatenate([smoothed, filtered[-1:]], axis=0)
+    return smoothed, DrivenTransitions(base_gradient, weight_gradient, input_gradient)
 
 
 hmm_marginal_loglik.defvjp(_marginal_loglik_forward, _marginal_loglik_backward)
@@ -506,7 +598,7 @@ def hmm_marginal_loglik_parallel(
     dtype = log_likelihoods.dtype
     log_initial = _safe_log(jnp.asarray(initial_probs, dtype)) + log_likelihoods[0]
     first = jnp.broadcast_to(log_initial, (1, num_states, num_states))
-    log_transitions = _safe_log(jnp.asarray(transition_matrix, dtype))
+    log_transitions = _safe_log(jnp.asarray(_as_array(transition_matrix), dtype))
     if log_transitions.ndim == 2:
         log_transitions = jnp.broadcast_to(log_transitions, (num_timesteps - 1, num_states, num_states))
     rest = log_transitions + log_likelihoods[1:, None, :]

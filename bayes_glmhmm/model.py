@@ -18,6 +18,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from bayes_glmhmm.emissions import EmissionFamily, family_of, get_family
 from bayes_glmhmm.inference import (
+    DrivenTransitions,
     hmm_filter,
     hmm_marginal_loglik,
     hmm_marginal_loglik_parallel,
@@ -33,7 +34,7 @@ from bayes_glmhmm.transitions import (
     free_to_full,
     full_to_destination,
     full_to_free,
-    transition_matrices,
+    safe_log,
     transitions_of,
     uncentre_transition_matrix,
     validate_transition_inputs,
@@ -111,10 +112,11 @@ def batched_marginal_loglik(
 
 
 def batched_transitions(params, transition_inputs):
-    """The transition probabilities the kernels take, and their ``vmap`` axis over sequences.
+    """The transitions the kernels take, and their ``vmap`` axes over sequences.
 
     Stationary params: ``(transition_matrix (K, K), None)``, shared by all sequences. Input-driven
-    params: ``(p(z_{t+1} = j | z_t = i, u[n, t]) (N, T - 1, K, K), 0)``.
+    params: a :class:`~bayes_glmhmm.inference.DrivenTransitions` whose (N, T - 1, M) inputs are
+    split over sequences, p(z_{t+1} = j | z_t = i, u[n, t]) computed step by step by the kernels.
     """
     if params.transition_weights is None:
         if transition_inputs is not None:
@@ -122,7 +124,10 @@ def batched_transitions(params, transition_inputs):
         return params.transition_matrix, None
     if transition_inputs is None:
         raise ValueError("params with transition_weights (input-driven transitions) need transition_inputs")
-    return transition_matrices(params.transition_matrix, params.transition_weights, transition_inputs), 0
+    driven = DrivenTransitions(
+        safe_log(params.transition_matrix), params.transition_weights, transition_inputs[..., :-1, :]
+    )
+    return driven, DrivenTransitions(None, None, 0)
 
 
 def batched_smoother(params: GLMHMMParams, inputs, emissions, mask, transition_inputs=None, per_step: bool = False):

@@ -52,6 +52,7 @@ __all__ = [
     "input_driven",
     "log_transition_matrices",
     "param_names",
+    "safe_log",
     "transition_matrices",
     "transitions_of",
     "uncentre_transition_matrix",
@@ -140,7 +141,7 @@ def param_names(params) -> tuple[str, ...]:
     return names + transitions_of(params).param_names
 
 
-def _safe_log(probs: Array) -> Array:
+def safe_log(probs: Array) -> Array:
     """Log p with log 0 replaced by the log of the smallest normal float (finite value and gradient)."""
     return jnp.log(jnp.maximum(probs, jnp.finfo(jnp.result_type(probs)).tiny))
 
@@ -157,7 +158,7 @@ def log_transition_matrices(
         transition_weights: V, (K, K, M).
         transition_inputs: u, (..., T, M); the last step's input is unused.
     """
-    logits = _safe_log(transition_matrix) + jnp.einsum(
+    logits = safe_log(transition_matrix) + jnp.einsum(
         "ijm,...tm->...tij", transition_weights, transition_inputs[..., :-1, :]
     )
     return jax.nn.log_softmax(logits, axis=-1)
@@ -170,7 +171,7 @@ def transition_matrices(transition_matrix, transition_weights, transition_inputs
 
 def centre_transition_matrix(transition_matrix, transition_weights, transition_input_mean):
     """The transition probabilities at u = u_bar: softmax_j(log A[i, j] + V[i, j] . u_bar)."""
-    logits = _safe_log(transition_matrix) + transition_weights @ transition_input_mean
+    logits = safe_log(transition_matrix) + transition_weights @ transition_input_mean
     return jax.nn.softmax(logits, axis=-1)
 
 

@@ -20,6 +20,7 @@ from scipy.stats import norm
 
 from bayes_glmhmm import model
 from bayes_glmhmm.inference import (
+    DrivenTransitions,
     hmm_filter,
     hmm_marginal_loglik,
     hmm_marginal_loglik_parallel,
@@ -648,3 +649,62 @@ def test_parallel_float32_at_100000_steps_with_large_log_likelihoods():
     value = parallel_value(*f32, jnp.ones(100_000, bool))
     assert np.isfinite(value)
     np.testing.assert_allclose(float(value), expected, rtol=2e-6)
+
+
+def test_driven_transitions_match_their_materialized_stack_in_every_kernel():
+    """Oracle: DrivenTransitions (matrices computed step by step) give the kernels exactly what the
+    (T-1, K, K) stack of softmax(log_base + weights . u_t) gives: filter, smoother, Viterbi, FFBS
+    path, parallel likelihood, and the analytic gradient of hmm_marginal_loglik, including the
+    gradient with respect to the inputs (float32 tolerances; masked steps included)."""
+    keys = jax.random.split(jax.random.PRNGKey(7), 5)
+    num_states, num_timesteps, num_inputs = 3, 12, 2
+    log_base = jnp.log(jax.random.dirichlet(keys[0], jnp.full((num_states, num_states), 2.0)))
+    weights = jax.random.normal(keys[1], (num_states, num_states, num_inputs))
+    inputs = jax.random.normal(keys[2], (num_timesteps - 1, num_inputs))
+    log_likelihoods = jax.random.normal(keys[3], (num_timesteps, num_states))
+    mask = jnp.arange(num_timesteps) % 4 != 2
+    initial = jnp.array([0.5, 0.3, 0.2])
+    driven = DrivenTransitions(log_base, weights, inputs)
+    stack = driven.matrices()
+    assert stack.shape == (num_timesteps - 1, num_states, num_states)
+    np.testing.assert_allclose(stack[4], jax.nn.softmax(log_base + weights @ inputs[4], axis=-1), rtol=1e-6)
+
+    for kernel in (hmm_filter, hmm_smoother):
+        ours, theirs = kernel(initial, driven, log_likelihoods, mask), kernel(initial, stack, log_likelihoods, mask)
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        hmm_viterbi(initial, driven, log_likelihoods, mask), hmm_viterbi(initial, stack, log_likelihoods, mask)
+    )
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_array_equal(
+        hmm_sample_states(key, initial, driven, log_likelihoods, mask),
+        hmm_sample_states(key, initial, stack, log_likelihoods, mask),
+    )
+    np.testing.assert_allclose(
+        hmm_marginal_loglik_parallel(initial, driven, log_likelihoods, mask),
+        hmm_marginal_loglik(initial, stack, log_likelihoods, mask),
+        rtol=1e-5,
+    )
+
+    def through_driven(log_base, weights, inputs):
+        return hmm_marginal_loglik(initial, DrivenTransitions(log_base, weights, inputs), log_likelihoods, mask)
+
+    def through_stack(log_base, weights, inputs):
+        matrices = DrivenTransitions(log_base, weights, inputs).matrices()
+        return hmm_filter(initial, matrices, log_likelihoods, mask).marginal_loglik
+
+    value, gradient = jax.value_and_grad(through_driven, argnums=(0, 1, 2))(log_base, weights, inputs)
+    expected_value, expected_gradient = jax.value_and_grad(through_stack, argnums=(0, 1, 2))(log_base, weights, inputs)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    for ours, theirs in zip(gradient, expected_gradient, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert float(jnp.abs(expected_gradient[1]).max()) > 0.05  # the weights' gradient is exercised
+
+
+def test_driven_transitions_of_a_one_step_sequence():
+    """T = 1: no transitions, so the (0, M) inputs are never read; the value is the first step's."""
+    driven = DrivenTransitions(jnp.zeros((2, 2)), jnp.ones((2, 2, 1)), jnp.zeros((0, 1)))
+    log_likelihoods = jnp.array([[-1.0, -2.0]])
+    value = hmm_marginal_loglik(jnp.array([0.4, 0.6]), driven, log_likelihoods, jnp.array([True]))
+    np.testing.assert_allclose(value, np.log(0.4 * np.exp(-1.0) + 0.6 * np.exp(-2.0)), rtol=1e-6)
