@@ -269,7 +269,7 @@ def _demo_summary(
             "final_log_prob": float(em.result.log_probs[-1]),
             "num_iterations": int(len(em.result.log_probs)),
             "converged": em.result.converged,
-            "params": {k: np.asarray(v).tolist() for k, v in em.aligned._asdict().items()},
+            "params": {k: np.asarray(v).tolist() for k, v in em.aligned._asdict().items() if v is not None},
         },
         "comparison": comparison_to_dict(comparison),
         "versions": _versions(),

@@ -392,7 +392,11 @@ def comparison_to_dict(comparison: Comparison) -> dict:
         "heldout_log_predictive": comparison.heldout,
         "wall_seconds": {name: _finite_or_none(value) for name, value in comparison.wall_seconds.items()},
         "permutations": comparison.permutations,
-        "em_params": {name: np.asarray(value).tolist() for name, value in comparison.em_params._asdict().items()},
+        "em_params": {
+            name: np.asarray(value).tolist()
+            for name, value in comparison.em_params._asdict().items()
+            if value is not None
+        },
     }
 
 

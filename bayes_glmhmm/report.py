@@ -555,7 +555,7 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
             )
         )
     em = _json_attr(attrs, "em_params", None)
-    em_params = family.params_type(**{k: np.asarray(v) for k, v in em.items()}) if em else None
+    em_params = family.params_type(**{k: np.asarray(v) for k, v in em.items() if v is not None}) if em else None
     samples = {name: idata.posterior[name].values for name in names if name in family.param_names}
     if samples:
         figures.append(

@@ -99,7 +99,8 @@ def test_truth_inside_the_posterior_intervals(recovered):
     assert diagnostics["stuck_chains"] == []
     lower = free_scalars({k: np.quantile(v, 0.005, axis=(0, 1)) for k, v in posterior.samples.items()})
     upper = free_scalars({k: np.quantile(v, 0.995, axis=(0, 1)) for k, v in posterior.samples.items()})
-    true_values = free_scalars(truth._asdict() | {"transition_matrix": realized_transitions(states, 2)})
+    truth_values = {name: getattr(truth, name) for name in posterior.param_names}
+    true_values = free_scalars(truth_values | {"transition_matrix": realized_transitions(states, 2)})
     outside = {
         name: np.argwhere((true_values[name] < lower[name]) | (true_values[name] > upper[name])).tolist()
         for name in true_values
