@@ -25,7 +25,6 @@ import os
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp
 
 from bayes_glmhmm._io import markdown_table, write_text_atomic
 from bayes_glmhmm.em import EMResult
@@ -95,7 +94,9 @@ def em_objective_name(priors: Priors | None) -> str:
     return f"MAP under Priors({fields})"
 
 
-def heldout_log_predictive(posterior: Posterior, em_params, inputs, emissions, mask=None) -> dict:
+def heldout_log_predictive(
+    posterior: Posterior, em_params, inputs, emissions, mask=None, transition_inputs=None
+) -> dict:
     """Log predictive densities of held-out sequences: posterior predictive and EM plug-in.
 
     The posterior predictive density of sequence n is
@@ -110,18 +111,17 @@ def heldout_log_predictive(posterior: Posterior, em_params, inputs, emissions, m
         inputs: held-out covariates, (N, T, D) or (T, D).
         emissions: held-out observations, (N, T) or (T,), in any coding the family accepts.
         mask: optional, False where a held-out emission is missing.
+        transition_inputs: the held-out (N, T, M) transition inputs of an input-driven posterior.
 
     Returns:
         Dict of float lists over the N sequences, ``posterior_predictive`` and (with em_params)
         ``em_plugin``, plus their sums ``*_total``.
     """
     inputs, emissions, mask = validate_data(inputs, emissions, mask, posterior.family)
-    per_draw = np.asarray(posterior.log_likelihood(inputs, emissions, mask), dtype=np.float64)
-    per_draw = per_draw.reshape(-1, per_draw.shape[-1])
-    predictive = logsumexp(per_draw, axis=0) - math.log(per_draw.shape[0])
+    predictive = posterior.log_predictive_density(inputs, emissions, mask, transition_inputs)
     result = {"posterior_predictive": predictive.tolist(), "posterior_predictive_total": float(predictive.sum())}
     if em_params is not None:
-        plugin = np.asarray(log_likelihood(em_params, inputs, emissions, mask), dtype=np.float64)
+        plugin = np.asarray(log_likelihood(em_params, inputs, emissions, mask, transition_inputs), dtype=np.float64)
         result["em_plugin"] = plugin.tolist()
         result["em_plugin_total"] = float(plugin.sum())
     return result
@@ -205,7 +205,10 @@ def _parameter_rows(names, samples: dict, em_params, truth, realized, prob: floa
         mean, sd = flat.mean(axis=0), flat.std(axis=0)
         lower, upper = equal_tailed_interval(draws, prob)
         em_value = np.asarray(getattr(em_params, name), dtype=np.float64)
+        realized_value = None if realized is None else getattr(realized, name, None)
         for index in np.ndindex(mean.shape):
+            if name == "transition_weights" and index[0] == index[1]:
+                continue  # V[i, i] = 0 by construction: no parameter, and it would inflate coverage
             row = {"parameter": name, "index": list(index)}
             if truth is not None:
                 row["truth"] = float(np.asarray(getattr(truth, name))[index])
@@ -218,8 +221,8 @@ def _parameter_rows(names, samples: dict, em_params, truth, realized, prob: floa
             )
             if truth is not None:
                 row["covered"] = bool(row["lower"] <= row["truth"] <= row["upper"])
-            if realized is not None:
-                row["realized"] = float(np.asarray(getattr(realized, name))[index])
+            if realized_value is not None:
+                row["realized"] = float(np.asarray(realized_value)[index])
                 row["covers_realized"] = bool(row["lower"] <= row["realized"] <= row["upper"])
             rows.append(row)
     return rows
@@ -230,14 +233,17 @@ def _parameter_summary(names, rows: list[dict]) -> dict:
     for name in (None, *names):
         group = [row for row in rows if name is None or row["parameter"] == name]
         entry = {"num_parameters": len(group)}
-        if "truth" in group[0]:
-            entry["coverage"] = float(np.mean([row["covered"] for row in group]))
-            entry["em_mean_abs_error"] = float(np.mean([abs(row["em"] - row["truth"]) for row in group]))
+        with_truth = [row for row in group if "truth" in row]
+        if with_truth:
+            entry["coverage"] = float(np.mean([row["covered"] for row in with_truth]))
+            entry["em_mean_abs_error"] = float(np.mean([abs(row["em"] - row["truth"]) for row in with_truth]))
             entry["posterior_mean_abs_error"] = float(
-                np.mean([abs(row["posterior_mean"] - row["truth"]) for row in group])
+                np.mean([abs(row["posterior_mean"] - row["truth"]) for row in with_truth])
             )
-        if "realized" in group[0]:
-            entry["coverage_of_realized"] = float(np.mean([row["covers_realized"] for row in group]))
+        with_realized = [row for row in group if "realized" in row]
+        if with_realized:
+            # The complete-data fit estimates the emissions and a stationary chain only.
+            entry["coverage_of_realized"] = float(np.mean([row["covers_realized"] for row in with_realized]))
         summary[name or "all"] = entry
     return summary
 
@@ -253,6 +259,7 @@ def compare_fits(
     prob: float = 0.94,
     em_priors: Priors | None = None,
     heldout_states=None,
+    heldout_transition_inputs=None,
 ) -> Comparison:
     """Compare an EM point estimate with a NUTS posterior, against the truth where it is known.
 
@@ -272,6 +279,8 @@ def compare_fits(
             initialization), the posterior's priors are used.
         heldout_states: true states of the held-out sequences, if known: adds held-out state
             recovery (EM Viterbi vs posterior marginal argmax on the new data).
+        heldout_transition_inputs: the held-out sequences' (N', T', M) transition inputs, for a
+            posterior with input-driven transitions.
 
     Returns:
         A :class:`Comparison`.
@@ -309,9 +318,10 @@ def compare_fits(
     elif true_states is not None:
         reference = "true states"
         posterior_perm = find_state_permutation(true_states, posterior.state_probabilities().argmax(-1), num_states)
-        em_perm = find_state_permutation(
-            true_states, np.asarray(most_likely_states(em_params, posterior.inputs, posterior.emissions)), num_states
+        em_path = most_likely_states(
+            em_params, posterior.inputs, posterior.emissions, transition_inputs=posterior.transition_inputs
         )
+        em_perm = find_state_permutation(true_states, np.asarray(em_path), num_states)
     else:
         reference = "posterior"
         posterior_perm = np.arange(num_states)
@@ -320,7 +330,10 @@ def compare_fits(
     em_params = em_params.permute(em_perm)
 
     realized = None if true_states is None else _realized(true_states, posterior)
-    rows = _parameter_rows(family.param_names, posterior.samples, em_params, truth, realized, prob)
+    if realized is not None and posterior.transitions.is_input_driven:
+        # The empirical transition frequencies average over the transition inputs: not A at u = 0.
+        realized = realized._replace(transition_matrix=None)
+    rows = _parameter_rows(posterior.param_names, posterior.samples, em_params, truth, realized, prob)
 
     states = None
     if true_states is not None or heldout_states is not None:
@@ -336,9 +349,13 @@ def compare_fits(
                 if data is None
                 else validate_data(*data, family=family)
             )
+            transition_inputs = posterior.transition_inputs if data is None else heldout_transition_inputs
             truth_path = np.asarray(truth_path).reshape(np.shape(emissions))
-            em_path = np.asarray(most_likely_states(em_params, inputs, emissions, mask))
-            posterior_path = posterior.state_probabilities(inputs, emissions, mask).argmax(-1)
+            em_path = np.asarray(most_likely_states(em_params, inputs, emissions, mask, transition_inputs))
+            new_data = {} if data is None else dict(inputs=inputs, emissions=emissions, mask=mask)
+            if data is not None and transition_inputs is not None:
+                new_data["transition_inputs"] = transition_inputs
+            posterior_path = posterior.state_probabilities(**new_data).argmax(-1)
             mask = np.asarray(mask)
             for who, path in (("em_viterbi", em_path), ("posterior", posterior_path)):
                 accuracy, permutation = aligned_state_accuracy(truth_path, path, num_states, mask)
@@ -348,13 +365,16 @@ def compare_fits(
 
     heldout = None
     if heldout_inputs is not None:
-        heldout = heldout_log_predictive(posterior, em_params, heldout_inputs, heldout_emissions, heldout_mask)
+        heldout = heldout_log_predictive(
+            posterior, em_params, heldout_inputs, heldout_emissions, heldout_mask, heldout_transition_inputs
+        )
         gain = np.asarray(heldout["posterior_predictive"]) - np.asarray(heldout["em_plugin"])
         heldout["num_sequences"] = int(gain.size)
         heldout["gain_per_sequence_mean"] = float(gain.mean())
         heldout["gain_per_sequence_se"] = float(gain.std(ddof=1) / math.sqrt(gain.size)) if gain.size > 1 else None
         if truth is not None:
-            oracle = np.asarray(log_likelihood(truth, heldout_inputs, heldout_emissions, heldout_mask), np.float64)
+            oracle = log_likelihood(truth, heldout_inputs, heldout_emissions, heldout_mask, heldout_transition_inputs)
+            oracle = np.asarray(oracle, np.float64)
             heldout["truth"] = oracle.tolist()
             heldout["truth_total"] = float(oracle.sum())
 
@@ -364,7 +384,7 @@ def compare_fits(
         prob=float(prob),
         reference=reference,
         parameters=rows,
-        parameter_summary=_parameter_summary(family.param_names, rows),
+        parameter_summary=_parameter_summary(posterior.param_names, rows),
         states=states,
         heldout=heldout,
         wall_seconds={

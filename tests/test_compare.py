@@ -375,3 +375,35 @@ def test_compare_fits_refuses_another_family(small_posterior, small_article_data
     # A plain tuple is read in the family's parameter order.
     params = tuple(np.asarray(getattr(small_article_data.params, name)) for name in PARAM_NAMES)
     assert isinstance(compare_fits(small_posterior, params).em_params, GLMHMMParams)
+
+
+def test_compare_fits_with_input_driven_transitions():
+    """An input-driven posterior: the parameter rows hold the off-diagonal transition weights only
+    (V[i, i] = 0 is no parameter), the truth's values and coverage include them, and the held-out
+    densities use the held-out transition inputs: the posterior predictive equals
+    Posterior.log_predictive_density, the EM plug-in and the truth log_likelihood at the same data."""
+    from _transition_posteriors import TRUTH, random_transition_posterior, transition_data
+
+    posterior = random_transition_posterior()
+    inputs, transition_inputs, emissions = transition_data(seed=3)
+    comparison = compare_fits(
+        posterior,
+        posterior.em,
+        truth=TRUTH,
+        heldout_inputs=inputs,
+        heldout_emissions=emissions,
+        heldout_transition_inputs=transition_inputs,
+    )
+    weight_rows = [row for row in comparison.parameters if row["parameter"] == "transition_weights"]
+    assert sorted(tuple(row["index"]) for row in weight_rows) == [(0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1)]
+    for row in weight_rows:
+        assert row["truth"] == pytest.approx(float(TRUTH.transition_weights[tuple(row["index"])]))
+        assert row["em"] == pytest.approx(row["truth"])  # the fixture's EM estimate is the truth
+    assert comparison.parameter_summary["transition_weights"]["num_parameters"] == 4
+    expected = posterior.log_predictive_density(inputs, emissions, transition_inputs=transition_inputs)
+    np.testing.assert_allclose(comparison.heldout["posterior_predictive"], expected, rtol=1e-6)
+    truth_density = log_likelihood(TRUTH, inputs, emissions, transition_inputs=transition_inputs)
+    np.testing.assert_allclose(comparison.heldout["truth"], truth_density, rtol=1e-5)
+    np.testing.assert_allclose(comparison.heldout["em_plugin"], truth_density, rtol=1e-5)
+    with pytest.raises(ValueError, match="transition_inputs"):
+        compare_fits(posterior, posterior.em, heldout_inputs=inputs, heldout_emissions=emissions)
