@@ -26,7 +26,13 @@ from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
 from bayes_glmhmm.relabel import relabel_samples
 from bayes_glmhmm.sampler import run_nuts
 from bayes_glmhmm.standardize import standardize_if_requested
-from bayes_glmhmm.transitions import STATIONARY, TransitionModel, get_transitions, validate_transition_inputs
+from bayes_glmhmm.transitions import (
+    STATIONARY,
+    TransitionModel,
+    get_transitions,
+    tabulate_transition_inputs,
+    validate_transition_inputs,
+)
 
 __all__ = ["fit_nuts"]
 
@@ -269,6 +275,18 @@ def _starting_points(
     return initial, em_result
 
 
+def _transition_model_kwargs(data: _Data) -> dict:
+    """The model's transition-input arguments: the distinct-row table when the inputs take few values."""
+    table = tabulate_transition_inputs(data.transition_inputs)
+    if table is None:
+        return dict(transition_inputs=data.transition_inputs, transition_input_mean=data.transition_input_mean)
+    return dict(
+        transition_input_rows=table.rows,
+        transition_input_index=table.index,
+        transition_input_mean=data.transition_input_mean,
+    )
+
+
 def _sample_stats(draws) -> dict:
     return {
         "diverging": draws.diverging,
@@ -430,7 +448,7 @@ def fit_nuts(
         inputs=data.inputs, emissions=data.emissions, mask=data.mask, priors=priors, input_mean=data.input_mean
     )
     if transitions.is_input_driven:
-        model_kwargs |= dict(transition_inputs=data.transition_inputs, transition_input_mean=data.transition_input_mean)
+        model_kwargs |= _transition_model_kwargs(data)
     wall = {} if em_result is None else {"em": em_result.wall_seconds}
 
     nuts_start = time.perf_counter()

@@ -29,12 +29,14 @@ from bayes_glmhmm.inference import (
 from bayes_glmhmm.params import GLMHMMParams, Priors, validate_data
 from bayes_glmhmm.transitions import (
     STATIONARY,
+    TransitionInputTable,
     TransitionModel,
     destination_to_full,
     free_to_full,
     full_to_destination,
     full_to_free,
     safe_log,
+    tabulated_transition_matrices,
     transitions_of,
     uncentre_transition_matrix,
     validate_transition_inputs,
@@ -116,7 +118,9 @@ def batched_transitions(params, transition_inputs):
 
     Stationary params: ``(transition_matrix (K, K), None)``, shared by all sequences. Input-driven
     params: a :class:`~bayes_glmhmm.inference.DrivenTransitions` whose (N, T - 1, M) inputs are
-    split over sequences, p(z_{t+1} = j | z_t = i, u[n, t]) computed step by step by the kernels.
+    split over sequences, p(z_{t+1} = j | z_t = i, u[n, t]) computed step by step by the kernels;
+    or, for transition inputs given as a :class:`~bayes_glmhmm.transitions.TransitionInputTable`,
+    the (N, T - 1, K, K) matrices gathered from those of the distinct rows.
     """
     if params.transition_weights is None:
         if transition_inputs is not None:
@@ -124,6 +128,9 @@ def batched_transitions(params, transition_inputs):
         return params.transition_matrix, None
     if transition_inputs is None:
         raise ValueError("params with transition_weights (input-driven transitions) need transition_inputs")
+    if isinstance(transition_inputs, TransitionInputTable):
+        matrices = tabulated_transition_matrices(params.transition_matrix, params.transition_weights, transition_inputs)
+        return matrices, 0
     driven = DrivenTransitions(
         safe_log(params.transition_matrix), params.transition_weights, transition_inputs[..., :-1, :]
     )
@@ -496,6 +503,8 @@ def glmhmm_model(
     transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
     transition_input_mean: Float[Array, " transition_input_dim"] | None = None,
     transitions: TransitionModel = STATIONARY,
+    transition_input_rows: Float[Array, "num_rows transition_input_dim"] | None = None,
+    transition_input_index=None,
 ) -> None:
     """NumPyro model of the GLM-HMM with the hidden states marginalized, for any emission family.
 
@@ -525,9 +534,15 @@ def glmhmm_model(
         transition_inputs: (N, T, M) inputs of input-driven transitions (u[n, t] drives t -> t+1).
         transition_input_mean: (M,) their mean, used only to centre.
         transitions: the transition model (stationary by default).
+        transition_input_rows: instead of ``transition_inputs``, their (R, M) distinct rows ...
+        transition_input_index: ... and the (N, T) row of each step (a
+            :class:`~bayes_glmhmm.transitions.TransitionInputTable`; same model, faster for
+            inputs with few distinct values).
     """
     input_dim = inputs.shape[-1]
-    num_transition_inputs = 0 if transition_inputs is None else transition_inputs.shape[-1]
+    if transition_input_rows is not None:
+        transition_inputs = TransitionInputTable(transition_input_rows, transition_input_index)
+    num_transition_inputs = 0 if transition_inputs is None else transition_inputs[0].shape[-1]
     distributions = prior_distributions(family, num_states, input_dim, priors, transitions, num_transition_inputs)
     initial_probs = numpyro.sample("initial_probs", distributions["initial_probs"])
     transition_matrix, transition_weights = _sample_transitions(
@@ -544,7 +559,12 @@ def glmhmm_model(
     params = family.params_type(
         initial_probs, transition_matrix, weights, centred_biases, **extras, transition_weights=transition_weights
     )
-    centred_transition_inputs = None if transition_inputs is None else transition_inputs - transition_input_mean
+    if transition_inputs is None:
+        centred_transition_inputs = None
+    elif isinstance(transition_inputs, TransitionInputTable):
+        centred_transition_inputs = transition_inputs._replace(rows=transition_inputs.rows - transition_input_mean)
+    else:
+        centred_transition_inputs = transition_inputs - transition_input_mean
 
     def total_loglik(params):
         per_sequence = batched_marginal_loglik(

@@ -40,7 +40,7 @@ CHAIN_AXIS = "chains"
 SEQUENCE_AXIS = "sequences"
 NUM_CHUNKS = 20  # progress-bar resolution; every chunk reuses one compiled function
 # The model arguments split along "sequences" (transition inputs only when the model has them).
-SEQUENCE_FIELDS = ("inputs", "emissions", "mask", "transition_inputs")
+SEQUENCE_FIELDS = ("inputs", "emissions", "mask", "transition_inputs", "transition_input_index")
 
 
 class NutsDraws(NamedTuple):

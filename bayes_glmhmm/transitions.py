@@ -53,6 +53,9 @@ __all__ = [
     "log_transition_matrices",
     "param_names",
     "safe_log",
+    "TransitionInputTable",
+    "tabulate_transition_inputs",
+    "tabulated_transition_matrices",
     "transition_matrices",
     "transitions_of",
     "uncentre_transition_matrix",
@@ -254,3 +257,50 @@ def _as_float(value) -> np.ndarray:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError("transition_inputs must be numeric, got values that cannot be converted to float") from None
+
+
+class TransitionInputTable(NamedTuple):
+    """Transition inputs as a table of their distinct rows and, per step, the row it holds.
+
+    transition_inputs[n, t] = rows[index[n, t]]. Indicators (a reward, the previous choice) take
+    a handful of distinct values, so the transition matrices are computed once per distinct row,
+    R softmaxes instead of N (T - 1), and gathered per step: the input-driven gradient then costs
+    little more than the stationary one (``results/benchmarks/transitions.md``).
+
+    Attributes:
+        rows: (R, M) the distinct transition input rows.
+        index: (N, T) int32, the row of each step.
+    """
+
+    rows: Float[Array, "num_rows transition_input_dim"]
+    index: Array
+
+
+def tabulate_transition_inputs(transition_inputs, max_fraction: float = 0.25) -> TransitionInputTable | None:
+    """The distinct-row table of concrete (N, T, M) transition inputs, or None when it would not pay.
+
+    Args:
+        transition_inputs: validated (N, T, M) transition inputs (NumPy or JAX, not traced).
+        max_fraction: tabulate only when the distinct rows are at most this fraction of the
+            N (T - 1) steps (gathering costs a pass over the steps; computing R matrices must be
+            far cheaper than computing one per step for the table to win).
+
+    Returns:
+        A :class:`TransitionInputTable`, or None for inputs with too many distinct rows (e.g.
+        continuous ones), which are then computed step by step.
+    """
+    values = np.asarray(transition_inputs)
+    num_sequences, num_timesteps, num_inputs = values.shape
+    rows, index = np.unique(values.reshape(-1, num_inputs), axis=0, return_inverse=True)
+    if len(rows) > max(1.0, max_fraction * num_sequences * max(num_timesteps - 1, 1)):
+        return None
+    return TransitionInputTable(
+        jnp.asarray(rows, dtype=jnp.result_type(float)),
+        jnp.asarray(np.reshape(index, (num_sequences, num_timesteps)), dtype=jnp.int32),
+    )
+
+
+def tabulated_transition_matrices(transition_matrix, transition_weights, table: TransitionInputTable):
+    """p(z_{t+1} = j | z_t = i, u[n, t]) for every sequence and step, (N, T - 1, K, K), from the table."""
+    logits = safe_log(transition_matrix) + jnp.einsum("ijm,rm->rij", transition_weights, table.rows)
+    return jax.nn.softmax(logits, axis=-1)[table.index[:, :-1]]

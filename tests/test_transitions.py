@@ -938,3 +938,46 @@ def test_fit_nuts_recovers_input_driven_transitions(bernoulli_data):
     expected = logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
     value = posterior.log_predictive_density(new_inputs, new_emissions, transition_inputs=new_transition_inputs)
     np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
+def test_tabulated_transition_inputs_give_the_same_model():
+    """Inputs with few distinct rows (indicators) go to the model as a table of distinct rows and a
+    per-step index (fit_nuts does this; same model, fewer softmaxes): the log density and its
+    gradient, with the analytic adjoint, equal those with the per-step inputs (float32 rounding).
+    Continuous inputs are not tabulated."""
+    from bayes_glmhmm.transitions import tabulate_transition_inputs
+
+    rng = np.random.default_rng(5)
+    num_states, num_inputs = 3, 2
+    inputs = rng.normal(size=(3, 12, 1))
+    transition_inputs = rng.integers(0, 2, (3, 12, num_inputs)).astype(float)
+    emissions = rng.normal(size=(3, 12))
+    mask = np.ones((3, 12), bool)
+    mask[2, 9:] = False
+    u_bar = transition_inputs[mask].mean(axis=0)
+    table = tabulate_transition_inputs(transition_inputs)
+    assert table is not None and table.rows.shape == (4, num_inputs)
+    np.testing.assert_array_equal(np.asarray(table.rows)[np.asarray(table.index)], transition_inputs)
+    assert tabulate_transition_inputs(rng.normal(size=(3, 12, num_inputs))) is None
+
+    per_step = _model_kwargs("gaussian", num_states, inputs, emissions, mask, transition_inputs, u_bar, Priors(), FULL)
+    per_step["adjoint"] = True
+    tabulated = {key: value for key, value in per_step.items() if key != "transition_inputs"}
+    tabulated |= dict(transition_input_rows=table.rows, transition_input_index=table.index)
+    sites = dict(
+        initial_probs=rng.dirichlet(np.ones(num_states)),
+        centred_transition_matrix=rng.dirichlet(np.full(num_states, 2.0), size=num_states),
+        weights=rng.normal(size=(num_states, 1)),
+        centred_biases=rng.normal(size=num_states),
+        scales=rng.uniform(0.5, 1.5, num_states),
+        free_transition_weights=rng.normal(size=(num_states, num_states - 1, num_inputs)),
+    )
+    sites = {name: jnp.asarray(value, jnp.result_type(float)) for name, value in sites.items()}
+
+    def density(kwargs):
+        return jax.value_and_grad(lambda values: log_density(glmhmm_model, (), kwargs, values)[0])(sites)
+
+    (value, gradient), (expected_value, expected_gradient) = density(tabulated), density(per_step)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    for name in sites:
+        np.testing.assert_allclose(gradient[name], expected_gradient[name], rtol=1e-4, atol=1e-4, err_msg=name)
