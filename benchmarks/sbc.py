@@ -20,7 +20,19 @@ its standard error) and ``sbc_<family>.png`` (rank histograms with the 99% band 
 histogram); the Gaussian family keeps its historical names ``sbc_ranks.csv``, ``sbc_summary.json``
 and ``sbc_ranks.png``. A run resumes from the rows already written.
 
+Input-driven transitions (``--transitions full|destination``, :mod:`bayes_glmhmm.transitions`):
+the truth is drawn from the prior of that transition model with ``--transition-inputs M``
+transition weights per state pair (default 1), the transition inputs are drawn independently of
+everything else, u[n, t, m] ~ Bernoulli(0.5) (``--transition-input-kind bernoulli``, the default:
+a binary input such as "rewarded on the previous trial") or standard normal (``normal``), the
+states and emissions are simulated with them and ``fit_nuts`` fits them with
+``transition_inputs=u, transitions=form``. The ranks then also cover label-invariant functions of
+the transition weights V (K, K, M) (see :func:`transition_weight_quantities`), the stationary
+distribution being that of A, the transition matrix at u = 0. The files are
+``sbc_transitions_<family>_<form>.{csv,json,png}``.
+
     python benchmarks/sbc.py --family bernoulli --replications 200 [--num-states 2] [--chains 2]
+    python benchmarks/sbc.py --family bernoulli --transitions full --transition-inputs 1 --replications 200
 """
 
 import argparse
@@ -42,6 +54,7 @@ from bayes_glmhmm import Priors, fit_nuts, log_likelihood, simulate  # noqa: E40
 from bayes_glmhmm._io import csv_text, save_figures_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 from bayes_glmhmm.emissions import FAMILY_NAMES, EmissionFamily, family_of, get_family  # noqa: E402
 from bayes_glmhmm.model import sample_prior  # noqa: E402
+from bayes_glmhmm.transitions import STATIONARY, input_driven  # noqa: E402
 
 
 def stationary(transition_matrix: np.ndarray) -> np.ndarray:
@@ -67,13 +80,68 @@ def _quantity_name(parameter: str, state_rank: int, index: tuple, dims: list[str
     return name
 
 
-def invariant_quantities(params, loglik) -> dict:
+def transition_weight_quantities(params, form: str = "full") -> dict:
+    """Label-invariant scalars of the transition weights V (K, K, M) of (possibly batched) params.
+
+    A relabeling of the states permutes V on both state axes. Full form, for each input m: the
+    off-diagonal entries V[i, j, m] (i != j) are permuted among themselves, so their sorted values
+    (``transition_weight_sorted_<r>``, r = 0 .. K (K - 1) - 1) and their mean
+    (``transition_weight_mean``) do not depend on the labeling. Sorting forgets which states a
+    weight connects; ``transition_weight_by_bias_<a>to<b>`` keeps it: the states are ordered by
+    their emission bias (the first column of the biases; a function of theta, so this order is
+    label-invariant) and V is read in that order, V[a -> b] from the a-th lowest-bias state to
+    the b-th.
+
+    Destination form (V[i, j] = d[j] - d[i], d zero-sum over the states, K - 1 free values per
+    input): the same two views of d itself, which a relabeling permutes, leaving out the first
+    of each (the zero sum fixes it): ``destination_weight_sorted_<k>`` and
+    ``destination_weight_by_bias_<k>``, k = 1 .. K - 1. (Functions of V would be redundant here:
+    for K = 2 its two off-diagonal entries are x and -x, and its off-diagonal mean is 0.)
+
+    An ``_input<m>`` suffix is added when M > 1.
+    """
+    weights = np.asarray(params.transition_weights, dtype=float)  # (..., K, K, M)
+    num_states, num_inputs = weights.shape[-3], weights.shape[-1]
+    biases = np.asarray(params.biases, dtype=float)
+    bias_key = biases.reshape(*biases.shape[: weights.ndim - 2], -1)[..., 0]  # (..., K)
+    order = np.argsort(bias_key, axis=-1)  # (..., K): the a-th lowest-bias state
+    out = {}
+    if form == "destination":
+        destination = np.mean(weights, axis=-3)  # d[..., j, m] = mean_i (d[j] - d[i]) = d[j]
+        ordered = np.sort(destination, axis=-2)
+        by_bias = np.take_along_axis(destination, order[..., :, None], axis=-2)
+        for m in range(num_inputs):
+            suffix = f"_input{m}" if num_inputs > 1 else ""
+            for k in range(1, num_states):
+                out[f"destination_weight_sorted_{k}{suffix}"] = ordered[..., k, m]
+            for k in range(1, num_states):
+                out[f"destination_weight_by_bias_{k}{suffix}"] = by_bias[..., k, m]
+        return out
+    rows, columns = np.nonzero(~np.eye(num_states, dtype=bool))
+    off_diagonal = weights[..., rows, columns, :]  # (..., K (K - 1), M)
+    ordered = np.sort(off_diagonal, axis=-2)
+    by_bias = np.take_along_axis(weights, order[..., :, None, None], axis=-3)
+    by_bias = np.take_along_axis(by_bias, order[..., None, :, None], axis=-2)
+    for m in range(num_inputs):
+        suffix = f"_input{m}" if num_inputs > 1 else ""
+        for r in range(off_diagonal.shape[-2]):
+            out[f"transition_weight_sorted_{r}{suffix}"] = ordered[..., r, m]
+        out[f"transition_weight_mean{suffix}"] = np.mean(off_diagonal[..., m], axis=-1)
+        for a, b in zip(rows, columns, strict=True):
+            out[f"transition_weight_by_bias_{a}to{b}{suffix}"] = by_bias[..., a, b, m]
+    return out
+
+
+def invariant_quantities(params, loglik, form: str = "full") -> dict:
     """Label-invariant scalars of (possibly batched) parameters of any family.
 
     Each emission parameter (weights, biases, the Gaussian's scales) is sorted across states,
     separately for every other index (class, input): a permutation of the states permutes each
     such column the same way, so the sorted values do not depend on the labeling. Added: the
-    sorted stationary distribution of the transition matrix and the data's log-likelihood.
+    sorted stationary distribution of the transition matrix (for input-driven transitions, of A,
+    the matrix at u = 0), the invariant functions of the transition weights
+    (:func:`transition_weight_quantities`, input-driven only, ``form`` the transition form) and
+    the data's log-likelihood.
     """
     family = family_of(params)
     num_states, input_dim = np.shape(params.initial_probs)[-1], np.shape(params.weights)[-1]
@@ -89,6 +157,8 @@ def invariant_quantities(params, loglik) -> dict:
     pis = np.sort(stationary(np.asarray(params.transition_matrix, dtype=float)), axis=-1)
     for k in range(num_states):
         out[f"stationary_sorted_{k}"] = pis[..., k]
+    if getattr(params, "transition_weights", None) is not None:
+        out |= transition_weight_quantities(params, form)
     out["log_likelihood"] = np.asarray(loglik)
     return out
 
@@ -98,25 +168,55 @@ def sbc_family(args) -> EmissionFamily:
     return get_family(args.family, args.num_classes if args.family == "categorical" else None)
 
 
+def sbc_transitions(args):
+    """The transition model of the run: stationary, or input-driven of ``args.transitions``'s form."""
+    form = getattr(args, "transitions", None)
+    return STATIONARY if form is None else input_driven(form)
+
+
+def draw_transition_inputs(key, shape: tuple, kind: str = "bernoulli") -> np.ndarray:
+    """Transition inputs u (N, T, M), independent of everything else: Bernoulli(0.5) in {0, 1}, or standard normal."""
+    if kind == "bernoulli":
+        return np.asarray(jax.random.bernoulli(key, 0.5, shape), dtype=float)
+    if kind == "normal":
+        return np.asarray(jax.random.normal(key, shape), dtype=float)
+    raise ValueError(f"transition input kind must be 'bernoulli' or 'normal', got {kind!r}")
+
+
 def one_replication(seed: int, args, priors: Priors) -> dict:
     """theta ~ prior, data ~ p(y | theta), a NUTS fit, and the rank of every invariant quantity's truth.
 
     Args:
         seed: replication number (seeds the prior draw, the data and the fit).
         args: settings with ``family``, ``num_classes``, ``num_states``, ``num_sequences``,
-            ``num_timesteps``, ``chains``, ``warmup``, ``samples`` and ``rank_draws`` (L).
+            ``num_timesteps``, ``chains``, ``warmup``, ``samples`` and ``rank_draws`` (L); for
+            input-driven transitions also ``transitions`` (the form), ``transition_inputs`` (M)
+            and ``transition_input_kind``.
         priors: the priors the truth is drawn from and the fit assumes.
 
     Returns:
         A row: fit time and diagnostics, and ``rank_<quantity>`` in {0, ..., L}.
     """
     family = sbc_family(args)
-    key_prior, key_inputs, key_data = jax.random.split(jax.random.PRNGKey(10_000 + seed), 3)
-    truth = sample_prior(key_prior, family, args.num_states, 1, priors)
-    truth = jax.tree.map(lambda value: np.asarray(value, dtype=float), truth)
+    transitions = sbc_transitions(args)
+    key = jax.random.PRNGKey(10_000 + seed)
+    key_prior, key_inputs, key_data = jax.random.split(key, 3)
+    num_transition_inputs = args.transition_inputs if transitions.is_input_driven else 0
+    truth = sample_prior(key_prior, family, args.num_states, 1, priors, transitions, num_transition_inputs)
+    truth = jax.tree.map(lambda value: np.asarray(value, dtype=float), truth)  # skips transition_weights=None
     inputs = np.asarray(jax.random.normal(key_inputs, (args.num_sequences, args.num_timesteps, 1)))
-    _, emissions = simulate(key_data, truth, inputs)
+    transition_inputs = None
+    if transitions.is_input_driven:
+        transition_inputs = draw_transition_inputs(
+            jax.random.fold_in(key, 1),
+            (args.num_sequences, args.num_timesteps, num_transition_inputs),
+            args.transition_input_kind,
+        )
+    _, emissions = simulate(key_data, truth, inputs, transition_inputs)
     emissions = np.asarray(emissions)
+    fit_transitions = {}
+    if transitions.is_input_driven:
+        fit_transitions = {"transition_inputs": transition_inputs, "transitions": transitions.form}
     start = time.perf_counter()
     posterior = fit_nuts(
         inputs,
@@ -130,6 +230,7 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
         seed=seed,
         progress_bar=False,
         standardize=False,
+        **fit_transitions,
     )
     seconds = time.perf_counter() - start
     diagnostics = posterior.diagnostics()
@@ -138,9 +239,9 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
     picks = np.linspace(0, flat.weights.shape[0] - 1, args.rank_draws).astype(int)
     draws = jax.tree.map(lambda p: np.asarray(p)[picks], flat)
     draw_loglik = posterior.log_likelihood().reshape(-1, args.num_sequences).sum(-1)[picks]
-    true_loglik = float(np.sum(log_likelihood(truth, inputs, emissions)))
-    true_q = invariant_quantities(truth, true_loglik)
-    draw_q = invariant_quantities(draws, draw_loglik)
+    true_loglik = float(np.sum(log_likelihood(truth, inputs, emissions, transition_inputs=transition_inputs)))
+    true_q = invariant_quantities(truth, true_loglik, transitions.form)
+    draw_q = invariant_quantities(draws, draw_loglik, transitions.form)
     row = {
         "replication": seed,
         "seconds": round(seconds, 2),
@@ -217,15 +318,23 @@ def figure(summary: dict):
         ax.set_ylabel("replications")
     for ax in axes[len(quantities) :]:
         ax.set_visible(False)
+    transitions = summary.get("settings", {}).get("transitions")
+    described = "" if transitions is None else f", input-driven transitions ({transitions})"
     figure.suptitle(
-        f"SBC rank histograms, {summary.get('family', 'gaussian')} family: "
+        f"SBC rank histograms, {summary.get('family', 'gaussian')} family{described}: "
         f"{summary['replications']} replications, L = {summary['rank_draws']}"
     )
     return figure
 
 
-def output_names(family_name: str) -> dict:
-    """File names of the rows, the summary and the figure (the Gaussian's historical ones kept)."""
+def output_names(family_name: str, transitions: str | None = None) -> dict:
+    """File names of the rows, the summary and the figure (the Gaussian's historical ones kept).
+
+    With input-driven transitions of form ``transitions``: ``sbc_transitions_<family>_<form>.*``.
+    """
+    if transitions is not None:
+        stem = f"sbc_transitions_{family_name}_{transitions}"
+        return {kind: f"{stem}.{ext}" for kind, ext in (("rows", "csv"), ("summary", "json"), ("figure", "png"))}
     if family_name == "gaussian":
         return {"rows": "sbc_ranks.csv", "summary": "sbc_summary.json", "figure": "sbc_ranks.png"}
     return {kind: f"sbc_{family_name}.{ext}" for kind, ext in (("rows", "csv"), ("summary", "json"), ("figure", "png"))}
@@ -259,9 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=400)
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--rank-draws", type=int, default=99)
+    parser.add_argument(
+        "--transitions", default=None, choices=["full", "destination"], help="input-driven transitions of this form"
+    )
+    parser.add_argument("--transition-inputs", type=int, default=1, help="M, the number of transition inputs")
+    parser.add_argument("--transition-input-kind", default="bernoulli", choices=["bernoulli", "normal"])
     parser.add_argument("--out", default="results/benchmarks")
     args = parser.parse_args(argv)
-    names = output_names(args.family)
+    if args.transitions is None:  # stationary: the settings of the runs before input-driven transitions
+        del args.transition_inputs, args.transition_input_kind
+    names = output_names(args.family, args.transitions)
     rows_path = os.path.join(args.out, names["rows"])
     priors = Priors()
     done = read_rows(rows_path)  # resume
@@ -275,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replication {seed + 1}/{args.replications}: {row['seconds']} s, R-hat {row['max_rhat']}", flush=True)
     summary = {"family": args.family, **summarize(rows, args.rank_draws)}
     summary["settings"] = {**vars(args), "num_classes": sbc_family(args).num_classes}  # None but categorical
+    if args.transitions is not None:
+        summary["transition_inputs"] = (
+            "u[n, t, m] ~ Bernoulli(0.5) in {0, 1}, independent of the states and emissions"
+            if args.transition_input_kind == "bernoulli"
+            else "u[n, t, m] ~ Normal(0, 1), independent of the states and emissions"
+        )
     write_json_atomic(os.path.join(args.out, names["summary"]), summary)
     save_figures_atomic({names["figure"]: figure(summary)}, args.out, dpi=100)
     print(json.dumps({k: v for k, v in summary.items() if k != "quantities"}, indent=2))
