@@ -56,6 +56,27 @@ def test_invariant_quantities_ignore_the_labels(family_name):
     assert len(original) == expected
 
 
+@pytest.mark.parametrize("form", ["full", "destination"])
+def test_transition_weight_quantities_ignore_the_labels(form):
+    """Input-driven SBC quantities (benchmarks/sbc.py --transitions): permuting the states of a
+    prior draw (V on both state axes) leaves every quantity unchanged, and a change of one weight
+    changes them (so they are not constant)."""
+    from bayes_glmhmm.transitions import input_driven
+
+    sbc = _load("sbc")
+    params = sample_prior(jax.random.PRNGKey(1), get_family("bernoulli"), 3, 1, Priors(), input_driven(form), 2)
+    params = jax.tree.map(lambda value: np.asarray(value, dtype=float), params)
+    original = sbc.invariant_quantities(params, -3.0, form)
+    permuted = sbc.invariant_quantities(params.permute(np.array([1, 2, 0])), -3.0, form)
+    assert original.keys() == permuted.keys()
+    assert any(name.startswith(("transition_weight", "destination_weight")) for name in original)
+    for name in original:
+        np.testing.assert_allclose(permuted[name], original[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    shifted = params._replace(transition_weights=params.transition_weights * 2.0)
+    changed = sbc.invariant_quantities(shifted, -3.0, form)
+    assert any(not np.allclose(changed[name], original[name]) for name in original if "weight_" in name)
+
+
 def test_mean_rank_test_flags_a_shifted_mean():
     """Uniform ranks on {0..L} give |z| small; ranks all at L give a large positive z."""
     sbc = _load("sbc")
