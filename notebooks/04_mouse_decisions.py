@@ -36,6 +36,7 @@
 # %matplotlib inline
 import os
 import warnings
+from pathlib import Path
 
 # Progress bars are off below; tqdm's note that ipywidgets is missing is noise here.
 warnings.filterwarnings("ignore", message="IProgress not found")
@@ -813,3 +814,336 @@ display(Markdown("\n".join(lines)))
 # for the two well-visited states but do shrink the third. This is one mouse. And the number of
 # states was taken from the literature; the rough leave-one-session-out check of section 2 even
 # prefers the largest K tried, with unreliable Pareto k's. Choosing K is a separate question.
+
+# %% [markdown]
+# ## 5. Does a reward change the state?
+#
+# So far the mouse moved between states with the same probabilities on every trial. Does what
+# just happened to it change that? Here the transition probabilities depend on whether the last
+# trial was rewarded (input-driven transitions, `fit_nuts(..., transition_inputs=U,
+# transitions="full")`):
+#
+# $$p(z_{t+1} = j \mid z_t = i, u_t) = \mathrm{softmax}_j\left(\log A_{ij} + V_{ij}\, u_t\right), \qquad V_{ii} = 0,$$
+#
+# with the **transition input** $u_t = 1$ if trial $t$ was rewarded and $u_t = 0$ if it was not
+# (an error, or no response), so the outcome of trial $t$ acts on the state of trial $t + 1$.
+# $A$ is the transition matrix after an unrewarded trial, and $V_{ij}$ the change, after a
+# reward, in the log-odds of moving from state $i$ to state $j$ rather than staying in $i$. Past
+# a session's end the input is 0 and masked (no transition uses it). Priors: a flat Dirichlet
+# on each row of $A$, as in the stationary model, and Normal(0, 1) on each $V_{ij}$; with
+# $V = 0$ the model *is* the stationary one. The emission inputs keep their
+# win-stay-lose-switch column, which acts on the choice *within* a state; $u$ acts on which state
+# comes next.
+#
+# **Held-out comparison.** Does the input-driven model predict the choices of sessions it has not
+# seen better than the stationary one? The sessions (in recording order) are dealt into 4 folds,
+# session $s$ into fold $s \bmod 4$ (folds of 3, 3, 3 and 2 sessions, each mixing training and
+# biased sessions); both models are fitted on the other folds' sessions and scored on the
+# held-out ones, with the same folds. A held-out session is left out of the fit by masking all of
+# its trials (they then contribute nothing to the likelihood), so every fold's fit has the same
+# array shapes and reuses one compiled sampler. To keep the section short each fit has
+# **2 chains of 500 draws after 500 warmup iterations** (the K = 3 model of the earlier sections,
+# EM start with the same restarts). A session's score is its log predictive density,
+# `Posterior.log_predictive_density`, log of the mean over draws of p(its choices | its inputs,
+# draw), so the parameters' uncertainty is averaged over. EM's plug-in score beside it: the MAP
+# EM estimate that `fit_nuts` started its chains from (`fit_em`, same priors, best of the
+# restarts), continued for up to 1,000 more EM iterations so that it sits at its optimum,
+# and `log_likelihood` of the held-out session at that single estimate.
+#
+# The **gain** of the input-driven model, in bits per trial, pools the held-out sessions $s$ of
+# all folds, $n_s$ of them with responses and $d_s = (\mathrm{lpd}^{\text{input}}_s -
+# \mathrm{lpd}^{\text{stationary}}_s) / \ln 2$ their paired difference in bits:
+#
+# $$G = \frac{\sum_s d_s}{\sum_s n_s}, \qquad
+# \mathrm{SE}(G) = \frac{1}{\sum_s n_s}\sqrt{\frac{S}{S - 1}\sum_s \left(d_s - G\, n_s\right)^2},$$
+#
+# the standard error of a ratio estimator with sessions as the independent units ($S$ sessions);
+# it says how much $G$ would move with another draw of sessions like these, which is the question.
+# The Monte Carlo error of the lpd's is far smaller.
+
+# %%
+CV_CHAINS, CV_WARMUP, CV_SAMPLES = (2, 50, 50) if TINY else (2, 500, 500)
+NUM_FOLDS = 2 if TINY else 4
+EM_MORE_ITERS = 0 if TINY else 1000  # tiny: the EM start as it is
+TRANSITION_INTERVAL = 0.90
+TRANSITION_TAIL = 100 * (1 - TRANSITION_INTERVAL) / 2
+
+feedback = np.where(valid, trials["feedback_type"][np.maximum(design.row_index, 0)], -1)  # +1 rewarded
+reward_input = (feedback == 1).astype(float)[..., None]  # (N, T, 1): u_t; 0 past a session's end
+TRANSITION_MODELS = {"stationary": None, "input-driven": reward_input}
+fold_of_session = np.arange(num_sessions) % NUM_FOLDS
+held_out_trials = design.mask.sum(axis=1)  # n_s: trials with a response
+display(
+    Markdown(
+        f"Rewarded trials: {int(reward_input.sum()):,} of {int(valid.sum()):,} "
+        f"({reward_input.sum() / valid.sum():.1%}); "
+        + "; ".join(
+            f"fold {f}: sessions {', '.join(map(str, np.flatnonzero(fold_of_session == f)))} "
+            f"({int(held_out_trials[fold_of_session == f].sum()):,} trials)"
+            for f in range(NUM_FOLDS)
+        )
+        + " (sessions numbered in recording order, 0 = first)."
+    )
+)
+
+
+def fit_transitions(transition_inputs, mask, num_chains, num_warmup, num_samples):
+    """NUTS fit of the chosen K with stationary (None) or reward-driven transitions."""
+    return fit_nuts(
+        design.inputs,
+        design.choices,
+        CHOSEN_K,
+        family="bernoulli",
+        mask=mask,
+        lengths=design.lengths,
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        em_restarts=EM_RESTARTS,
+        seed=0,
+        progress_bar=False,
+        transition_inputs=transition_inputs,
+        transitions="stationary" if transition_inputs is None else "full",
+    )
+
+
+def held_out_scores(fitted_posterior, transition_inputs, train_mask):
+    """Per-session log predictive density (Bayes) and EM plug-in log-likelihood of all sessions."""
+    extra = {} if transition_inputs is None else {"transition_inputs": transition_inputs}
+    bayes = fitted_posterior.log_predictive_density(design.inputs, design.choices, design.mask, **extra)
+    em = fitted_posterior.em
+    if EM_MORE_ITERS:  # continue EM from the best restart, up to EM_MORE_ITERS iterations
+        em = fit_em(
+            design.inputs,
+            design.choices,
+            CHOSEN_K,
+            family="bernoulli",
+            mask=train_mask,
+            priors=fitted_posterior.priors,
+            init_params=em.params,
+            num_iters=EM_MORE_ITERS,
+            transition_inputs=transition_inputs,
+            transitions="stationary" if transition_inputs is None else "full",
+        )
+    em_loglik = np.asarray(log_likelihood(em.params, design.inputs, design.choices, design.mask, **extra))
+    return bayes, em_loglik, em
+
+
+scores = {(method, name): np.full(num_sessions, np.nan) for method in ("Bayes", "EM") for name in TRANSITION_MODELS}
+fold_rows = []
+for fold in range(NUM_FOLDS):
+    held = fold_of_session == fold
+    train_mask = design.mask & ~held[:, None]
+    for name, transition_inputs in TRANSITION_MODELS.items():
+        fold_posterior = fit_transitions(transition_inputs, train_mask, CV_CHAINS, CV_WARMUP, CV_SAMPLES)
+        bayes, em_loglik, em_fit = held_out_scores(fold_posterior, transition_inputs, train_mask)
+        scores["Bayes", name][held] = bayes[held]
+        scores["EM", name][held] = em_loglik[held]
+        diagnostics = fold_posterior.diagnostics()
+        fold_rows.append(
+            {
+                "fold": fold,
+                "transitions": name,
+                "max R-hat": diagnostics["max_rhat"],
+                "min bulk ESS": diagnostics["min_ess_bulk"],
+                "divergences": diagnostics["divergences"],
+                "stuck chains": str(diagnostics["stuck_chains"]),
+                "EM start converged": fold_posterior.em.converged,
+                "EM continued: iterations": len(em_fit.log_probs) if EM_MORE_ITERS else 0,
+                "converged": em_fit.converged,
+                "EM (s)": diagnostics["wall_seconds"]["em"],
+                "NUTS (s)": diagnostics["wall_seconds"]["nuts"],
+            }
+        )
+        del fold_posterior
+cv_diagnostics = pd.DataFrame(fold_rows).set_index(["fold", "transitions"])
+cv_diagnostics.round(3)
+
+# %% [markdown]
+# The held-out scores, session by session (log predictive density per trial in bits, so higher
+# is better; the last columns are the input-driven model's gain over the stationary one), and the
+# pooled gain with its standard error:
+
+
+# %%
+def pooled_gain(lpd_input, lpd_stationary, num_trials):
+    """(G, SE) in bits per trial: the sessions' summed paired differences over their trials."""
+    differences = (lpd_input - lpd_stationary) / np.log(2)
+    total = num_trials.sum()
+    gain = differences.sum() / total
+    count = differences.size
+    se = np.sqrt(count / (count - 1) * np.sum((differences - gain * num_trials) ** 2)) / total
+    return float(gain), float(se)
+
+
+bits_per_trial = {key: value / np.log(2) / held_out_trials for key, value in scores.items()}
+session_scores = pd.DataFrame(
+    {
+        "fold": fold_of_session,
+        "trials": held_out_trials,
+        **{f"{method}, {name}": bits_per_trial[method, name] for method, name in scores},
+        **{
+            f"{method}: gain": bits_per_trial[method, "input-driven"] - bits_per_trial[method, "stationary"]
+            for method in ("Bayes", "EM")
+        },
+    },
+    index=pd.Index(session_labels, name="session"),
+)
+display(session_scores.round(4))
+reward_gains = {
+    method: pooled_gain(scores[method, "input-driven"], scores[method, "stationary"], held_out_trials)
+    for method in ("Bayes", "EM")
+}
+pooled = {
+    method: {
+        "stationary (bits/trial)": scores[method, "stationary"].sum() / np.log(2) / held_out_trials.sum(),
+        "input-driven (bits/trial)": scores[method, "input-driven"].sum() / np.log(2) / held_out_trials.sum(),
+        "gain (bits/trial)": reward_gains[method][0],
+        "SE": reward_gains[method][1],
+        "gain / SE": reward_gains[method][0] / reward_gains[method][1],
+        "sessions with a gain": int(np.sum(scores[method, "input-driven"] > scores[method, "stationary"])),
+        "total gain (bits)": (scores[method, "input-driven"] - scores[method, "stationary"]).sum() / np.log(2),
+    }
+    for method in ("Bayes", "EM")
+}
+pooled_table = pd.DataFrame.from_dict(pooled, orient="index").rename_axis("held-out score")
+display(pooled_table)
+
+# %% [markdown]
+# ### The transition weights, on all the sessions
+#
+# The input-driven model fitted to all sessions with the settings of section 2 (4 chains of
+# 1000 + 1000 draws), its states ordered by contrast weight as before. First, are they the same
+# states as the stationary model's? Their emission weights side by side (posterior means):
+
+# %%
+reward_posterior = fit_transitions(reward_input, design.mask, NUM_CHAINS, NUM_WARMUP, NUM_SAMPLES)
+reward_order = np.argsort(-reward_posterior.samples["weights"][..., contrast_index].mean(axis=(0, 1)))
+reward_posterior = reward_posterior.permute(reward_order)
+display(
+    pd.DataFrame(
+        {
+            **{
+                f"stationary, {name}": posterior.samples["weights"][..., d].mean(axis=(0, 1))
+                for d, name in enumerate(design.input_names)
+            },
+            **{
+                f"input-driven, {name}": reward_posterior.samples["weights"][..., d].mean(axis=(0, 1))
+                for d, name in enumerate(design.input_names)
+            },
+        },
+        index=pd.Index([f"state {k}" for k in range(CHOSEN_K)]),
+    ).T.round(2)
+)
+reward_diagnostics = pd.DataFrame.from_dict(
+    {"input-driven, all sessions": diagnostics_row(reward_posterior)}, orient="index"
+)
+reward_diagnostics.round(3)
+
+# %% [markdown]
+# The transition weights $V_{ij}$ (the change after a reward in the log-odds of moving from
+# state $i$ to state $j$ rather than staying), with their 90 % intervals and the posterior
+# probability that they are positive; then, per origin state, what they amount to: the
+# probability of staying after an unrewarded and after a rewarded trial, and the change in the
+# log-odds of *leaving* (to any other state) after a reward.
+
+# %%
+transition_draws = reward_posterior.samples["transition_weights"][..., 0].reshape(-1, CHOSEN_K, CHOSEN_K)
+matrix_draws = reward_posterior.samples["transition_matrix"].reshape(-1, CHOSEN_K, CHOSEN_K)
+
+
+def interval90(values):
+    """'mean [5 %, 95 %]' of draws."""
+    lo, hi = np.percentile(values, [TRANSITION_TAIL, 100 - TRANSITION_TAIL])
+    return f"{np.mean(values):+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def excludes_zero(values):
+    lo, hi = np.percentile(values, [TRANSITION_TAIL, 100 - TRANSITION_TAIL])
+    return bool(lo > 0 or hi < 0)
+
+
+weight_rows = []
+for i in range(CHOSEN_K):
+    for j in range(CHOSEN_K):
+        if i == j:
+            continue
+        values = transition_draws[:, i, j]
+        weight_rows.append(
+            {
+                "from": f"state {i}",
+                "to": f"state {j}",
+                f"V (mean, {TRANSITION_INTERVAL:.0%} interval)": interval90(values),
+                "P(V > 0)": float(np.mean(values > 0)),
+                "interval excludes 0": excludes_zero(values),
+            }
+        )
+weight_table = pd.DataFrame(weight_rows).set_index(["from", "to"])
+display(weight_table.round(3))
+
+
+def next_state_probabilities(u):
+    """(draws, K, K) p(z_{t+1} = j | z_t = i, u_t = u) = softmax_j(log A[i, j] + V[i, j] u) per draw."""
+    logits = np.log(np.maximum(matrix_draws, np.finfo(float).tiny)) + transition_draws * u
+    logits -= logits.max(axis=-1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+
+
+after = {u: next_state_probabilities(u) for u in (0, 1)}
+stay = {u: np.diagonal(after[u], axis1=-2, axis2=-1) for u in after}
+leave_log_odds_change = np.log((1 - stay[1]) / stay[1]) - np.log((1 - stay[0]) / stay[0])
+origin_table = pd.DataFrame(
+    {
+        f"state {i}": {
+            "P(stay), after no reward": interval90(stay[0][:, i]),
+            "P(stay), after a reward": interval90(stay[1][:, i]),
+            "change in log-odds of leaving": interval90(leave_log_odds_change[:, i]),
+            "P(change < 0)": f"{np.mean(leave_log_odds_change[:, i] < 0):.3f}",
+        }
+        for i in range(CHOSEN_K)
+    }
+)
+display(origin_table)
+
+# %% [markdown]
+# The same as a figure, `plots.plot_transition_probabilities`: for each origin state, the
+# probability of each next state after an unrewarded ($u = 0$) and after a rewarded trial
+# ($u = 1$), posterior mean and 90 % band. The input takes only these two values, so the grid is
+# just them; the line between them only guides the eye.
+
+# %%
+display(
+    plots.plot_transition_probabilities(
+        reward_posterior, input_index=0, grid=np.array([0.0, 1.0]), input_names=["reward on trial t (u)"], prob=0.9
+    )
+)
+
+# %% [markdown]
+# In numbers (computed from the fits above):
+
+
+# %%
+def verdict(gain, se):
+    if abs(gain) < 2 * se:
+        return "not distinguishable from zero (within 2 SE)"
+    return "a clear gain (more than 2 SE above zero)" if gain > 0 else "a clear loss (more than 2 SE below zero)"
+
+
+clear_weights = [f"{i} → {j}" for (i, j), row in weight_table.iterrows() if row["interval excludes 0"]]
+(bayes_gain, bayes_se), (em_gain, em_se) = reward_gains["Bayes"], reward_gains["EM"]
+summary_lines = [
+    f"* **Held-out gain of reward-driven transitions** ({NUM_FOLDS}-fold over sessions, "
+    f"{int(held_out_trials.sum()):,} held-out trials, K = {CHOSEN_K}): posterior predictive "
+    f"{bayes_gain:+.4f} ± {bayes_se:.4f} bits per trial, {verdict(bayes_gain, bayes_se)}; EM plug-in "
+    f"{em_gain:+.4f} ± {em_se:.4f}, {verdict(em_gain, em_se)}.",
+    f"* **Transition weights** (all sessions): {TRANSITION_INTERVAL:.0%} intervals that exclude zero: "
+    + (", ".join(clear_weights) if clear_weights else "none")
+    + f" (of {len(weight_table)}).",
+    "* **Change in the log-odds of leaving after a reward**: "
+    + ", ".join(f"state {i} {interval90(leave_log_odds_change[:, i])}" for i in range(CHOSEN_K))
+    + ".",
+]
+display(Markdown("\n".join(summary_lines)))
+if not TINY:
+    results_dir = Path("..") / "results"
+    session_scores.assign(session_id=design.session_ids).to_csv(results_dir / "ibl_transitions.csv")
