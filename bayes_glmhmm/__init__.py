@@ -19,6 +19,7 @@ from bayes_glmhmm.params import (
 )
 from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
 from bayes_glmhmm.relabel import find_state_permutation, match_params, relabel_samples
+from bayes_glmhmm.selection import Selection, select_num_states
 from bayes_glmhmm.simulate import ArticleData, article_data, article_params, simulate
 from bayes_glmhmm.transitions import TransitionModel
 
@@ -52,6 +53,8 @@ __all__ = [
     "posterior_from_inference_data",
     "relabel_samples",
     "sample_states",
+    "Selection",
+    "select_num_states",
     "simulate",
     "smoothed_state_probs",
     "to_inference_data",

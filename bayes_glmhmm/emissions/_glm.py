@@ -302,6 +302,8 @@ def glm_family(
     prepare_emissions: Callable,
     mean_label: str,
     mean_is_probability: bool,
+    baseline: Callable,
+    baseline_name: str,
     num_classes: int | None = None,
 ) -> EmissionFamily:
     """An :class:`EmissionFamily` of a GLM whose only parameters are weights and biases.
@@ -317,6 +319,8 @@ def glm_family(
         prepare_emissions: the support check (see :class:`EmissionFamily`).
         mean_label: axis label of the mean (``{c}`` for the class).
         mean_is_probability: whether the mean is a probability.
+        baseline: the one-state reference model's held-out log-likelihoods (see :class:`EmissionFamily`).
+        baseline_name: what the baseline is, in words.
         num_classes: C for a categorical family.
     """
     return EmissionFamily(
@@ -338,4 +342,6 @@ def glm_family(
         discrete=True,
         mean_label=mean_label,
         mean_is_probability=mean_is_probability,
+        baseline=baseline,
+        baseline_name=baseline_name,
     )

@@ -50,6 +50,11 @@ class EmissionFamily(NamedTuple):
         discrete: whether emissions are counts or classes (integers).
         mean_label: axis label of :attr:`mean` for plots, ``{c}`` standing for the class.
         mean_is_probability: whether :attr:`mean` is a probability (plots use a 0..1 axis).
+        baseline: ``(train_inputs (S, D), train_emissions (S,), test_inputs (R, D), test_emissions (R,))
+            -> (R,)`` NumPy float64 log p(y | baseline) of each test step under the family's
+            one-state reference model fitted to the training steps: the "baseline" that the field's
+            bits per trial are measured against (:mod:`bayes_glmhmm.selection`).
+        baseline_name: what the baseline is, in words.
     """
 
     name: str
@@ -70,6 +75,8 @@ class EmissionFamily(NamedTuple):
     discrete: bool
     mean_label: str = "E[y | x, z = k]"
     mean_is_probability: bool = False
+    baseline: Callable | None = None
+    baseline_name: str = ""
 
     @property
     def emission_names(self) -> tuple[str, ...]:

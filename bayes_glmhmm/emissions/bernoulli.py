@@ -15,7 +15,7 @@ from jax.nn import log_sigmoid, sigmoid
 from bayes_glmhmm.emissions._glm import first_bad_index, glm_family
 from bayes_glmhmm.params import BernoulliGLMHMMParams
 
-__all__ = ["FAMILY", "step_log_likelihood"]
+__all__ = ["FAMILY", "baseline", "step_log_likelihood"]
 
 
 def step_log_likelihood(eta, emissions):
@@ -49,6 +49,19 @@ def prepare_emissions(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return emissions
 
 
+def baseline(train_inputs, train_emissions, test_inputs, test_emissions) -> np.ndarray:
+    """Log p(y) of each test step under a constant rate fitted to the training steps.
+
+    The rate is the training frequency of ones with half a count added to each outcome,
+    p = (sum y + 1/2) / (n + 1) (within 1 / (2 n) of the plain frequency the field uses, and never
+    0 or 1, so an outcome absent from training cannot give -inf). The inputs are not used.
+    """
+    train_emissions = np.asarray(train_emissions, dtype=np.float64)
+    rate = (np.sum(train_emissions) + 0.5) / (train_emissions.size + 1.0)
+    test_emissions = np.asarray(test_emissions, dtype=np.float64)
+    return test_emissions * np.log(rate) + (1.0 - test_emissions) * np.log1p(-rate)
+
+
 FAMILY = glm_family(
     name="bernoulli",
     params_type=BernoulliGLMHMMParams,
@@ -59,4 +72,6 @@ FAMILY = glm_family(
     mean_label="p(y = 1 | x, z = k)",
     mean_is_probability=True,
     prepare_emissions=prepare_emissions,
+    baseline=baseline,
+    baseline_name="a constant rate of ones (the training frequency)",
 )

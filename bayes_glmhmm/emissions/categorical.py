@@ -19,7 +19,7 @@ from bayes_glmhmm.emissions._glm import first_bad_index, glm_family
 from bayes_glmhmm.emissions.base import EmissionFamily
 from bayes_glmhmm.params import CategoricalGLMHMMParams
 
-__all__ = ["family", "full_logits", "step_log_likelihood"]
+__all__ = ["baseline", "family", "full_logits", "step_log_likelihood"]
 
 
 def full_logits(eta):
@@ -63,6 +63,19 @@ def prepare_emissions(emissions: np.ndarray, mask: np.ndarray, *, num_classes: i
     return emissions
 
 
+def baseline(train_inputs, train_emissions, test_inputs, test_emissions, *, num_classes: int) -> np.ndarray:
+    """Log p(y) of each test step under the training class frequencies.
+
+    p(c) = (n_c + 1/2) / (n + C / 2): the frequency of class c in the training steps with half a
+    count added to every class (never 0, so a class absent from training cannot give -inf). The
+    inputs are not used.
+    """
+    train_labels = np.asarray(train_emissions).astype(int)
+    counts = np.bincount(train_labels, minlength=num_classes).astype(np.float64)
+    log_frequencies = np.log((counts + 0.5) / (counts.sum() + 0.5 * num_classes))
+    return log_frequencies[np.asarray(test_emissions).astype(int)]
+
+
 @functools.cache
 def family(num_classes: int) -> EmissionFamily:
     """The categorical family with ``num_classes`` classes (one object per C, so jit caches are shared).
@@ -83,5 +96,7 @@ def family(num_classes: int) -> EmissionFamily:
         mean_label="p(y = {c} | x, z = k)",
         mean_is_probability=True,
         prepare_emissions=functools.partial(prepare_emissions, num_classes=num_classes),
+        baseline=functools.partial(baseline, num_classes=num_classes),
+        baseline_name="the class frequencies of the training steps",
         num_classes=num_classes,
     )

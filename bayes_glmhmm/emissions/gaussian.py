@@ -22,7 +22,7 @@ from bayes_glmhmm.emissions._glm import (
 from bayes_glmhmm.emissions.base import EmissionFamily
 from bayes_glmhmm.params import GLMHMMParams
 
-__all__ = ["FAMILY", "gaussian_glm_log_likelihoods", "glm_means"]
+__all__ = ["FAMILY", "baseline", "gaussian_glm_log_likelihoods", "glm_means"]
 
 
 def glm_means(
@@ -147,6 +147,21 @@ def relabel_features(samples: dict) -> np.ndarray:
     return glm_state_features(samples, extra=(np.log(np.asarray(samples["scales"])),))
 
 
+def baseline(train_inputs, train_emissions, test_inputs, test_emissions) -> np.ndarray:
+    """Log p(y) of each test step under a one-state linear regression fitted to the training steps.
+
+    Ordinary least squares with an intercept, and the maximum-likelihood noise variance (the
+    residual sum of squares over n): the K = 1 model without priors.
+    """
+    train_design = np.column_stack([np.asarray(train_inputs, dtype=np.float64), np.ones(len(train_emissions))])
+    train_emissions = np.asarray(train_emissions, dtype=np.float64)
+    coefficients, *_ = np.linalg.lstsq(train_design, train_emissions, rcond=None)
+    variance = max(float(np.mean((train_emissions - train_design @ coefficients) ** 2)), np.finfo(float).tiny)
+    test_design = np.column_stack([np.asarray(test_inputs, dtype=np.float64), np.ones(len(test_emissions))])
+    residuals = np.asarray(test_emissions, dtype=np.float64) - test_design @ coefficients
+    return -0.5 * (np.log(2.0 * np.pi * variance) + residuals**2 / variance)
+
+
 FAMILY = EmissionFamily(
     name="gaussian",
     params_type=GLMHMMParams,
@@ -164,4 +179,6 @@ FAMILY = EmissionFamily(
     extra_dims=(("scales", ("state",)),),
     standardizes_emissions=True,
     discrete=False,
+    baseline=baseline,
+    baseline_name="a one-state linear regression (least squares)",
 )

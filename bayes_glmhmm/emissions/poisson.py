@@ -8,12 +8,13 @@ Emissions are non-negative integers (stored as floats).
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 from jax.scipy.special import gammaln
 
 from bayes_glmhmm.emissions._glm import first_bad_index, glm_family
 from bayes_glmhmm.params import PoissonGLMHMMParams
 
-__all__ = ["FAMILY", "step_log_likelihood"]
+__all__ = ["FAMILY", "baseline", "step_log_likelihood"]
 
 
 def step_log_likelihood(eta, emissions):
@@ -43,6 +44,18 @@ def prepare_emissions(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return emissions
 
 
+def baseline(train_inputs, train_emissions, test_inputs, test_emissions) -> np.ndarray:
+    """Log p(y) of each test step under a constant Poisson rate fitted to the training steps.
+
+    The rate is (sum y + 1/2) / n, the training mean plus half a count (never 0, so a count in
+    the test steps cannot give -inf when training saw none). The inputs are not used.
+    """
+    train_emissions = np.asarray(train_emissions, dtype=np.float64)
+    rate = (np.sum(train_emissions) + 0.5) / train_emissions.size
+    test_emissions = np.asarray(test_emissions, dtype=np.float64)
+    return test_emissions * np.log(rate) - rate - scipy.special.gammaln(test_emissions + 1.0)
+
+
 FAMILY = glm_family(
     name="poisson",
     params_type=PoissonGLMHMMParams,
@@ -53,4 +66,6 @@ FAMILY = glm_family(
     mean_label="rate E[y | x, z = k]",
     mean_is_probability=False,
     prepare_emissions=prepare_emissions,
+    baseline=baseline,
+    baseline_name="a constant rate (the training mean count)",
 )
