@@ -6,17 +6,28 @@
   [--transition-inputs COL[,COL...] [--transition-form full|destination]]``: fit a user's
   long-format CSV with any emission family (gaussian, bernoulli, categorical, poisson; see
   :mod:`bayes_glmhmm.csv_fit`), with stationary or input-driven transitions.
-* ``bayes-glmhmm report POSTERIOR.nc --out DIR``: HTML and Markdown diagnostics of a saved fit.
+* ``bayes-glmhmm select DATA.csv --states 1-5 --target COL --inputs COL[,COL...] [--method loo|kfold]
+  [--folds 5] [--rule one_se|max]``: choose the number of states by held-out prediction of whole
+  sequences, Bayes and EM side by side (see :mod:`bayes_glmhmm.selection`); writes
+  ``selection.csv``, ``.md``, ``.png`` and ``.json``.
+* ``bayes-glmhmm report POSTERIOR.nc --out DIR [--selection selection.json]``: HTML and Markdown
+  diagnostics of a saved fit, with the choice of the number of states when a ``selection.json``
+  lies beside the file or is given.
 """
 
 import argparse
 import os
 import platform
+import re
 import sys
 import time
-from typing import NamedTuple
+from collections import Counter
+from typing import TYPE_CHECKING, NamedTuple
 
-__all__ = ["main", "run_demo"]
+if TYPE_CHECKING:  # the CLI imports JAX only when a command needs it
+    from bayes_glmhmm.params import Priors
+
+__all__ = ["main", "parse_states", "run_demo"]
 
 
 def _configure_devices(num_devices: int) -> None:
@@ -391,54 +402,58 @@ _TARGET_HELP = (
     "target column y; an empty cell or nan/na/null is a missing target. gaussian: numbers; poisson: counts "
     "0, 1, 2, ...; bernoulli: 0/1, -1/+1 (-1 coded 0) or true/false (or two text labels, coded in sorted "
     "order); categorical: labels 0..C-1, or text labels coded 0..C-1 in sorted order (true/false: false = 0). "
-    "The coding of class targets is saved in classes.csv and summary.json"
+    "The coding of class targets is saved in {saved_in}"
 )
 
 
-def _add_fit_parser(commands) -> None:
-    """The ``fit`` subcommand's options."""
+def _add_data_arguments(parser, coding_saved_in: str) -> None:
+    """The options that read a long-format CSV for a model, shared by ``fit`` and ``select``.
+
+    ``coding_saved_in`` names the files that record the coding of class targets.
+    """
     from bayes_glmhmm.emissions import FAMILY_NAMES
 
-    fit = commands.add_parser("fit", help="fit a long-format CSV (one row per time step)")
-    fit.add_argument("data", help="CSV with a header row; rows of each sequence in time order")
-    fit.add_argument("--states", type=int, required=True, help="number of hidden states K")
-    fit.add_argument("--target", required=True, help=_TARGET_HELP)
-    fit.add_argument("--inputs", required=True, help="input columns x, comma-separated (numbers, never missing)")
-    fit.add_argument("--sequence", default=None, help="column identifying sequences (default: one sequence)")
-    fit.add_argument(
+    parser.add_argument("data", help="CSV with a header row; rows of each sequence in time order")
+    parser.add_argument("--target", required=True, help=_TARGET_HELP.format(saved_in=coding_saved_in))
+    parser.add_argument("--inputs", required=True, help="input columns x, comma-separated (numbers, never missing)")
+    parser.add_argument("--sequence", default=None, help="column identifying sequences (default: one sequence)")
+    parser.add_argument(
         "--family",
         choices=list(FAMILY_NAMES),
         default="gaussian",
         help="emission family: gaussian (linear regression), bernoulli (logistic), categorical (multinomial "
         "logit, class 0 the reference), poisson (log link) (default: gaussian)",
     )
-    fit.add_argument(
+    parser.add_argument(
         "--num-classes",
         type=int,
         default=None,
         help="number of classes C, categorical family only (default: the number of distinct text labels, "
         "or 1 + the largest numeric label)",
     )
-    fit.add_argument(
+    parser.add_argument(
         "--transition-inputs",
         default=None,
         help="columns u that drive the state transitions, comma-separated (numbers, never missing): "
         "p(z[t+1] = j | z[t] = i, u[t]) = softmax_j(log A[i, j] + V[i, j] . u[t]), the value on step t acting on "
         "the transition to step t+1 (default: none, stationary transitions)",
     )
-    fit.add_argument(
+    parser.add_argument(
         "--transition-form",
         choices=["full", "destination"],
         default=None,
         help="with --transition-inputs: full (a weight per origin i, destination j and input) or destination "
         "(a weight per destination j and input, shared by every origin) (default: full)",
     )
-    fit.add_argument("--out", default="fit_results", help="output folder (default: fit_results)")
-    fit.add_argument("--chains", type=int, default=4, help="NUTS chains (default: 4)")
-    fit.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain (default: 1000)")
-    fit.add_argument("--samples", type=int, default=1000, help="draws kept per chain (default: 1000)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of EM restarts, jitter and NUTS (default: 0)")
-    fit.add_argument(
+
+
+def _add_sampler_arguments(parser) -> None:
+    """The options of NUTS, the priors and the precision, shared by ``fit`` and ``select``."""
+    parser.add_argument("--chains", type=int, default=4, help="NUTS chains (default: 4)")
+    parser.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain (default: 1000)")
+    parser.add_argument("--samples", type=int, default=1000, help="draws kept per chain (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of EM restarts, jitter and NUTS (default: 0)")
+    parser.add_argument(
         "--standardize",
         choices=["auto", "yes", "no"],
         default="auto",
@@ -454,8 +469,17 @@ def _add_fit_parser(commands) -> None:
         ("noise-scale", "scale of the HalfNormal prior on noise sds (gaussian family only; unused by others)"),
         ("transition-weight-scale", "sd of the Normal prior on transition weights (with --transition-inputs)"),
     ]:
-        fit.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default: 1)")
-    fit.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
+        parser.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default: 1)")
+    parser.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
+
+
+def _add_fit_parser(commands) -> None:
+    """The ``fit`` subcommand's options."""
+    fit = commands.add_parser("fit", help="fit a long-format CSV (one row per time step)")
+    _add_data_arguments(fit, "classes.csv and summary.json")
+    fit.add_argument("--states", type=int, required=True, help="number of hidden states K")
+    fit.add_argument("--out", default="fit_results", help="output folder (default: fit_results)")
+    _add_sampler_arguments(fit)
     fit.add_argument(
         "--sequence-devices",
         type=int,
@@ -470,12 +494,68 @@ def _add_fit_parser(commands) -> None:
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_select_parser(commands) -> None:
+    """The ``select`` subcommand's options."""
+    select = commands.add_parser(
+        "select",
+        help="choose the number of states of a long-format CSV by held-out prediction of whole sequences "
+        "(Bayes: PSIS-LOO or k-fold; EM: k-fold, as the field does)",
+    )
+    _add_data_arguments(select, "selection.json (settings, data, class_labels)")
+    select.add_argument(
+        "--states",
+        required=True,
+        help="the numbers of states K to compare: a range such as 1-5, or a list such as 1,2,4",
+    )
+    select.add_argument(
+        "--method",
+        choices=["loo", "kfold"],
+        default="loo",
+        help="the Bayesian score: loo (one fit per K on every sequence, PSIS leave-one-sequence-out, sequences "
+        "with Pareto k > 0.7 refitted exactly) or kfold (one fit per K and fold of held-out sequences) "
+        "(default: loo)",
+    )
+    select.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="folds of held-out sequences, for EM always and for Bayes with --method kfold; at most the number "
+        "of sequences (default: 5)",
+    )
+    select.add_argument(
+        "--rule",
+        choices=["one_se", "max"],
+        default="one_se",
+        help="how K is chosen: one_se (the smallest K whose score is within one standard error of the best K's) "
+        "or max (the best score) (default: one_se)",
+    )
+    select.add_argument(
+        "--max-refits",
+        type=int,
+        default=10,
+        help="with --method loo: the most exact refits per K of sequences with Pareto k > 0.7, the highest k "
+        "first (default: 10)",
+    )
+    select.add_argument(
+        "--em-restarts", type=int, default=5, help="EM restarts per fold of the EM k-fold score (default: 5)"
+    )
+    select.add_argument("--out", default="selection_results", help="output folder (default: selection_results)")
+    _add_sampler_arguments(select)
+    select.add_argument("--no-progress", action="store_true", help="hide the line printed per K")
+
+
 def _add_report_parser(commands) -> None:
     """The ``report`` subcommand's options."""
     report = commands.add_parser("report", help="write an HTML and Markdown diagnostic report of a saved posterior")
     report.add_argument("posterior", help="InferenceData netCDF file written by bayes_glmhmm (e.g. posterior.nc)")
     report.add_argument("--out", default=None, help="output folder (default: report/ beside the file)")
     report.add_argument("--title", default=None, help="report title")
+    report.add_argument(
+        "--selection",
+        default=None,
+        help="selection.json written by bayes-glmhmm select, reported in a section 'Choosing the number of "
+        "states' (default: the selection.json beside the posterior file, if there is one)",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -483,6 +563,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_demo_parser(commands)
     _add_fit_parser(commands)
+    _add_select_parser(commands)
     _add_report_parser(commands)
     return parser
 
@@ -511,41 +592,67 @@ def _with_flag_names(message: str) -> str:
     return message
 
 
-def _run_fit_command(args) -> int:
-    """``bayes-glmhmm fit``: check the options, configure devices, run :func:`bayes_glmhmm.csv_fit.run_fit`."""
+def _column_list(text: str) -> list[str]:
+    """Column names from a comma-separated option, blanks dropped."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+class _ModelOptions(NamedTuple):
+    """The checked options shared by ``fit`` and ``select``."""
+
+    transition_inputs: list[str] | None
+    priors: "Priors"
+
+
+def _model_options(args) -> _ModelOptions:
+    """Check the options shared by ``fit`` and ``select``; ValueError naming the flag."""
     from bayes_glmhmm.params import Priors
 
     if args.chains < 1:
-        return _error("--chains must be >= 1")
-    if args.sequence_devices < 1:
-        return _error("--sequence-devices must be >= 1")
+        raise ValueError("--chains must be >= 1")
     if args.num_classes is not None and args.family != "categorical":
-        return _error(f"--num-classes applies to --family categorical only, not {args.family}")
+        raise ValueError(f"--num-classes applies to --family categorical only, not {args.family}")
     if args.num_classes is not None and args.num_classes < 2:
-        return _error(f"--num-classes must be >= 2, got {args.num_classes}")
+        raise ValueError(f"--num-classes must be >= 2, got {args.num_classes}")
     transition_inputs = None
     if args.transition_inputs is not None:
-        transition_inputs = [name.strip() for name in args.transition_inputs.split(",") if name.strip()]
+        transition_inputs = _column_list(args.transition_inputs)
         if not transition_inputs:
-            return _error("--transition-inputs: give at least one column name")
+            raise ValueError("--transition-inputs: give at least one column name")
     elif args.transition_form is not None:
-        return _error("--transition-form applies only with --transition-inputs")
-    try:
-        priors = Priors(
-            args.initial_concentration,
-            args.transition_concentration,
-            args.weight_scale,
-            args.bias_scale,
-            args.noise_scale,
-            args.transition_weight_scale,
-        ).validate()
-    except ValueError as error:
-        return _error(str(error))
-    _configure_devices(args.chains * args.sequence_devices)
-    if args.float64:
+        raise ValueError("--transition-form applies only with --transition-inputs")
+    priors = Priors(
+        args.initial_concentration,
+        args.transition_concentration,
+        args.weight_scale,
+        args.bias_scale,
+        args.noise_scale,
+        args.transition_weight_scale,
+    ).validate()
+    return _ModelOptions(transition_inputs, priors)
+
+
+def _start_jax(num_devices: int, float64: bool) -> None:
+    """Configure the host devices and, if asked, 64-bit floats before JAX computes anything."""
+    _configure_devices(num_devices)
+    if float64:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+
+
+_STANDARDIZE = {"auto": "auto", "yes": True, "no": False}
+
+
+def _run_fit_command(args) -> int:
+    """``bayes-glmhmm fit``: check the options, configure devices, run :func:`bayes_glmhmm.csv_fit.run_fit`."""
+    try:
+        options = _model_options(args)
+    except ValueError as error:
+        return _error(str(error))
+    if args.sequence_devices < 1:
+        return _error("--sequence-devices must be >= 1")
+    _start_jax(args.chains * args.sequence_devices, args.float64)
     from bayes_glmhmm.csv_fit import run_fit
 
     try:
@@ -553,21 +660,21 @@ def _run_fit_command(args) -> int:
             args.data,
             args.states,
             args.target,
-            [name.strip() for name in args.inputs.split(",") if name.strip()],
+            _column_list(args.inputs),
             sequence=args.sequence,
             out=args.out,
-            priors=priors,
+            priors=options.priors,
             num_chains=args.chains,
             num_warmup=args.warmup,
             num_samples=args.samples,
             seed=args.seed,
             progress_bar=not args.no_progress,
-            standardize={"auto": "auto", "yes": True, "no": False}[args.standardize],
+            standardize=_STANDARDIZE[args.standardize],
             sequence_devices=args.sequence_devices,
             time_parallel=args.time_parallel,
             family=args.family,
             num_classes=args.num_classes,
-            transition_inputs=transition_inputs,
+            transition_inputs=options.transition_inputs,
             transition_form=args.transition_form,
         )
     except ValueError as error:
@@ -589,18 +696,137 @@ def _run_fit_command(args) -> int:
     return 0
 
 
+_STATES_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_states(text: str) -> tuple[int, ...]:
+    """The K values of ``--states``: a range ``1-5``, a list ``1,2,4``, or both (``1-3,5``), sorted.
+
+    Raises:
+        ValueError: naming ``--states``, for anything else, a K below 1, a range that runs
+            backwards, or a K given twice.
+    """
+    values = []
+    for item in str(text).split(","):
+        match = _STATES_ITEM.match(item)
+        if match is None:
+            raise ValueError(
+                f"--states must be a range such as 1-5 or a list such as 1,2,4 of integers >= 1, got {text!r}"
+            )
+        low = int(match[1])
+        high = low if match[2] is None else int(match[2])
+        if low < 1:
+            raise ValueError(f"--states: every K must be >= 1, got {item.strip()!r} in {text!r}")
+        if high < low:
+            raise ValueError(f"--states: the range {item.strip()!r} runs backwards; write it as {high}-{low}")
+        values.extend(range(low, high + 1))
+    repeated = sorted(k for k, count in Counter(values).items() if count > 1)
+    if repeated:
+        raise ValueError(f"--states gives K = {', '.join(map(str, repeated))} more than once in {text!r}")
+    return tuple(sorted(values))
+
+
+#: The arguments of :func:`bayes_glmhmm.csv_fit.run_select` that errors may lead with, by their flag.
+_SELECT_FLAGS = {
+    "states": "--states",
+    "num_folds": "--folds",
+    "max_refits": "--max-refits",
+    "em_restarts": "--em-restarts",
+    "rule": "--rule",
+    "method": "--method",
+}
+
+
+def _with_select_flag_names(message: str) -> str:
+    """:func:`_with_flag_names`, and a leading argument of ``select_num_states`` (``num_folds=3 ...``) as its flag."""
+    message = _with_flag_names(message)
+    match = re.match(r"^([a-z_]+)(?=[:= ])", message)
+    if match and match[1] in _SELECT_FLAGS:
+        return _SELECT_FLAGS[match[1]] + message[match.end() :]
+    return message
+
+
+def _select_checks(args) -> tuple[int, ...]:
+    """Check the options of ``select`` alone; return the K values. ValueError naming the flag."""
+    states = parse_states(args.states)
+    if args.folds < 2:
+        raise ValueError(f"--folds must be >= 2, got {args.folds}")
+    if args.max_refits < 0:
+        raise ValueError(f"--max-refits must be >= 0, got {args.max_refits}")
+    if args.em_restarts < 1:
+        raise ValueError(f"--em-restarts must be >= 1, got {args.em_restarts}")
+    return states
+
+
+def _run_select_command(args) -> int:
+    """``bayes-glmhmm select``: check the options, run :func:`bayes_glmhmm.csv_fit.run_select`, print the table."""
+    try:
+        options = _model_options(args)
+        states = _select_checks(args)
+    except ValueError as error:
+        return _error(str(error))
+    _start_jax(args.chains, args.float64)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayes_glmhmm.csv_fit import run_select
+    from bayes_glmhmm.selection_io import method_label, selection_to_markdown
+
+    try:
+        selection = run_select(
+            args.data,
+            states,
+            args.target,
+            _column_list(args.inputs),
+            sequence=args.sequence,
+            out=args.out,
+            family=args.family,
+            num_classes=args.num_classes,
+            transition_inputs=options.transition_inputs,
+            transition_form=args.transition_form,
+            method=args.method,
+            num_folds=args.folds,
+            rule=args.rule,
+            max_refits=args.max_refits,
+            em_restarts=args.em_restarts,
+            progress=not args.no_progress,
+            priors=options.priors,
+            num_chains=args.chains,
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            seed=args.seed,
+            standardize=_STANDARDIZE[args.standardize],
+        )
+    except ValueError as error:
+        return _error(_with_select_flag_names(str(error)))
+    print(selection_to_markdown(selection))
+    print(
+        f"chosen K = {selection.best} (Bayes, {method_label(selection.method, args.folds)}) and "
+        f"K = {selection.best_em} (EM, {method_label('kfold', args.folds)}) by rule {selection.rule}; "
+        f"wrote {args.out}/selection.csv, selection.md, selection.png and selection.json"
+    )
+    return 0
+
+
 def _run_report_command(args) -> int:
     """``bayes-glmhmm report``: the HTML and Markdown report of a saved posterior."""
     if not os.path.isfile(args.posterior):
         return _error(f"no such file: {args.posterior}")
+    if args.selection is not None and not os.path.isfile(args.selection):
+        return _error(f"--selection: no such file: {args.selection}")
     import matplotlib
 
     matplotlib.use("Agg")
     from bayes_glmhmm.report import write_report
 
     out = args.out if args.out is not None else os.path.join(os.path.dirname(args.posterior) or ".", "report")
-    paths = write_report(args.posterior, out, title=args.title)
-    print(f"wrote {paths['html']} (self-contained) and {paths['markdown']}")
+    try:
+        paths = write_report(args.posterior, out, title=args.title, selection=args.selection)
+    except ValueError as error:
+        message = str(error)
+        return _error("--" + message if message.startswith("selection:") else message)
+    selection = " with the choice of the number of states" if "selection" in paths else ""
+    print(f"wrote {paths['html']} (self-contained) and {paths['markdown']}{selection}")
     return 0
 
 
@@ -634,7 +860,12 @@ def _run_demo_command(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayes-glmhmm`` command; returns the exit status (2 for bad input)."""
     args = _build_parser().parse_args(argv)
-    commands = {"report": _run_report_command, "fit": _run_fit_command, "demo": _run_demo_command}
+    commands = {
+        "report": _run_report_command,
+        "fit": _run_fit_command,
+        "select": _run_select_command,
+        "demo": _run_demo_command,
+    }
     return commands[args.command](args)
 
 

@@ -20,6 +20,10 @@ This is ``bayes-glmhmm fit``. :func:`run_fit` runs these named steps:
 Every file is written atomically (complete or absent), and a previous ``summary.json`` in the output
 folder is removed first, so a folder holds a ``summary.json`` only when every file it lists is from
 the same, finished fit.
+
+:func:`run_select` is ``bayes-glmhmm select``: the same CSV, read by the same steps (:func:`read_fit_data`,
+:func:`model_arrays`), given to :func:`bayes_glmhmm.selection.select_num_states` to choose the number of
+states, its results written by :func:`bayes_glmhmm.selection_io.write_selection`.
 """
 
 import os
@@ -43,8 +47,13 @@ from bayes_glmhmm.tabular import TabularData, read_long_csv
 
 __all__ = [
     "FitData",
+    "ModelArrays",
+    "check_supported_states",
+    "model_arrays",
     "read_fit_data",
     "run_fit",
+    "run_select",
+    "transitions_argument",
     "state_probability_rows",
     "conditional_predictive_mean",
     "parameter_rows",
@@ -171,6 +180,53 @@ def read_fit_data(
     resolved = resolve_family(family, table.emissions, table.mask, num_classes)
     coded = _coded_targets(table, resolved)
     return FitData(table, resolved, coded, _class_labels(table, resolved, coded))
+
+
+class ModelArrays(NamedTuple):
+    """The data arguments of :func:`~bayes_glmhmm.fit.fit_nuts` and :func:`~bayes_glmhmm.selection.select_num_states`.
+
+    Attributes:
+        inputs: (N, T, D) inputs, zero-padded.
+        emissions: (N, T) targets in the family's coding, NaN where missing or padded.
+        mask: (N, T) True where a target is observed.
+        lengths: (N,) the length of each sequence.
+        transition_inputs: (N, T, M) transition inputs, or None for stationary transitions.
+    """
+
+    inputs: np.ndarray
+    emissions: np.ndarray
+    mask: np.ndarray
+    lengths: np.ndarray
+    transition_inputs: np.ndarray | None
+
+
+def model_arrays(data: FitData) -> ModelArrays:
+    """The arrays a model is fitted to, from a CSV read by :func:`read_fit_data`."""
+    table = data.table
+    return ModelArrays(
+        table.inputs, np.where(table.mask, data.emissions, np.nan), table.mask, table.lengths, table.transition_inputs
+    )
+
+
+def transitions_argument(transition_inputs: list[str] | None, transition_form: str | None) -> str:
+    """The ``transitions`` argument of the fits: ``"stationary"`` without transition inputs, else the form.
+
+    Raises:
+        ValueError: for a ``transition_form`` other than ``"full"`` or ``"destination"``, or one
+            given without ``transition_inputs``.
+    """
+    if transition_form is not None and transition_form not in ("full", "destination"):
+        raise ValueError(f"transition_form must be 'full' or 'destination', got {transition_form!r}")
+    if transition_form is not None and transition_inputs is None:
+        raise ValueError("transition_form applies only with transition_inputs (input-driven transitions)")
+    return "stationary" if transition_inputs is None else (transition_form or "full")
+
+
+def check_supported_states(data: FitData, num_states: int) -> None:
+    """Raise ValueError (naming ``--states``) if K exceeds the steps of the longest sequence."""
+    longest = int(data.table.lengths.max())
+    if num_states > longest:
+        raise ValueError(f"--states {num_states} is larger than the longest sequence ({longest} steps) can support")
 
 
 def conditional_predictive_mean(
@@ -631,10 +687,7 @@ def run_fit(
     from bayes_glmhmm.fit import fit_nuts
 
     num_states = validate_num_states(num_states)
-    if transition_form is not None and transition_form not in ("full", "destination"):
-        raise ValueError(f"transition_form must be 'full' or 'destination', got {transition_form!r}")
-    if transition_form is not None and transition_inputs is None:
-        raise ValueError("transition_form applies only with transition_inputs (input-driven transitions)")
+    transitions = transitions_argument(transition_inputs, transition_form)
     data = read_fit_data(
         data_path,
         target,
@@ -644,16 +697,15 @@ def run_fit(
         num_classes=num_classes,
         transition_inputs=transition_inputs,
     )
-    longest = int(data.table.lengths.max())
-    if num_states > longest:
-        raise ValueError(f"--states {num_states} is larger than the longest sequence ({longest} steps) can support")
+    check_supported_states(data, num_states)
+    arrays = model_arrays(data)
     posterior = fit_nuts(
-        data.table.inputs,
-        np.where(data.table.mask, data.emissions, np.nan),
+        arrays.inputs,
+        arrays.emissions,
         num_states,
         family=data.family,
-        mask=data.table.mask,
-        lengths=data.table.lengths,
+        mask=arrays.mask,
+        lengths=arrays.lengths,
         priors=priors,
         num_chains=num_chains,
         num_warmup=num_warmup,
@@ -663,8 +715,8 @@ def run_fit(
         standardize=standardize,
         sequence_devices=sequence_devices,
         time_parallel=time_parallel,
-        transition_inputs=data.table.transition_inputs,
-        transitions="stationary" if transition_inputs is None else (transition_form or "full"),
+        transition_inputs=arrays.transition_inputs,
+        transitions=transitions,
     )
     _start_output(out)
     idata = _write_posterior(posterior, data, out, seed)
@@ -676,3 +728,113 @@ def run_fit(
     summary = _fit_summary(posterior, data, data_path, sequence, files)
     write_json_atomic(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+def _data_settings(data: FitData, data_path, sequence) -> dict:
+    """What ``selection.json`` records of the CSV: path, columns, size and the class coding."""
+    table = data.table
+    return {
+        "path": os.fspath(data_path),
+        "target": table.target_name,
+        "inputs": list(table.input_names),
+        "sequence": sequence,
+        "transition_inputs": table.transition_input_names,
+        "num_sequences": len(table.sequence_ids),
+        "num_rows": int(table.lengths.sum()),
+        "num_missing_targets": int(table.lengths.sum() - table.mask.sum()),
+        "class_labels": data.class_labels,
+    }
+
+
+def run_select(
+    data_path,
+    states,
+    target: str,
+    inputs: list[str],
+    sequence: str | None = None,
+    out: str = "selection_results",
+    *,
+    family: str = "gaussian",
+    num_classes: int | None = None,
+    transition_inputs: list[str] | None = None,
+    transition_form: str | None = None,
+    method: str = "loo",
+    num_folds: int = 5,
+    rule: str = "one_se",
+    max_refits: int | None = 10,
+    em_restarts: int = 5,
+    progress: bool = True,
+    **fit_nuts_kwargs,
+):
+    """Choose the number of states of a long-format CSV and write the selection folder (``bayes-glmhmm select``).
+
+    Reads the CSV as :func:`run_fit` does (:func:`read_fit_data`, :func:`model_arrays`), runs
+    :func:`~bayes_glmhmm.selection.select_num_states` and writes ``selection.csv``,
+    ``selection.md``, ``selection.png`` and ``selection.json`` with
+    :func:`~bayes_glmhmm.selection_io.write_selection` (``selection.json`` last; its
+    ``settings["data"]`` records the file, the columns and the class coding).
+
+    Args:
+        data_path: the CSV (one row per time step; rows of a sequence in time order).
+        states: the K values to compare.
+        target: target column.
+        inputs: input columns.
+        sequence: sequence column, or None for one sequence (which k-fold cannot split: give one).
+        out: output folder.
+        family: emission family, one of :data:`bayes_glmhmm.emissions.FAMILY_NAMES`.
+        num_classes: C of the categorical family (default: inferred, see :func:`read_fit_data`).
+        transition_inputs: columns that drive the state transitions, or None for stationary ones.
+        transition_form: ``"full"`` (default) or ``"destination"``; only with ``transition_inputs``.
+        method: ``"loo"`` or ``"kfold"`` (see :func:`~bayes_glmhmm.selection.select_num_states`).
+        num_folds: folds of held-out sequences.
+        rule: ``"one_se"`` or ``"max"``.
+        max_refits: most exact refits per K for high Pareto k (None: all).
+        em_restarts: EM restarts per fold.
+        progress: print one line per K.
+        **fit_nuts_kwargs: passed to every fit (``num_chains``, ``num_warmup``, ``num_samples``,
+            ``seed``, ``priors``, ``standardize``, ...).
+
+    Returns:
+        The :class:`~bayes_glmhmm.selection.Selection`.
+
+    Raises:
+        ValueError: naming the argument, for a bad file, column or value (see :func:`read_fit_data`),
+            a bad ``transition_form``, more states than the longest sequence has steps, or a bad
+            argument of :func:`~bayes_glmhmm.selection.select_num_states`.
+    """
+    from bayes_glmhmm.selection import select_num_states
+    from bayes_glmhmm.selection_io import write_selection
+
+    transitions = transitions_argument(transition_inputs, transition_form)
+    data = read_fit_data(
+        data_path,
+        target,
+        inputs,
+        sequence,
+        family=family,
+        num_classes=num_classes,
+        transition_inputs=transition_inputs,
+    )
+    states = tuple(states)
+    check_supported_states(data, max(states, default=1))
+    arrays = model_arrays(data)
+    selection = select_num_states(
+        arrays.inputs,
+        arrays.emissions,
+        states,
+        family=data.family,
+        mask=arrays.mask,
+        lengths=arrays.lengths,
+        method=method,
+        num_folds=num_folds,
+        rule=rule,
+        max_refits=max_refits,
+        em_restarts=em_restarts,
+        transition_inputs=arrays.transition_inputs,
+        transitions=transitions,
+        progress=progress,
+        **fit_nuts_kwargs,
+    )
+    selection.settings["data"] = _data_settings(data, data_path, sequence)
+    write_selection(selection, out)
+    return selection

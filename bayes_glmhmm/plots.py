@@ -47,6 +47,7 @@ __all__ = [
     "plot_trace",
     "plot_lp_by_chain",
     "plot_em_log_probs",
+    "plot_selection",
 ]
 
 #: Okabe-Ito colours, ordered so that the first three (the article's belts) are blue, orange and
@@ -1424,4 +1425,149 @@ def plot_em_log_probs(log_probs, title: str = "EM training progress") -> Figure:
         ax_delta.plot([], [], "x", color="#D55E00", markersize=8, markeredgewidth=2, label="|decrease| (EM bug?)")
         ax_delta.legend(loc="upper right", fontsize="small")
     fig.suptitle(title)
+    return fig
+
+
+# --- choosing the number of states ------------------------------------------------------------------
+
+#: The two scores of :func:`plot_selection`: (table column, its standard error's column) for Bayes and EM.
+_SELECTION_SCORES = {
+    "bits_per_trial": (("bits_per_trial", "bits_per_trial_se"), ("em_bits_per_trial", "em_bits_per_trial_se")),
+    "elpd": (("elpd", "elpd_se"), ("em_loglik", "em_loglik_se")),
+}
+_BAYES_COLOR, _EM_COLOR = "#0072B2", "#E69F00"
+
+
+class _SelectionSeries(NamedTuple):
+    """One score of :func:`plot_selection`: gid prefix, name, style, x shift, chosen K, table columns, legend label."""
+
+    gid: str
+    name: str
+    color: str
+    marker: str
+    shift: float
+    best: int
+    column: str
+    se_column: str
+    label: str
+
+
+def _draw_selection_series(ax, series: _SelectionSeries, states: np.ndarray, table) -> None:
+    """Points with ±1 SE bars of one score against K, and a star at its chosen K."""
+    values = table[series.column].to_numpy(dtype=float)
+    container = ax.errorbar(
+        states + series.shift,
+        values,
+        yerr=table[series.se_column].to_numpy(dtype=float),
+        color=series.color,
+        marker=series.marker,
+        markeredgecolor="black",
+        markersize=7,
+        capsize=4,
+        lw=1.6,
+        label=series.label,
+        zorder=3,
+    )
+    container.lines[0].set_gid(f"{series.gid}-score")
+    container.lines[2][0].set_gid(f"{series.gid}-error")
+    chosen = int(np.flatnonzero(states == series.best)[0])
+    (star,) = ax.plot(
+        states[chosen] + series.shift,
+        values[chosen],
+        marker="*",
+        markersize=19,
+        color=series.color,
+        markeredgecolor="black",
+        ls="none",
+        zorder=4,
+        label=f"chosen by {series.name}: K = {series.best}",
+    )
+    star.set_gid(f"{series.gid}-chosen")
+
+
+def plot_selection(selection, ax=None, score: str = "bits_per_trial") -> Figure:
+    """Held-out prediction against the number of states K, Bayes and EM side by side, each choice marked.
+
+    The field's figure (Ashwood et al. 2022, Fig. 2): for each K, the held-out bits per trial
+    over the family's baseline (``score="bits_per_trial"``, the baseline drawn at 0), or the
+    held-out log predictive density in nats (``score="elpd"``), with ±1 standard error bars. Blue
+    circles: the Bayesian posterior predictive (PSIS-LOO or k-fold over sequences, as the legend
+    says); orange squares, shifted slightly right: the plug-in likelihood of maximum-likelihood EM
+    in k-fold cross-validation. A star marks the K each score chose under the selection's rule
+    (:attr:`Selection.best` and :attr:`Selection.best_em`).
+
+    Args:
+        selection: a :class:`~bayes_glmhmm.selection.Selection`, or its
+            :func:`~bayes_glmhmm.selection_io.selection_to_dict` (e.g. ``selection.json`` read back).
+        ax: optional axes to draw into; by default a new figure.
+        score: ``"bits_per_trial"`` or ``"elpd"``.
+
+    Returns:
+        The figure of ``ax`` (a new one with one axes by default). The points carry the gids
+        ``bayes-score`` and ``em-score``, their error bars ``bayes-error`` and ``em-error``, the
+        stars ``bayes-chosen`` and ``em-chosen``.
+
+    Raises:
+        ValueError: for an unknown ``score``.
+    """
+    from bayes_glmhmm.selection_io import _view, method_label
+
+    if score not in _SELECTION_SCORES:
+        raise ValueError(f"score must be one of {sorted(_SELECTION_SCORES)}, got {score!r}")
+    view = _view(selection)
+    table = view.table
+    states = np.asarray(table["num_states"], dtype=float)
+    if ax is None:
+        fig = Figure(figsize=(10.5, 4.6), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.get_figure()
+    offset = 0.06 if len(states) < 2 else 0.06 * float(np.min(np.diff(states)))
+    folds = view.settings.get("num_folds")
+    (bayes_columns, em_columns) = _SELECTION_SCORES[score]
+    for series in (
+        _SelectionSeries(
+            "bayes",
+            "Bayes",
+            _BAYES_COLOR,
+            "o",
+            -offset,
+            view.best,
+            *bayes_columns,
+            f"Bayes: posterior predictive, {method_label(view.method, folds)}",
+        ),
+        _SelectionSeries(
+            "em",
+            "EM",
+            _EM_COLOR,
+            "s",
+            offset,
+            view.best_em,
+            *em_columns,
+            f"EM: plug-in maximum likelihood, {method_label('kfold', folds)}",
+        ),
+    ):
+        _draw_selection_series(ax, series, states, table)
+    if score == "bits_per_trial":
+        ax.axhline(0.0, color="0.4", ls=":", lw=1.2, label="baseline (0 bits per trial)")
+        ax.set_ylabel(f"held-out bits per trial over the baseline:\n{view.baseline_name or 'the family baseline'}")
+    else:
+        ax.set_ylabel("held-out log predictive density (nats)\nEM: plug-in log-likelihood")
+    ax.set_xticks(states, [str(int(k)) for k in states])
+    ax.set_xlim(states.min() - 0.5, states.max() + 0.5)
+    ax.set_xlabel("number of states K")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: (labels[i].startswith(("chosen", "baseline")), i))
+    ax.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize="small",
+        title=f"±1 SE; choices by rule {view.rule!r}",
+        title_fontsize="small",
+    )
+    what = "bits per trial" if score == "bits_per_trial" else "log predictive density"
+    ax.set_title(f"Choosing the number of states: held-out {what}")
     return fig

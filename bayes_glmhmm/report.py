@@ -13,7 +13,9 @@ tree depth, stuck chains), the energy plot, the log density by chain, trace and 
 relabeling that was applied to every draw (and R-hat before and after it), the parameter
 posteriors, the emission curves of each state, for input-driven transitions the transition weights
 and the transition probabilities against each transition input, and the posterior state
-probabilities of the sequences.
+probabilities of the sequences. When a ``selection.json`` written by
+:func:`bayes_glmhmm.selection_io.write_selection` lies beside the posterior file (or is given), a
+last section shows how the number of states was chosen: the table, the rule and the figure.
 
 Every emission family is reported from what the file records: the posterior's attrs name the
 family (and C for the categorical), whose parameter names and emission parameters the tables and
@@ -826,6 +828,77 @@ def _states_table(probabilities: np.ndarray, certain: float = 0.9) -> _Table:
     )
 
 
+# --- choosing the number of states --------------------------------------------------------------
+
+_SELECTION_TITLE = "Choosing the number of states"
+
+
+def _load_selection(selection, source: str):
+    """The selection to report: given (a path of ``selection.json``, its dict or a Selection), or found beside the file.
+
+    Returns:
+        The dict read from ``selection.json`` (or the object given), or None when there is none.
+
+    Raises:
+        ValueError: for a given path that does not exist, or a file that is not a selection's JSON.
+    """
+    if selection is None:
+        if source == "(in memory)":
+            return None
+        beside = os.path.join(os.path.dirname(os.path.abspath(source)), "selection.json")
+        if not os.path.isfile(beside):
+            return None
+        selection = beside
+    if not isinstance(selection, (str, os.PathLike)):
+        return selection
+    path = os.fspath(selection)
+    if not os.path.isfile(path):
+        raise ValueError(f"selection: no such file: {path}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"selection: {path} is not JSON ({error})") from None
+    if not isinstance(loaded, dict) or not {"table", "best", "best_em", "states"} <= set(loaded):
+        raise ValueError(f"selection: {path} is not a selection.json written by bayes_glmhmm")
+    return loaded
+
+
+def _selection_table(selection) -> _Table:
+    from bayes_glmhmm.selection_io import summary_table
+
+    table = summary_table(selection)
+    align = ["left", "left"] + ["right"] * (len(table.header) - 2)
+    return _Table(table.header, table.rows, table.flags, align)
+
+
+def _selection_blocks(idata, selection, figure_stems) -> list:
+    """The section's blocks: what was compared, the table, the rule and choices, and the figure."""
+    from bayes_glmhmm.selection_io import selection_conclusion, selection_lead
+
+    blocks = [("p", selection_lead(selection)), ("table", _selection_table(selection))]
+    blocks += [("p", sentence) for sentence in selection_conclusion(selection)]
+    attrs = idata.posterior.attrs
+    if "num_states" in attrs:
+        blocks.append(("p", f"The posterior of this report has K = {int(attrs['num_states'])} states."))
+    if "selection" in figure_stems:
+        blocks.append(("figure", "selection"))
+    return blocks
+
+
+def _selection_figure(selection) -> tuple[str, str, str, bytes]:
+    from bayes_glmhmm.plots import plot_selection
+
+    return (
+        "selection",
+        "Held-out prediction against the number of states",
+        "Held-out bits per trial over the family's baseline (0, dotted) for each K, ±1 standard error: the "
+        "Bayesian posterior predictive (blue circles) and EM's plug-in maximum likelihood in k-fold "
+        "cross-validation (orange squares, shifted right). Stars mark the K each score chose under the rule.",
+        _own_figure(plot_selection(selection)),
+    )
+
+
 # --- rendering ----------------------------------------------------------------------------------
 
 _CSS = """
@@ -884,7 +957,7 @@ def _markdown_table(table: _Table) -> str:
     return "\n".join(lines)
 
 
-def _sections(idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures):
+def _sections(idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures, selection=None):
     """The report as a list of (title, [blocks]); a block is ("p", text), ("table", _Table) or ("figure", stem)."""
     figure_stems = {stem for stem, *_ in figures}
     num_chains = idata.posterior.sizes["chain"]
@@ -982,6 +1055,8 @@ def _sections(idata, source, thresholds, checks, summary, chains, relabeling, pr
         ]
         blocks += [("figure", stem) for stem in ("state_probabilities", "states_sequence0") if stem in figure_stems]
         sections.append(("Posterior state probabilities", blocks))
+    if selection is not None:
+        sections.append((_SELECTION_TITLE, _selection_blocks(idata, selection, figure_stems)))
     return sections
 
 
@@ -1043,7 +1118,9 @@ def _render_markdown(title, sections, figures, figure_dir: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(idata_or_path, out_dir, title: str | None = None, thresholds: dict | None = None) -> dict[str, str]:
+def write_report(
+    idata_or_path, out_dir, title: str | None = None, thresholds: dict | None = None, selection=None
+) -> dict[str, str]:
     """Write the diagnostic report of a saved posterior: HTML, Markdown, figures and a summary table.
 
     Args:
@@ -1052,12 +1129,22 @@ def write_report(idata_or_path, out_dir, title: str | None = None, thresholds: d
         out_dir: output folder (created if needed); every file is written atomically.
         title: report title; by default "GLM-HMM posterior: <file name>".
         thresholds: overrides of :data:`DEFAULT_THRESHOLDS`.
+        selection: the choice of the number of states to report in a section "Choosing the number
+            of states" (table, rule, figure): the path of a ``selection.json`` written by
+            :func:`bayes_glmhmm.selection_io.write_selection`, its dict, or a
+            :class:`~bayes_glmhmm.selection.Selection`. By default the ``selection.json`` beside
+            the posterior file, if there is one.
 
     Returns:
         Paths written: ``html`` (self-contained, figures embedded), ``markdown``, ``summary_csv``,
-        and one entry per figure PNG (keyed by its stem, e.g. ``energy``, ``trace``, ``rank``).
+        and one entry per figure PNG (keyed by its stem, e.g. ``energy``, ``trace``, ``rank``,
+        ``selection``).
+
+    Raises:
+        ValueError: for a ``selection`` path that does not exist or is not a selection's JSON.
     """
     idata, source = _load(idata_or_path)
+    selection = _load_selection(selection, source)
     thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     names = _param_names(idata)
     summary = _summary(idata, names)
@@ -1067,9 +1154,13 @@ def write_report(idata_or_path, out_dir, title: str | None = None, thresholds: d
     posterior = _posterior(idata)
     probabilities = _state_probabilities(idata, posterior)
     figures = _figures(idata, relabeling, probabilities, chains, posterior)
+    if selection is not None:
+        figures.append(_selection_figure(selection))
     if title is None:
         title = "GLM-HMM posterior" + (f": {os.path.basename(source)}" if source != "(in memory)" else "")
-    sections = _sections(idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures)
+    sections = _sections(
+        idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures, selection
+    )
 
     out_dir = os.fspath(out_dir)
     figure_dir = os.path.join(out_dir, "figures")

@@ -273,8 +273,9 @@ class Selection:
         method: ``"loo"`` or ``"kfold"``.
         states: the K values compared.
         folds: (N,) the fold of each sequence (EM, and Bayes with k-fold).
-        pointwise: per K, per-sequence arrays: ``elpd``, ``baseline`` (the Bayes score's baseline,
-            held out alike), ``em_loglik``, ``em_baseline``, ``trials``, and for choices
+        pointwise: per K, per-sequence arrays: ``elpd``, ``baseline`` (the family's baseline fitted
+            without the sequence's fold, for Bayes and EM alike), ``em_loglik``, ``em_baseline``
+            (the same), ``trials``, and for choices
             ``correct`` and ``em_correct``; PSIS-LOO adds ``pareto_k`` (before refitting) and
             ``refitted`` (bool).
         posteriors: PSIS-LOO: the posterior of each K on all sequences; k-fold: empty.
@@ -371,9 +372,12 @@ def _fit_summary(posterior: Posterior) -> dict:
 
 
 def _worst(summaries: list[dict]) -> dict:
+    """The worst diagnostics over a K's fits; R-hat and ESS NaN where no fit has them (one chain)."""
+    rhats = np.array([s["max_rhat"] for s in summaries], dtype=float)
+    ess = np.array([s["min_ess_bulk"] for s in summaries], dtype=float)
     return {
-        "max_rhat": float(np.nanmax([s["max_rhat"] for s in summaries])),
-        "min_ess_bulk": float(np.nanmin([s["min_ess_bulk"] for s in summaries])),
+        "max_rhat": float(np.max(rhats[np.isfinite(rhats)])) if np.isfinite(rhats).any() else float("nan"),
+        "min_ess_bulk": float(np.min(ess[np.isfinite(ess)])) if np.isfinite(ess).any() else float("nan"),
         "divergences": int(sum(s["divergences"] for s in summaries)),
     }
 
@@ -517,9 +521,9 @@ def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int |
     refit = high if max_refits is None else high[:max_refits]
     for sequence in refit:
         train = data.observed & (everything != sequence)[:, None]
-        refitted = _nuts(data, num_states, train, fit_kwargs)
-        summaries.append(_fit_summary(refitted))
-        scores = data.held_out_scores(_flat_draws(refitted), np.array([sequence]), np.array([True]))
+        without_sequence = _nuts(data, num_states, train, fit_kwargs)
+        summaries.append(_fit_summary(without_sequence))
+        scores = data.held_out_scores(_flat_draws(without_sequence), np.array([sequence]), np.array([True]))
         result["elpd"][sequence] = scores["elpd"][0]
         if data.choices:
             result["correct"][sequence] = scores["correct"][0]
@@ -634,9 +638,9 @@ def select_num_states(
     PSIS-LOO over sequences or by k-fold cross-validation over held-out sequences, and, as the
     field does, by the EM plug-in log-likelihood of held-out sequences in k-fold
     cross-validation (maximum likelihood, ``em_restarts`` restarts per fold). Both are reported
-    also in bits per trial over the family's baseline, fitted to the same training steps (see
-    :func:`bits_per_trial`), and, for choices (Bernoulli, categorical), as predictive accuracy:
-    the fraction of trials whose most probable one-step-ahead predicted class,
+    also in bits per trial over the family's baseline, fitted without each sequence's fold (the
+    same baseline for both scores; see :func:`bits_per_trial`), and, for choices (Bernoulli,
+    categorical), as predictive accuracy: the fraction of trials whose most probable one-step-ahead predicted class,
     p(y_t | y_{1:t-1}, x, training data), is the observed one.
 
     Args:
@@ -656,7 +660,8 @@ def select_num_states(
             ``"max"``; :meth:`Selection.chosen` applies another afterwards.
         max_refits: most exact refits per K for high Pareto k (None: all). Sequences left
             unreliable are counted in the table's ``num_unreliable`` and warned about.
-        em_restarts: EM restarts per fold (the field uses 20; 5 by default here).
+        em_restarts: restarts of every EM: per fold of the EM cross-validation (the field uses 20;
+            5 by default here), and of the EM that starts each posterior fit.
         em_iters: most EM iterations per restart.
         transition_inputs: (N, T, M) inputs of input-driven transitions, given to every fit.
         transitions: the transition form (as in :func:`~bayes_glmhmm.fit_nuts`).
@@ -687,12 +692,12 @@ def select_num_states(
         fit_nuts_kwargs.pop("standardize", "auto"), data.inputs, data.emissions, data.observed, family
     )
     shared = dict(family=family, standardize=standardize, transitions=transitions)
-    fit_kwargs = dict(progress_bar=False) | fit_nuts_kwargs | shared | dict(lengths=lengths)
+    fit_kwargs = dict(progress_bar=False, em_restarts=em_restarts) | fit_nuts_kwargs | shared | dict(lengths=lengths)
     em_kwargs = dict(num_restarts=em_restarts, num_iters=em_iters, seed=int(fit_nuts_kwargs.get("seed", 0))) | shared
 
-    bayes_groups = np.arange(data.num_sequences) if method == "loo" else folds
-    bayes_baseline = _held_out_baseline(family, data.inputs, data.emissions, data.observed, bayes_groups)
-    em_baseline = _held_out_baseline(family, data.inputs, data.emissions, data.observed, folds)
+    # One baseline for both scores (fitted without each fold), so that their bits per trial differ
+    # exactly by their elpd difference / (n ln 2).
+    baseline = _held_out_baseline(family, data.inputs, data.emissions, data.observed, folds)
 
     pointwise, extras, posteriors, wall = {}, {}, {}, {}
     for k in states:
@@ -707,9 +712,9 @@ def select_num_states(
         em_seconds = time.perf_counter() - em_start
         pointwise[k] = {
             "elpd": bayes["elpd"],
-            "baseline": bayes_baseline,
+            "baseline": baseline,
             "em_loglik": em["em_loglik"],
-            "em_baseline": em_baseline,
+            "em_baseline": baseline,
             "trials": data.trials,
             **({"correct": bayes["correct"], "em_correct": em["em_correct"]} if data.choices else {}),
             **({"pareto_k": bayes["pareto_k"], "refitted": bayes["refitted"]} if method == "loo" else {}),
@@ -772,7 +777,7 @@ def _warn_about(table: pd.DataFrame, extras: dict, method: str) -> None:
                 f"PSIS-LOO is unreliable (Pareto k > {PARETO_K_THRESHOLD}) for sequences not refitted, per K: "
                 f"{unreliable}; raise max_refits or use method='kfold'"
             )
-    unconverged = [int(k) for k, r in table["max_rhat"].items() if not r <= 1.01]
+    unconverged = [int(k) for k, r in table["max_rhat"].items() if r > 1.01]
     if unconverged:
         problems.append(f"posterior fits with max R-hat > 1.01 for K = {unconverged}")
     em_unconverged = [int(k) for k in table.index if not all(extras[k]["em_converged"])]

@@ -1,4 +1,6 @@
+import contextlib
 import csv
+import io
 import json
 import os
 
@@ -402,3 +404,129 @@ def test_fit_command_with_transition_inputs_end_to_end(tmp_path, capsys):
         assert float(row["posterior_mean"]) == pytest.approx(entry["posterior_mean"], rel=1e-5, abs=1e-6)
     # Destination form: V[i, j] = d[j] - d[i], so with two states V[1, 0] = -V[0, 1] in every draw.
     np.testing.assert_allclose(draws.values[..., 1, 0, 0], -draws.values[..., 0, 1, 0], atol=1e-5)
+
+
+# --- select: choosing the number of states ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def select_run(tmp_path_factory):
+    """``bayes-glmhmm select`` on 4 sessions x 50 left/right choices (K = 1-2, k-fold, 2 folds, 2 x 50 + 50)."""
+    import warnings
+
+    import jax
+
+    from bayes_glmhmm import BernoulliGLMHMMParams, simulate
+
+    params = BernoulliGLMHMMParams(
+        np.array([0.5, 0.5]), np.array([[0.95, 0.05], [0.05, 0.95]]), np.array([[4.0], [0.5]]), np.array([0.0, 1.5])
+    )
+    inputs = np.random.default_rng(3).normal(size=(4, 50, 1))
+    _, choices = simulate(jax.random.PRNGKey(3), params, inputs)
+    folder = tmp_path_factory.mktemp("select")
+    labels = np.array(["left", "right"])[np.asarray(choices).astype(int)]
+    cells = _write_choices(folder / "choices.csv", inputs, labels.tolist(), ["contrast"])
+    arguments = ["select", str(folder / "choices.csv"), "--states", "1-2", "--family", "bernoulli"]
+    arguments += ["--target", "choice", "--inputs", "contrast", "--sequence", "session", "--method", "kfold"]
+    arguments += ["--folds", "2", "--em-restarts", "2", "--out", str(folder / "out"), "--chains", "2"]
+    arguments += ["--warmup", "50", "--samples", "50", "--no-progress"]
+    printed = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
+        warnings.simplefilter("ignore", UserWarning)  # R-hat of such short chains
+        code = main(arguments)
+    return code, folder / "out", cells, printed.getvalue()
+
+
+def test_select_command_writes_the_selection_and_prints_the_chosen_k(select_run):
+    from bayes_glmhmm.selection_io import SELECTION_FILES
+
+    code, out, cells, printed = select_run
+    assert code == 0
+    assert sorted(os.listdir(out)) == sorted(SELECTION_FILES)
+    summary = json.loads((out / "selection.json").read_text())
+    assert (
+        f"chosen K = {summary['best']} (Bayes, 2-fold CV over sequences) and K = {summary['best_em']} "
+        "(EM, 2-fold CV over sequences) by rule one_se"
+    ) in printed
+    markdown = (out / "selection.md").read_text()
+    assert markdown.split("![")[0].strip() in printed  # the table, the rule and the choices
+    assert summary["states"] == [1, 2] and summary["method"] == "kfold"
+    assert [int(row["num_states"]) for row in _read_rows(out / "selection.csv")] == [1, 2]
+    settings = summary["settings"]
+    assert (settings["num_folds"], settings["em_restarts"], settings["family"]) == (2, 2, "bernoulli")
+    fit_nuts = settings["fit_nuts"]
+    assert (fit_nuts["num_chains"], fit_nuts["num_warmup"], fit_nuts["num_samples"], fit_nuts["seed"]) == (2, 50, 50, 0)
+    assert fit_nuts["priors"]["weight_scale"] == 1.0
+    data = settings["data"]
+    assert (data["target"], data["inputs"], data["sequence"]) == ("choice", ["contrast"], "session")
+    assert (data["num_sequences"], data["num_rows"], data["num_missing_targets"]) == (4, 200, cells.count(""))
+    assert data["class_labels"] == ["left", "right"]
+    assert summary["settings"]["num_trials"] == 200 - cells.count("")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1-5", (1, 2, 3, 4, 5)),
+        ("1,2,4", (1, 2, 4)),
+        (" 3 ", (3,)),
+        ("1-3,5", (1, 2, 3, 5)),
+        ("4, 2", (2, 4)),
+        ("2-2", (2,)),
+    ],
+)
+def test_parse_states(text, expected):
+    from bayes_glmhmm.cli import parse_states
+
+    assert parse_states(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "--states must be a range such as 1-5 or a list such as 1,2,4"),
+        ("a", "--states must be a range"),
+        ("1.5", "--states must be a range"),
+        ("-1", "--states must be a range"),
+        ("1--3", "--states must be a range"),
+        ("1,", "--states must be a range"),
+        ("0-3", "--states: every K must be >= 1"),
+        ("5-1", "--states: the range '5-1' runs backwards; write it as 1-5"),
+        ("1,1", "--states gives K = 1 more than once"),
+        ("1-3,2", "--states gives K = 2 more than once"),
+    ],
+)
+def test_parse_states_rejects_bad_values(text, message):
+    import re
+
+    from bayes_glmhmm.cli import parse_states
+
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        parse_states(text)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--states", "2-1"], "--states: the range '2-1' runs backwards"),
+        (["--states", "two"], "--states must be a range such as 1-5"),
+        (["--states", "1-9"], "--states 9 is larger than the longest sequence (3 steps) can support"),
+        (["--folds", "1"], "--folds must be >= 2, got 1"),
+        (["--folds", "3"], "--folds=3 exceeds the number of sequences (2)"),
+        (["--max-refits", "-1"], "--max-refits must be >= 0"),
+        (["--em-restarts", "0"], "--em-restarts must be >= 1"),
+        (["--chains", "0"], "--chains must be >= 1"),
+        (["--target", "nope"], "--target: unknown column 'nope'"),
+        (["--transition-form", "destination"], "--transition-form applies only with --transition-inputs"),
+        (["--num-classes", "3"], "--num-classes applies to --family categorical only"),
+        (["--weight-scale", "0"], "weight_scale"),
+    ],
+)
+def test_select_command_errors(tmp_path, capsys, extra, message):
+    path = tmp_path / "data.csv"
+    path.write_text("session,x,y\na,1,0\na,2,1\na,3,1\nb,1,1\nb,2,0\nb,0,0\n")
+    arguments = ["select", str(path), "--target", "y", "--inputs", "x", "--sequence", "session", "--states", "1-2"]
+    arguments += ["--family", "bernoulli", "--out", str(tmp_path / "o")]
+    assert main(arguments + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

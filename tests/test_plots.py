@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from _family_posteriors import NUM_CLASSES, family_data, random_posterior, short_fit  # noqa: E402
+from _selections import synthetic_selection  # noqa: E402
 from _transition_posteriors import random_transition_posterior  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -481,3 +482,76 @@ def test_plot_transition_probabilities_rejects_bad_arguments():
         plots.transition_probability_curves(posterior, prob=0.0)
     with pytest.raises(ValueError, match="max_draws"):
         plots.transition_probability_curves(posterior, max_draws=0)
+
+
+# --- choosing the number of states ------------------------------------------------------------------
+
+
+def _gid(ax, gid):
+    """The one artist (line or collection) of the axes with this gid."""
+    found = [artist for artist in ax.lines + list(ax.collections) if artist.get_gid() == gid]
+    assert len(found) == 1, gid
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    "score, columns",
+    [
+        ("bits_per_trial", {"bayes": "bits_per_trial", "em": "em_bits_per_trial"}),
+        ("elpd", {"bayes": "elpd", "em": "em_loglik"}),
+    ],
+)
+def test_plot_selection_draws_each_score_with_one_standard_error(tmp_path, score, columns):
+    """Bayes left of each K and EM right, at the table's values, bars of ±1 SE, stars at the chosen K."""
+    selection = synthetic_selection("loo")
+    table = selection.table
+    fig = plots.plot_selection(selection, score=score)
+    ax = fig.axes[0]
+    states = np.array([1.0, 2.0, 3.0])
+    for name, shift_sign in (("bayes", -1), ("em", 1)):
+        values, errors = table[columns[name]].to_numpy(), table[columns[name] + "_se"].to_numpy()
+        points = _gid(ax, f"{name}-score")
+        shifts = np.asarray(points.get_xdata()) - states
+        assert np.all(shift_sign * shifts > 0) and np.all(np.abs(shifts) < 0.25)
+        np.testing.assert_allclose(points.get_ydata(), values)
+        segments = _gid(ax, f"{name}-error").get_segments()
+        np.testing.assert_allclose([segment[:, 1].min() for segment in segments], values - errors)
+        np.testing.assert_allclose([segment[:, 1].max() for segment in segments], values + errors)
+        best = selection.best if name == "bayes" else selection.best_em
+        star = _gid(ax, f"{name}-chosen")
+        assert star.get_xdata()[0] == pytest.approx(best + shifts[0])
+        assert star.get_ydata()[0] == pytest.approx(values[best - 1])
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "Bayes: posterior predictive, PSIS-LOO over sequences" in legend
+    assert "EM: plug-in maximum likelihood, 3-fold CV over sequences" in legend
+    assert "chosen by Bayes: K = 2" in legend and "chosen by EM: K = 3" in legend
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["1", "2", "3"]
+    if score == "bits_per_trial":
+        assert selection.baseline_name in ax.get_ylabel()
+    else:
+        assert "nats" in ax.get_ylabel()
+    _check(fig, tmp_path, 1)
+
+
+def test_plot_selection_from_its_json_into_given_axes(tmp_path):
+    """The dict of selection.json draws the same figure; a k-fold Bayesian score says so in the legend."""
+    import json
+
+    from bayes_glmhmm.selection_io import selection_to_dict
+
+    selection = synthetic_selection("kfold")
+    read_back = json.loads(json.dumps(selection_to_dict(selection)))
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert plots.plot_selection(read_back, ax=right) is fig
+    assert not left.lines
+    np.testing.assert_allclose(_gid(right, "bayes-score").get_ydata(), selection.table["bits_per_trial"])
+    np.testing.assert_allclose(_gid(right, "em-chosen").get_ydata(), selection.table["em_bits_per_trial"][3])
+    legend = [text.get_text() for text in right.get_legend().get_texts()]
+    assert "Bayes: posterior predictive, 3-fold CV over sequences" in legend
+    _check(fig, tmp_path, 2, labelled=[right])
+
+
+def test_plot_selection_rejects_an_unknown_score():
+    with pytest.raises(ValueError, match="score must be one of"):
+        plots.plot_selection(synthetic_selection(), score="accuracy")

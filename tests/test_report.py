@@ -274,3 +274,71 @@ def test_stationary_report_has_no_transition_section(report):
     markdown = Path(report["markdown"]).read_text(encoding="utf-8")
     assert "## Input-driven transitions" not in markdown and "| transitions | stationary |" in markdown
     assert not [key for key in report if key.startswith("transition_probabilities")]
+
+
+# --- choosing the number of states ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def selection_report(posterior_file, tmp_path_factory):
+    """The report of the posterior with a selection.json beside it (the hand-made selection, no fit)."""
+    from _selections import synthetic_selection
+
+    from bayes_glmhmm.selection_io import write_selection
+
+    folder = tmp_path_factory.mktemp("fit-with-selection")
+    shutil.copy(posterior_file, folder / "posterior.nc")
+    write_selection(synthetic_selection("loo"), folder)
+    return write_report(folder / "posterior.nc", tmp_path_factory.mktemp("report-selection"))
+
+
+def test_report_shows_the_selection_beside_the_posterior(selection_report):
+    from _selections import synthetic_selection
+
+    from bayes_glmhmm.selection_io import summary_table
+
+    markdown = Path(selection_report["markdown"]).read_text(encoding="utf-8")
+    html_text = Path(selection_report["html"]).read_text(encoding="utf-8")
+    assert "## Choosing the number of states" in markdown
+    assert 'id="choosing-the-number-of-states">Choosing the number of states</h2>' in html_text
+    section = markdown.split("## Choosing the number of states")[1]
+    expected = summary_table(synthetic_selection("loo"))
+    assert "| " + " | ".join(expected.header) + " |" in section
+    assert "| 2 | Bayes | -480.5 ± 18.2 | 2.5 ± 3.0 | 0.1234 ± 0.0123 |" in section
+    (row_of_3,) = [line for line in section.splitlines() if line.startswith("| 3 |")]
+    assert row_of_3.endswith("| **1.200 (!)** |")  # the R-hat above 1.01, flagged
+    assert (
+        "Chosen: K = 2 by the Bayesian score (posterior predictive, PSIS-LOO over sequences) and K = 3 by EM" in section
+    )
+    assert "Rule one_se: the smallest K whose elpd is within one standard error" in section
+    assert "The posterior of this report has K = 3 states." in section
+    assert "![Held-out prediction against the number of states](figures/selection.png)" in section
+    assert Path(selection_report["selection"]).read_bytes().startswith(b"\x89PNG")
+    assert html_text.count('<figure id="fig-selection">') == 1
+
+
+def test_report_without_a_selection_has_no_such_section(report):
+    markdown = Path(report["markdown"]).read_text(encoding="utf-8")
+    assert "Choosing the number of states" not in markdown and "selection" not in report
+
+
+def test_cli_report_with_a_selection_option(posterior_file, tmp_path, capsys):
+    from _selections import synthetic_selection
+
+    from bayes_glmhmm.selection_io import write_selection
+
+    write_selection(synthetic_selection("kfold"), tmp_path / "chosen")
+    out = tmp_path / "report"
+    code = main(
+        ["report", str(posterior_file), "--out", str(out), "--selection", str(tmp_path / "chosen/selection.json")]
+    )
+    assert code == 0
+    assert "with the choice of the number of states" in capsys.readouterr().out
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Choosing the number of states" in markdown and "3-fold CV over sequences" in markdown
+    assert (out / "figures" / "selection.png").stat().st_size > 0
+    assert main(["report", str(posterior_file), "--selection", str(tmp_path / "missing.json")]) == 2
+    assert "--selection: no such file" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text('{"best": 2}')
+    assert main(["report", str(posterior_file), "--out", str(out), "--selection", str(tmp_path / "other.json")]) == 2
+    assert "is not a selection.json written by bayes_glmhmm" in capsys.readouterr().err
