@@ -254,6 +254,16 @@ def run_recovery(args) -> None:
                 row = recovery_case(family, num_states, 1000 * num_states + seed, args)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    timing = {
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "load_1min_start": round(load_start[0], 2),
+        "load_1min_end": round(os.getloadavg()[0], 2),
+    }
+    write_recovery(rows, args, timing)
+
+
+def write_recovery(rows: list[dict], args, timing: dict) -> None:
+    """Write ``selection_recovery.{csv,json,md}`` from the per-data-set rows of the families in ``args``."""
     header = list(rows[0])
     write_text_atomic(
         os.path.join(args.out, "selection_recovery.csv"), csv_text(header, [[r[h] for h in header] for r in rows])
@@ -279,9 +289,7 @@ def run_recovery(args) -> None:
         "data": {name: {"sequences": n, "steps": t} for name, (_, n, t) in RECOVERY_DATA.items()},
         "settings": {"num_chains": 2, "num_warmup": args.warmup, "num_samples": args.samples, "em_folds": 4},
         "machine": _machine(),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "load_1min_start": round(load_start[0], 2),
-        "load_1min_end": round(os.getloadavg()[0], 2),
+        **timing,
     }
     write_json_atomic(
         os.path.join(args.out, "selection_recovery.json"),
@@ -317,12 +325,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=10, help="data sets per family and K (--recovery)")
     parser.add_argument("--families", nargs="+", default=["gaussian", "bernoulli"], choices=sorted(RECOVERY_DATA))
     parser.add_argument("--out", default="results/benchmarks")
+    parser.add_argument(
+        "--from-log", default=None, help="--recovery: write the results from the JSON lines of an earlier run's log"
+    )
     args = parser.parse_args(argv)
     if not (args.speed or args.recovery):
         parser.error("give --speed and/or --recovery")
     if args.speed:
         run_speed(argparse.Namespace(**{**vars(args), "warmup": args.warmup or 500, "samples": args.samples or 500}))
-    if args.recovery:
+    if args.recovery and args.from_log:
+        with open(args.from_log) as log:
+            rows = [json.loads(line) for line in log if line.startswith("{")]
+        rows = [row for row in rows if row["family"] in args.families]
+        write_recovery(
+            rows,
+            argparse.Namespace(**{**vars(args), "warmup": args.warmup or 300, "samples": args.samples or 300}),
+            {"wall_seconds": round(sum(r["seconds"] for r in rows), 1), "load_1min_start": None, "load_1min_end": None},
+        )
+    elif args.recovery:
         run_recovery(argparse.Namespace(**{**vars(args), "warmup": args.warmup or 300, "samples": args.samples or 300}))
     return 0
 
