@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
-def execute(source: Path, timeout: int = 1800) -> float:
+def execute(source: Path, timeout: int = 5400) -> float:
     """Run ``source`` (a .py notebook) and write ``source.with_suffix('.ipynb')``; returns seconds."""
     with tempfile.TemporaryDirectory() as jupyter_dir:
         # A kernelspec for this very interpreter, found before any other "python3" on the path.
