@@ -5,6 +5,7 @@ recovered afterwards by forward-filtering backward-sampling for every posterior 
 """
 
 from bayes_glmhmm.compare import Comparison, compare_fits
+from bayes_glmhmm.convergence import ConvergenceThresholds, ConvergenceWarning
 from bayes_glmhmm.convert import posterior_from_inference_data, to_inference_data, write_netcdf_atomic
 from bayes_glmhmm.em import EMResult, fit_em
 from bayes_glmhmm.emissions import FAMILY_NAMES, EmissionFamily, family_of, get_family
@@ -36,6 +37,8 @@ __all__ = [
     "get_family",
     "Comparison",
     "compare_fits",
+    "ConvergenceThresholds",
+    "ConvergenceWarning",
     "EMResult",
     "GLMHMMParams",
     "Posterior",

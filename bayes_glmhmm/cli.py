@@ -20,7 +20,9 @@ import os
 import platform
 import re
 import sys
+import textwrap
 import time
+import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -253,7 +255,10 @@ def _demo_summary(
             "min_ess_bulk": diagnostics["min_ess_bulk"],
             "min_ess_tail": diagnostics["min_ess_tail"],
             "divergences": diagnostics["divergences"],
+            "tree_depth_saturated": diagnostics["tree_depth_saturated"],
             "stuck_chains": diagnostics["stuck_chains"],
+            "converged": diagnostics["converged"],
+            "problems": diagnostics["problems"],
             "settings": posterior.settings,
             "meets_targets": bool(
                 diagnostics["max_rhat"] <= 1.01
@@ -644,6 +649,28 @@ def _start_jax(num_devices: int, float64: bool) -> None:
 _STANDARDIZE = {"auto": "auto", "yes": True, "no": False}
 
 
+def _convergence_block(problems: list[str], width: int = 78) -> str:
+    """The warning block that ``fit`` and ``demo`` print (to stderr) when the posterior has not converged."""
+    rule = "=" * width
+    lines = [rule, "WARNING: the posterior has not converged; do not trust its draws as they are."]
+    lines += [textwrap.fill(problem, width, initial_indent="  - ", subsequent_indent="    ") for problem in problems]
+    lines += [
+        textwrap.fill(
+            "The verdict is in summary.json (nuts.converged, nuts.problems); bayes-glmhmm report POSTERIOR.nc "
+            "shows every diagnostic.",
+            width,
+        ),
+        rule,
+    ]
+    return "\n".join(lines)
+
+
+def _print_verdict(nuts: dict) -> None:
+    """Print the warning block of a summary's ``nuts`` entry to stderr, if it has not converged."""
+    if not nuts["converged"]:
+        print(_convergence_block(nuts["problems"]), file=sys.stderr)
+
+
 def _run_fit_command(args) -> int:
     """``bayes-glmhmm fit``: check the options, configure devices, run :func:`bayes_glmhmm.csv_fit.run_fit`."""
     try:
@@ -653,30 +680,34 @@ def _run_fit_command(args) -> int:
     if args.sequence_devices < 1:
         return _error("--sequence-devices must be >= 1")
     _start_jax(args.chains * args.sequence_devices, args.float64)
+    from bayes_glmhmm.convergence import ConvergenceWarning
     from bayes_glmhmm.csv_fit import run_fit
 
     try:
-        summary = run_fit(
-            args.data,
-            args.states,
-            args.target,
-            _column_list(args.inputs),
-            sequence=args.sequence,
-            out=args.out,
-            priors=options.priors,
-            num_chains=args.chains,
-            num_warmup=args.warmup,
-            num_samples=args.samples,
-            seed=args.seed,
-            progress_bar=not args.no_progress,
-            standardize=_STANDARDIZE[args.standardize],
-            sequence_devices=args.sequence_devices,
-            time_parallel=args.time_parallel,
-            family=args.family,
-            num_classes=args.num_classes,
-            transition_inputs=options.transition_inputs,
-            transition_form=args.transition_form,
-        )
+        with warnings.catch_warnings():
+            # The verdict is printed below as one delimited block, not as a Python warning besides.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            summary = run_fit(
+                args.data,
+                args.states,
+                args.target,
+                _column_list(args.inputs),
+                sequence=args.sequence,
+                out=args.out,
+                priors=options.priors,
+                num_chains=args.chains,
+                num_warmup=args.warmup,
+                num_samples=args.samples,
+                seed=args.seed,
+                progress_bar=not args.no_progress,
+                standardize=_STANDARDIZE[args.standardize],
+                sequence_devices=args.sequence_devices,
+                time_parallel=args.time_parallel,
+                family=args.family,
+                num_classes=args.num_classes,
+                transition_inputs=options.transition_inputs,
+                transition_form=args.transition_form,
+            )
     except ValueError as error:
         return _error(_with_flag_names(str(error)))
     nuts = summary["nuts"]
@@ -693,6 +724,7 @@ def _run_fit_command(args) -> int:
         f"max R-hat {nuts['max_rhat']:.3f}, min bulk ESS {nuts['min_ess_bulk']:.0f}, "
         f"divergences {nuts['divergences']}, stuck chains {nuts['stuck_chains']}"
     )
+    _print_verdict(nuts)
     return 0
 
 
@@ -835,17 +867,22 @@ def _run_demo_command(args) -> int:
     if args.chains < 1:
         return _error("--chains must be >= 1")
     _configure_devices(args.chains)
+    from bayes_glmhmm.convergence import ConvergenceWarning
+
     start = time.perf_counter()
-    summary = run_demo(
-        out=args.out,
-        quick=args.quick,
-        seed=args.seed,
-        variant=args.variant,
-        num_chains=args.chains,
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        progress_bar=not args.no_progress,
-    )
+    with warnings.catch_warnings():
+        # The verdict is printed below as one delimited block, not as a Python warning besides.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        summary = run_demo(
+            out=args.out,
+            quick=args.quick,
+            seed=args.seed,
+            variant=args.variant,
+            num_chains=args.chains,
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            progress_bar=not args.no_progress,
+        )
     nuts = summary["nuts"]
     covered, realized = summary["recovery"]["fraction_covered"], summary["recovery_of_realized"]["fraction_covered"]
     print(
@@ -854,6 +891,7 @@ def _run_demo_command(args) -> int:
         f"divergences {nuts['divergences']}, 94% intervals cover {covered:.0%} of the generator's values "
         f"and {realized:.0%} of the realized ones"
     )
+    _print_verdict(nuts)
     return 0
 
 

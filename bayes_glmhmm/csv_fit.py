@@ -577,7 +577,11 @@ def _transitions_summary(posterior, data: FitData, prob: float = 0.94) -> dict:
 
 
 def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]) -> dict:
-    """The content of ``summary.json``: data, family and classes, NUTS diagnostics, priors, files."""
+    """The content of ``summary.json``: data, family and classes, NUTS diagnostics and verdict, priors, files.
+
+    ``nuts["converged"]`` and ``nuts["problems"]`` are the verdict of ``posterior.diagnostics()``
+    (plain sentences, empty when converged; the thresholds are in ``nuts["settings"]``).
+    """
     table = data.table
     diagnostics = posterior.diagnostics()
     return {
@@ -604,7 +608,10 @@ def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]
             "min_ess_bulk": diagnostics["min_ess_bulk"],
             "min_ess_tail": diagnostics["min_ess_tail"],
             "divergences": diagnostics["divergences"],
+            "tree_depth_saturated": diagnostics["tree_depth_saturated"],
             "stuck_chains": diagnostics["stuck_chains"],
+            "converged": diagnostics["converged"],
+            "problems": diagnostics["problems"],
             "settings": posterior.settings,
         },
         "priors": posterior.priors._asdict(),
@@ -644,8 +651,12 @@ def run_fit(
     the categorical family), ``classes.csv`` (class targets: code, label, count), ``parameters.png``,
     ``trace.png``, ``lp_by_chain.png``, ``states_sequence0.png``, ``emission_curves_<input>.png``
     per input, ``transition_probabilities_<transition input>.png`` per transition input (input-driven
-    transitions) and ``summary.json`` (with ``family``, ``num_classes``, ``classes`` and
-    ``transitions``).
+    transitions) and ``summary.json`` (with ``family``, ``num_classes``, ``classes``,
+    ``transitions`` and the convergence verdict ``nuts["converged"]``, ``nuts["problems"]``).
+
+    A fit that fails a convergence check issues a
+    :class:`~bayes_glmhmm.convergence.ConvergenceWarning` (from :func:`~bayes_glmhmm.fit.fit_nuts`)
+    and still writes every file: the verdict travels with them.
 
     Args:
         data_path: the CSV (one row per time step; rows of a sequence in time order).

@@ -6,18 +6,20 @@
    so that no chain starts in the basin of an inferior (merged-states) mode (:func:`_starting_points`);
 4. the compile-once runner of :mod:`bayes_glmhmm.sampler` on the model of :mod:`bayes_glmhmm.model`;
 5. detection of chains whose log density sits far below the best chain's (a stuck chain);
-6. relabeling of every draw of every chain to the EM labeling (:mod:`bayes_glmhmm.relabel`).
+6. relabeling of every draw of every chain to the EM labeling (:mod:`bayes_glmhmm.relabel`);
+7. the verdict (:mod:`bayes_glmhmm.convergence`): one ``ConvergenceWarning`` listing every failed
+   check (R-hat, ESS, divergences, tree depth, stuck chains), or none.
 """
 
 import functools
 import time
-import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayes_glmhmm.convergence import ConvergenceThresholds, warn_if_not_converged
 from bayes_glmhmm.em import fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.model import centred_sites, free_transition_sites, glmhmm_model, unconstrain_sites
@@ -178,9 +180,10 @@ class _Data(NamedTuple):
     transition_input_mean: jax.Array | None = None
 
 
-def _validated_settings(num_states, priors, init, on_stuck, chain_method, counts: dict):
-    """Check every setting of :func:`fit_nuts` that does not depend on the data; return (K, priors)."""
+def _validated_settings(num_states, priors, init, on_stuck, chain_method, counts: dict, convergence=None):
+    """Check every setting of :func:`fit_nuts` that does not depend on the data; return (K, priors, thresholds)."""
     num_states = validate_num_states(num_states)
+    thresholds = ConvergenceThresholds.from_value(convergence)
     priors = Priors().validate() if priors is None else Priors(*priors).validate()
     for name, (value, minimum) in counts.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -191,7 +194,7 @@ def _validated_settings(num_states, priors, init, on_stuck, chain_method, counts
         raise ValueError(f"on_stuck must be 'warn', 'drop' or 'raise', got {on_stuck!r}")
     if chain_method not in ("auto", "parallel", "sequential", "vectorized"):
         raise ValueError(f"chain_method must be auto, parallel, sequential or vectorized, got {chain_method!r}")
-    return num_states, priors
+    return num_states, priors, thresholds
 
 
 def _prepared_transition_inputs(transition_inputs, emissions_shape, lengths):
@@ -310,20 +313,27 @@ def _relabeled(raw: dict, family: EmissionFamily, em_result, lp, transitions: Tr
 
 
 def _handle_stuck(posterior: Posterior, on_stuck: str) -> Posterior:
-    """Warn about (and drop, or raise on) chains flagged as stuck."""
+    """Raise on chains flagged as stuck (``on_stuck="raise"``) or drop them (``"drop"``).
+
+    Kept or dropped, a stuck chain is one of the problems of the fit's verdict
+    (:func:`_warn_if_not_converged`), so it is warned about there, in the fit's one warning.
+    """
     stuck = posterior.stuck_chains
     if not stuck:
         return posterior
-    medians = np.median(posterior.sample_stats["lp"], axis=1)
-    message = (
-        f"chain(s) {stuck} look stuck in an inferior mode: median log density "
-        f"{np.round(medians[stuck], 1).tolist()} vs best {medians.max():.1f} "
-        f"(threshold {posterior.stuck_threshold:.1f} nats)"
-    )
     if on_stuck == "raise":
-        raise RuntimeError(message)
-    warnings.warn(message + ("; dropped" if on_stuck == "drop" else "; kept (on_stuck='warn')"), stacklevel=3)
+        medians = np.median(posterior.sample_stats["lp"], axis=1)
+        raise RuntimeError(
+            f"chain(s) {stuck} look stuck in an inferior mode: median log density "
+            f"{np.round(medians[stuck], 1).tolist()} vs best {medians.max():.1f} "
+            f"(threshold {posterior.stuck_threshold:.1f} nats)"
+        )
     return posterior.drop_chains(stuck) if on_stuck == "drop" else posterior
+
+
+def _warn_if_not_converged(posterior: Posterior) -> None:
+    """The fit's verdict: one :class:`~bayes_glmhmm.convergence.ConvergenceWarning` listing every problem."""
+    warn_if_not_converged(posterior.diagnostics()["problems"], stacklevel=3)
 
 
 def fit_nuts(
@@ -355,6 +365,7 @@ def fit_nuts(
     precondition: bool = True,
     transition_inputs=None,
     transitions=None,
+    convergence: ConvergenceThresholds | dict | None = None,
 ) -> Posterior:
     """Sample the posterior of a K-state GLM-HMM with NUTS, states marginalized.
 
@@ -409,8 +420,9 @@ def fit_nuts(
             its starting point (finite-difference Hessian; its inverse, or diagonal thereof)
             instead of the identity. From the EM start this roughly halves the gradients spent
             in warmup on the article's data; adaptation then proceeds as usual.
-        on_stuck: what to do with chains detected as stuck: ``"warn"`` (keep, warn), ``"drop"``
-            (warn and remove them) or ``"raise"``.
+        on_stuck: what to do with chains detected as stuck: ``"warn"`` (keep them; the fit's
+            :class:`~bayes_glmhmm.convergence.ConvergenceWarning` names them), ``"drop"`` (remove
+            them; the warning still names them) or ``"raise"`` (a ``RuntimeError``).
         transition_inputs: (N, T, M) inputs that drive the transitions (input-driven transitions,
             :mod:`bayes_glmhmm.transitions`): p(z_{t+1} = j | z_t = i, u_t) =
             softmax_j(log A[i, j] + V[i, j] . u_t) with V[i, i] = 0, u[n, t] driving the step
@@ -418,12 +430,24 @@ def fit_nuts(
             is ignored). Never rescaled by ``standardize``; the model centres them.
         transitions: ``"full"`` (the default with transition inputs), ``"destination"`` (ssm's
             cheaper v_ij = v_j) or None / ``"stationary"`` (without transition inputs).
+        convergence: the thresholds of the fit's convergence verdict, a
+            :class:`~bayes_glmhmm.convergence.ConvergenceThresholds` or a dict of some of its fields
+            (e.g. ``{"min_ess_bulk": 1000}``); by default R-hat <= 1.01, bulk and tail ESS >= 400,
+            no divergent transition, no transition at the maximum tree depth. Recorded in
+            ``posterior.settings["convergence_thresholds"]``, so that ``posterior.diagnostics()``
+            reaches the same verdict later (also after a netCDF round trip).
 
     Returns:
         A :class:`~bayes_glmhmm.posterior.Posterior`.
+
+    Warns:
+        ConvergenceWarning: one warning, listing every problem in a plain sentence, when a check
+            fails (R-hat, bulk or tail ESS, divergences, tree depth, stuck chains; see
+            :func:`~bayes_glmhmm.convergence.convergence_problems`). ``posterior.diagnostics()``
+            gives the same verdict (``converged``, ``problems``).
     """
     total_start = time.perf_counter()
-    num_states, priors = _validated_settings(
+    num_states, priors, thresholds = _validated_settings(
         num_states,
         priors,
         init,
@@ -435,6 +459,7 @@ def fit_nuts(
             "num_samples": (num_samples, 1),
             "sequence_devices": (sequence_devices, 1),
         },
+        convergence,
     )
     family = resolve_family(family, emissions, mask, num_classes)
     transitions = get_transitions(transitions, transition_inputs)
@@ -523,9 +548,11 @@ def fit_nuts(
             init=init if isinstance(init, str) else "user",
             init_jitter=init_jitter,
             standardization=None if data.standardization is None else data.standardization.as_dict(),
+            convergence_thresholds=thresholds.as_dict(),
         ),
     )
     posterior = _handle_stuck(posterior, on_stuck)
     wall["total"] = time.perf_counter() - total_start
     posterior.wall_seconds = wall
+    _warn_if_not_converged(posterior)
     return posterior

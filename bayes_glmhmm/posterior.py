@@ -2,8 +2,9 @@
 
 :class:`Posterior` holds relabeled draws and computes, per posterior draw, FFBS state paths,
 smoothed state probabilities, per-sequence log-likelihoods and predictive draws, for any emission
-family (the family's params type is rebuilt from the draws). :func:`detect_stuck_chains` flags
-chains whose log density sits far below the best chain's.
+family (the family's params type is rebuilt from the draws), and its convergence verdict
+(:meth:`Posterior.diagnostics`, see :mod:`bayes_glmhmm.convergence`). :func:`detect_stuck_chains`
+flags chains whose log density sits far below the best chain's.
 """
 
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayes_glmhmm.convergence import ConvergenceThresholds, convergence_problems, sampler_diagnostics
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import EmissionFamily, get_family
 from bayes_glmhmm.inference import hmm_sample_states
@@ -109,7 +111,9 @@ class Posterior:
         wall_seconds: dict of timings: ``em``, ``nuts`` (compile included), ``relabel``, ``total``.
         settings: the sampler settings, and ``warmup_gradients``: leapfrog steps per chain in warmup
             (those of the kept draws are ``sample_stats["n_steps"]``; the 2 D + 1 gradients of the
-            preconditioning Hessian at the start are not counted).
+            preconditioning Hessian at the start are not counted), ``convergence_thresholds`` (the
+            thresholds of the verdict of :meth:`diagnostics`) and, after :meth:`drop_chains`,
+            ``dropped_chains`` and ``dropped_stuck_chains``.
         lengths: (N,) true length of each sequence when sequences were padded to a common T
             (steps beyond are padding, masked out and blanked in every output), else None.
         family: the emission family (Gaussian by default).
@@ -329,43 +333,63 @@ class Posterior:
 
         return to_inference_data(self, key=key, include_states=include_states)
 
-    def diagnostics(self) -> dict:
-        """Convergence summary: max R-hat, min bulk / tail ESS, divergences, stuck chains, timings."""
-        import arviz as az
+    def diagnostics(self, thresholds: ConvergenceThresholds | None = None) -> dict:
+        """Convergence summary and verdict: R-hat, ESS, divergences, tree depth, stuck chains, timings.
 
-        posterior = az.convert_to_dataset({name: self.samples[name] for name in self.param_names})
-        # Constant entries (the zero diagonal of the transition weights, a K = 1 transition matrix)
-        # have no between- or within-chain variance: their R-hat and ESS are NaN and left out below.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rhat = az.rhat(posterior)
-            ess_bulk = az.ess(posterior, method="bulk")
-            ess_tail = az.ess(posterior, method="tail")
+        Args:
+            thresholds: the :class:`~bayes_glmhmm.convergence.ConvergenceThresholds` of the verdict;
+                by default those the fit recorded (``settings["convergence_thresholds"]``, see
+                :func:`~bayes_glmhmm.fit.fit_nuts`), else the defaults.
 
-        def _extreme(dataset, reducer):
-            values = np.concatenate([np.ravel(dataset[name].values) for name in self.param_names])
-            return float(reducer(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
-
+        Returns:
+            A dict: ``max_rhat`` (NaN with one chain), ``min_ess_bulk``, ``min_ess_tail``,
+            ``divergences``, ``tree_depth_saturated`` (transitions that reached
+            ``max_tree_depth``), ``max_tree_depth``, ``stuck_chains``, ``stuck_threshold``,
+            ``stuck_gaps``, ``dropped_stuck_chains`` (see
+            :func:`~bayes_glmhmm.convergence.sampler_diagnostics`), ``num_chains``, ``num_draws``,
+            ``wall_seconds``, and the verdict: ``converged`` (bool), ``problems`` (plain sentences,
+            empty when converged, see :func:`~bayes_glmhmm.convergence.convergence_problems`) and
+            ``thresholds`` (the dict of thresholds applied).
+        """
+        thresholds = ConvergenceThresholds.from_settings(self.settings) if thresholds is None else thresholds
+        diagnostics = sampler_diagnostics(
+            {name: self.samples[name] for name in self.param_names},
+            self.sample_stats,
+            max_tree_depth=self.settings.get("max_tree_depth"),
+            stuck_chains=self.stuck_chains,
+            stuck_threshold=self.stuck_threshold,
+            dropped_stuck_chains=self.settings.get("dropped_stuck_chains", []),
+        )
+        problems = convergence_problems(diagnostics, thresholds)
         return {
-            "max_rhat": _extreme(rhat, np.max),
-            "min_ess_bulk": _extreme(ess_bulk, np.min),
-            "min_ess_tail": _extreme(ess_tail, np.min),
-            "divergences": int(np.sum(self.sample_stats["diverging"])),
-            "stuck_chains": list(self.stuck_chains),
-            "num_chains": self.num_chains,
-            "num_draws": self.num_draws,
+            **diagnostics,
             "wall_seconds": dict(self.wall_seconds),
+            "converged": not problems,
+            "problems": problems,
+            "thresholds": thresholds.as_dict(),
         }
 
     def drop_chains(self, chains) -> "Posterior":
-        """A copy without the given chains (e.g. ``posterior.drop_chains(posterior.stuck_chains)``)."""
+        """A copy without the given chains (e.g. ``posterior.drop_chains(posterior.stuck_chains)``).
+
+        ``settings["dropped_chains"]`` records the chains removed, and
+        ``settings["dropped_stuck_chains"]`` those of them that were stuck, which the verdict of
+        :meth:`diagnostics` keeps reporting; stuck chains that are kept keep their flag (renumbered).
+        """
         keep = np.setdiff1d(np.arange(self.num_chains), np.asarray(chains, dtype=int))
         if keep.size == 0:
             raise ValueError("chains: cannot drop every chain")
+        kept = keep.tolist()
+        dropped_stuck = set(self.stuck_chains) - set(kept)
         return replace(
             self,
             samples={name: value[keep] for name, value in self.samples.items()},
             permutations=self.permutations[keep],
             sample_stats={name: value[keep] for name, value in self.sample_stats.items()},
-            stuck_chains=[],
-            settings={**self.settings, "dropped_chains": np.setdiff1d(np.arange(self.num_chains), keep).tolist()},
+            stuck_chains=[kept.index(c) for c in self.stuck_chains if c in kept],
+            settings={
+                **self.settings,
+                "dropped_chains": np.setdiff1d(np.arange(self.num_chains), keep).tolist(),
+                "dropped_stuck_chains": sorted(set(self.settings.get("dropped_stuck_chains", [])) | dropped_stuck),
+            },
         )

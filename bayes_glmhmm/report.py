@@ -7,12 +7,14 @@
 * ``report.md`` with its figures as PNG files in ``figures/`` beside it;
 * ``summary.csv``: ``az.summary`` of every parameter, unrounded.
 
-The report leads with a verdict (every check, passed or failed, with its threshold), then shows
-the summary table with R-hat and ESS flagged, per-chain sampler statistics (divergences, E-BFMI,
-tree depth, stuck chains), the energy plot, the log density by chain, trace and rank plots, the
-relabeling that was applied to every draw (and R-hat before and after it), the parameter
-posteriors, the emission curves of each state, for input-driven transitions the transition weights
-and the transition probabilities against each transition input, and the posterior state
+The report opens with the fit's own convergence verdict (:func:`fit_verdict`, the one
+:func:`bayes_glmhmm.fit.fit_nuts` warned with): a red box listing its problems in plain sentences,
+or one line saying it converged. Then come the report's own checks (every check, passed or failed,
+with its threshold), the summary table with R-hat and ESS flagged, per-chain sampler statistics
+(divergences, E-BFMI, tree depth, stuck chains), the energy plot, the log density by chain, trace
+and rank plots, the relabeling that was applied to every draw (and R-hat before and after it), the
+parameter posteriors, the emission curves of each state, for input-driven transitions the transition
+weights and the transition probabilities against each transition input, and the posterior state
 probabilities of the sequences. When a ``selection.json`` written by
 :func:`bayes_glmhmm.selection_io.write_selection` lies beside the posterior file (or is given), a
 last section shows how the number of states was chosen: the table, the rule and the figure.
@@ -38,7 +40,7 @@ from bayes_glmhmm.emissions import EmissionFamily, get_family
 #: The parameters input-driven transitions add to the family's (see :mod:`bayes_glmhmm.transitions`).
 _TRANSITION_NAMES = ("transition_weights",)
 
-__all__ = ["write_report", "report_checks", "DEFAULT_THRESHOLDS"]
+__all__ = ["write_report", "report_checks", "fit_verdict", "DEFAULT_THRESHOLDS"]
 
 #: Okabe-Ito colours for chains (as in :mod:`bayes_glmhmm.plots`); ArviZ draws chains from the
 #: Matplotlib colour cycle, so the report sets it to these.
@@ -319,6 +321,40 @@ def report_checks(idata, thresholds: dict | None = None) -> list[dict]:
         }
     )
     return checks
+
+
+def fit_verdict(idata) -> dict:
+    """The fit's own convergence verdict, read from the file, as ``Posterior.diagnostics()`` gives it.
+
+    The thresholds are those the fit recorded (``settings["convergence_thresholds"]``, see
+    :func:`bayes_glmhmm.fit.fit_nuts`; the defaults for files written before), not the report's
+    ``thresholds``, so the report's red box says what the fit's warning said.
+
+    Args:
+        idata: InferenceData written by :func:`bayes_glmhmm.convert.to_inference_data`.
+
+    Returns:
+        A dict with ``converged`` (bool), ``problems`` (plain sentences) and ``thresholds``
+        (a :class:`~bayes_glmhmm.convergence.ConvergenceThresholds`).
+    """
+    from bayes_glmhmm.convergence import ConvergenceThresholds, convergence_problems, sampler_diagnostics
+
+    attrs = idata.posterior.attrs
+    settings = _json_attr(attrs, "settings", {})
+    stats = {}
+    if "sample_stats" in idata.groups():
+        stats = {name: idata.sample_stats[name].values for name in idata.sample_stats.data_vars}
+    diagnostics = sampler_diagnostics(
+        {name: idata.posterior[name].values for name in _param_names(idata)},
+        stats,
+        max_tree_depth=settings.get("max_tree_depth"),
+        stuck_chains=_json_attr(attrs, "stuck_chains", []),
+        stuck_threshold=float(attrs.get("stuck_threshold", np.nan)),
+        dropped_stuck_chains=settings.get("dropped_stuck_chains", []),
+    )
+    thresholds = ConvergenceThresholds.from_settings(settings)
+    problems = convergence_problems(diagnostics, thresholds)
+    return {"converged": not problems, "problems": problems, "thresholds": thresholds}
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -916,6 +952,10 @@ td.flag::before { content: "\\26A0\\FE0E  "; color: #8a3b00; }
 .verdict { padding: 0.7em 1em; border-radius: 6px; font-size: 1.05em; margin: 1em 0; }
 .verdict.ok { background: #d6ecf7; border-left: 6px solid #0072B2; }
 .verdict.bad { background: #f6d5b8; border-left: 6px solid #D55E00; }
+.fit-verdict.not-converged { background: #fde2e2; border: 2px solid #c00000; color: #6b0000;
+       padding: 0.6em 1em; border-radius: 6px; margin: 1em 0; }
+.fit-verdict.not-converged ul { margin: 0.4em 0 0.2em 0; }
+.fit-verdict.converged { color: #1a1a1a; }
 figure { margin: 1em 0 2em 0; } figure img { max-width: 100%; border: 1px solid #e0e0e0; }
 figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; max-width: 900px; }
 nav ul { columns: 3; font-size: 0.92em; } code { background: #f2f2f2; padding: 0 0.2em; }
@@ -1060,10 +1100,36 @@ def _sections(idata, source, thresholds, checks, summary, chains, relabeling, pr
     return sections
 
 
-def _render_html(title, sections, figures) -> str:
+def _verdict_html(verdict: dict) -> str:
+    """The fit's verdict at the top: a red box listing the problems, or one plain "converged" line."""
+    checks = html.escape(verdict["thresholds"].describe())
+    if verdict["converged"]:
+        return f'<p class="fit-verdict converged">✔ <b>Converged</b>: {checks}.</p>'
+    items = "".join(f"<li>{html.escape(problem)}</li>" for problem in verdict["problems"])
+    return (
+        '<div class="fit-verdict not-converged" role="alert">⚠ <b>Not converged: do not trust these draws as '
+        f"they are.</b> The fit's verdict ({checks}) found:<ul>{items}</ul></div>"
+    )
+
+
+def _verdict_markdown(verdict: dict) -> list[str]:
+    """The fit's verdict at the top, in Markdown (which has no colour: a marked quote block)."""
+    if verdict["converged"]:
+        return [f"✔ **Converged**: {verdict['thresholds'].describe()}.", ""]
+    lines = [
+        "> ⚠ **NOT CONVERGED: do not trust these draws as they are.** "
+        f"The fit's verdict ({verdict['thresholds'].describe()}) found:",
+        ">",
+    ]
+    return lines + [f"> - {problem}" for problem in verdict["problems"]] + [""]
+
+
+def _render_html(title, sections, figures, verdict: dict | None = None) -> str:
     by_stem = {stem: (name, caption, png) for stem, name, caption, png in figures}
     body = [f"<h1>{html.escape(title)}</h1>"]
     body.append('<p class="lead">Diagnostic report of a Bayesian GLM-HMM posterior, written by bayes_glmhmm.</p>')
+    if verdict is not None:
+        body.append(_verdict_html(verdict))
     body.append("<nav><ul>" + "".join(f'<li><a href="#{_slug(t)}">{html.escape(t)}</a></li>' for t, _ in sections))
     body.append("</ul></nav>")
     for section_title, blocks in sections:
@@ -1097,9 +1163,11 @@ def _render_html(title, sections, figures) -> str:
     )
 
 
-def _render_markdown(title, sections, figures, figure_dir: str) -> str:
+def _render_markdown(title, sections, figures, figure_dir: str, verdict: dict | None = None) -> str:
     by_stem = {stem: (name, caption) for stem, name, caption, _ in figures}
     lines = [f"# {title}", "", "Diagnostic report of a Bayesian GLM-HMM posterior, written by bayes_glmhmm.", ""]
+    if verdict is not None:
+        lines += _verdict_markdown(verdict)
     for section_title, blocks in sections:
         lines += [f"## {section_title}", ""]
         for kind, content in blocks:
@@ -1149,6 +1217,7 @@ def write_report(
     names = _param_names(idata)
     summary = _summary(idata, names)
     checks = report_checks(idata, thresholds)
+    verdict = fit_verdict(idata)
     chains = _per_chain_stats(idata)
     relabeling = _relabeling(idata)
     posterior = _posterior(idata)
@@ -1173,7 +1242,9 @@ def write_report(
         paths[stem] = path
     paths["summary_csv"] = write_text_atomic(os.path.join(out_dir, "summary.csv"), summary.to_csv(float_format="%.6g"))
     paths["markdown"] = write_text_atomic(
-        os.path.join(out_dir, "report.md"), _render_markdown(title, sections, figures, "figures")
+        os.path.join(out_dir, "report.md"), _render_markdown(title, sections, figures, "figures", verdict)
     )
-    paths["html"] = write_text_atomic(os.path.join(out_dir, "report.html"), _render_html(title, sections, figures))
+    paths["html"] = write_text_atomic(
+        os.path.join(out_dir, "report.html"), _render_html(title, sections, figures, verdict)
+    )
     return paths

@@ -11,13 +11,50 @@ from bayes_glmhmm.cli import main
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def demo_run(tmp_path_factory):
+    """The quick demo with 2 chains x (60 + 60): its folder and what it printed to stderr."""
     out = tmp_path_factory.mktemp("demo")
-    code = main(
-        ["demo", "--quick", "--out", str(out), "--no-progress", "--chains", "2", "--warmup", "60", "--samples", "60"]
-    )
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        code = main(
+            [
+                "demo",
+                "--quick",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--chains",
+                "2",
+                "--warmup",
+                "60",
+                "--samples",
+                "60",
+            ]
+        )
     assert code == 0
-    return out
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo_dir(demo_run):
+    return demo_run[0]
+
+
+def _words(text: str) -> str:
+    """Text with every run of whitespace as one space (the warning block wraps its lines)."""
+    return " ".join(text.split())
+
+
+def _assert_warning_block(stderr: str, problems: list[str]) -> None:
+    """stderr holds the delimited block listing every problem, and no Python warning besides."""
+    assert problems
+    rule = "=" * 78
+    assert stderr.count(rule) == 2
+    block = stderr[stderr.index(rule) : stderr.rindex(rule)]
+    assert "WARNING: the posterior has not converged" in block
+    for problem in problems:
+        assert _words(problem) in _words(block), problem
+    assert "ConvergenceWarning" not in stderr
 
 
 def test_demo_writes_every_file(demo_dir):
@@ -27,13 +64,26 @@ def test_demo_writes_every_file(demo_dir):
     assert not [name for name in os.listdir(demo_dir) if name.startswith(".tmp-")]
 
 
-def test_demo_summary_contents(demo_dir):
+def test_demo_summary_contents(demo_run):
+    """The NUTS numbers and verdict of summary.json are those recomputed from the written posterior.nc, and
+    2 x 60 draws cannot converge (ArviZ caps ESS at N log10 N = 250 < 400): the verdict says so, in
+    summary.json and in the warning block on stderr."""
+    import arviz as az
+
+    from bayes_glmhmm.convert import posterior_from_inference_data
+
+    demo_dir, stderr = demo_run
     summary = json.loads((demo_dir / "summary.json").read_text())
     nuts = summary["nuts"]
-    for key in ("wall_seconds", "max_rhat", "min_ess_bulk", "divergences", "stuck_chains"):
-        assert key in nuts, key
     assert nuts["wall_seconds"] > 0
-    assert np.isfinite(nuts["max_rhat"])
+    recomputed = posterior_from_inference_data(az.from_netcdf(demo_dir / "posterior.nc")).diagnostics()
+    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail"):
+        assert nuts[key] == pytest.approx(recomputed[key], rel=1e-9), key
+    for key in ("divergences", "tree_depth_saturated", "stuck_chains", "converged", "problems"):
+        assert nuts[key] == recomputed[key], key
+    assert nuts["converged"] is False and nuts["meets_targets"] is False
+    assert f"min bulk ESS {nuts['min_ess_bulk']:.0f} < 400" in "".join(nuts["problems"])
+    _assert_warning_block(stderr, nuts["problems"])
     assert summary["em"]["converged"]
     # Even 60 draws per chain separate the article's three belts: states are recovered well.
     assert summary["states"]["posterior_accuracy"] > 0.9
@@ -82,12 +132,37 @@ def test_demo_compares_coverage_from_its_own_table(demo_dir):
     assert sum(realized) >= 15, realized
 
 
+def test_warning_block_only_when_not_converged(capsys):
+    from bayes_glmhmm.cli import _print_verdict
+
+    problems = [
+        "max R-hat 1.240 > 1.01: the chains disagree " + "and more words " * 10,
+        "2 of 4000 transitions diverged",
+    ]
+    _print_verdict({"converged": False, "problems": problems})
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    _assert_warning_block(printed.err, problems)
+    assert max(len(line) for line in printed.err.splitlines()) <= 78
+    _print_verdict({"converged": True, "problems": []})
+    assert capsys.readouterr() == ("", "")
+
+
 def test_demo_rejects_bad_chain_count(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--chains", "0"]) == 2
     assert "--chains" in capsys.readouterr().err
 
 
 def test_demo_compares_bayes_with_em(demo_dir):
+    """The comparison's numbers are recomputed from what the demo wrote: the held-out densities from
+    the truth, EM's estimate in summary.json and the draws in posterior.nc, on the same five held-out
+    sequences; a comparison that scored the wrong sequences or parameters fails."""
+    import arviz as az
+
+    from bayes_glmhmm import GLMHMMParams, log_likelihood
+    from bayes_glmhmm.cli import _simulate_demo_data
+    from bayes_glmhmm.convert import posterior_from_inference_data
+
     summary = json.loads((demo_dir / "summary.json").read_text())
     for name in ("comparison.csv", "comparison.md", "parameter_recovery_bars.png"):
         assert name in summary["files"], name
@@ -99,7 +174,19 @@ def test_demo_compares_bayes_with_em(demo_dir):
     assert comparison["states"]["train_em_viterbi_accuracy"] > 0.9
     heldout = comparison["heldout_log_predictive"]
     assert heldout["num_sequences"] == 5
-    assert np.all(np.isfinite(heldout["posterior_predictive"] + heldout["em_plugin"] + heldout["truth"]))
+    demo = _simulate_demo_data(summary["data"]["seed"], "text")
+    held_inputs, held_emissions = demo.heldout.inputs, demo.heldout.emissions
+    expected = {
+        "truth": log_likelihood(demo.data.params, held_inputs, held_emissions),
+        "em_plugin": log_likelihood(GLMHMMParams(**summary["em"]["params"]), held_inputs, held_emissions),
+        "posterior_predictive": posterior_from_inference_data(
+            az.from_netcdf(demo_dir / "posterior.nc")
+        ).log_predictive_density(held_inputs, held_emissions),
+    }
+    for name, values in expected.items():
+        np.testing.assert_allclose(heldout[name], np.asarray(values, float), rtol=1e-5, err_msg=name)
+    # 5 x 100 held-out steps: the Bayes and EM densities lie within a few nats per sequence of the truth's.
+    assert np.all(np.abs(np.subtract(heldout["posterior_predictive"], heldout["truth"])) < 10)
     assert comparison["wall_seconds"]["em"] > 0 and comparison["wall_seconds"]["nuts_total"] > 0
     rows = (demo_dir / "comparison.csv").read_text().strip().splitlines()
     assert rows[0].startswith("section,quantity,index,truth,em,posterior,posterior_sd,lower_94,upper_94,covered")
@@ -152,8 +239,13 @@ def test_fit_command_end_to_end(tmp_path, capsys):
             "2",
         ]
     )
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
     summary = json.loads((out / "summary.json").read_text())
+    # 2 x 40 draws: ESS cannot reach 400 (at most N log10 N = 152), so the fit says it has not converged.
+    assert summary["nuts"]["converged"] is False
+    _assert_warning_block(printed.err, summary["nuts"]["problems"])
+    assert "not converged" not in printed.out
     assert summary["priors"]["weight_scale"] == 2.0
     assert summary["data"]["num_rows"] == 150 and summary["data"]["num_missing_targets"] == 2
     for name in summary["files"]:

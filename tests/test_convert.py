@@ -76,6 +76,10 @@ def test_netcdf_round_trip(idata, small_posterior, tmp_path):
     np.testing.assert_allclose(rebuilt.state_probabilities(), small_posterior.state_probabilities(), atol=1e-6)
     assert rebuilt.num_states == 3
     assert rebuilt.priors == small_posterior.priors
+    # The verdict survives the round trip, under the thresholds the fit recorded.
+    assert rebuilt.settings["convergence_thresholds"] == small_posterior.settings["convergence_thresholds"]
+    verdict, original = rebuilt.diagnostics(), small_posterior.diagnostics()
+    assert (verdict["converged"], verdict["problems"]) == (original["converged"], original["problems"])
 
 
 def test_interrupted_write_leaves_nothing(idata, tmp_path, monkeypatch):

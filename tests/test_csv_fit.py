@@ -58,6 +58,25 @@ def test_fit_writes_every_file(fitted):
     assert summary["data"]["num_missing_targets"] == sum(len(range(5, n, 17)) for n in (60, 40, 50))
 
 
+def test_summary_carries_the_verdict_of_the_written_posterior(fitted):
+    """summary.json's verdict is the one the written posterior.nc gives again; 2 x 100 draws are too few
+    for a bulk and tail ESS of 400 in each of the 21 parameters, so it says the fit has not converged."""
+    import arviz as az
+
+    from bayes_glmhmm import ConvergenceThresholds
+    from bayes_glmhmm.convert import posterior_from_inference_data
+
+    out, summary = fitted
+    nuts = summary["nuts"]
+    recomputed = posterior_from_inference_data(az.from_netcdf(out / "posterior.nc")).diagnostics()
+    for key in ("converged", "problems", "divergences", "tree_depth_saturated", "stuck_chains"):
+        assert nuts[key] == recomputed[key], key
+    assert nuts["min_ess_bulk"] == pytest.approx(recomputed["min_ess_bulk"], rel=1e-9)
+    assert nuts["settings"]["convergence_thresholds"] == ConvergenceThresholds().as_dict()
+    assert nuts["converged"] is False
+    assert any(problem.startswith(("min bulk ESS", "min tail ESS")) for problem in nuts["problems"])
+
+
 def test_state_probabilities_per_row_without_padding(fitted):
     out, _ = fitted
     with open(out / "state_probabilities.csv", newline="") as handle:

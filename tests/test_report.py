@@ -1,5 +1,6 @@
 import base64
 import csv
+import html
 import importlib.util
 import json
 import os
@@ -15,7 +16,7 @@ from _family_posteriors import short_fit
 from bayes_glmhmm.cli import main
 from bayes_glmhmm.convert import write_netcdf_atomic
 from bayes_glmhmm.relabel import invert_permutation, relabel_draws, relabel_samples
-from bayes_glmhmm.report import _relabeling, _state_probabilities, report_checks, write_report
+from bayes_glmhmm.report import _relabeling, _state_probabilities, fit_verdict, report_checks, write_report
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,10 +92,57 @@ def test_flagged_cells_are_marked_in_html_and_markdown(posterior_file, tmp_path)
     paths = write_report(idata, tmp_path, title="shifted")
     text = Path(paths["html"]).read_text(encoding="utf-8")
     assert "Do not trust this posterior yet" in text
-    assert text.count('class="right flag"') >= 3  # the three weights' R-hat at least
+    # The fit's own verdict opens the page: a red box, before the contents, naming the R-hat problem.
+    problems = fit_verdict(idata)["problems"]
+    assert problems[0].startswith("max R-hat")
+    box = text[text.index('<div class="fit-verdict not-converged"') : text.index("<nav>")]
+    assert text.index("<h1>") < text.index(box)
+    for problem in problems:
+        assert f"<li>{html.escape(problem)}</li>" in box
+    assert 'class="fit-verdict converged"' not in text
     markdown = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert markdown.index("> ⚠ **NOT CONVERGED") < markdown.index("## Overview")
+    assert all(f"> - {problem}" in markdown for problem in problems)
+    assert text.count('class="right flag"') >= 3  # the three weights' R-hat at least
     assert "(!)**" in markdown
     assert "| 1 | 40 |" in markdown  # sequence 1 counts only its 40 valid steps
+
+
+def test_the_report_opens_with_the_fits_own_verdict(report, posterior_file, small_posterior):
+    """The box is the verdict Posterior.diagnostics gives (under the thresholds the fit recorded)."""
+    idata = az.from_netcdf(posterior_file)
+    verdict = fit_verdict(idata)
+    diagnostics = small_posterior.diagnostics()
+    assert (verdict["converged"], verdict["problems"]) == (diagnostics["converged"], diagnostics["problems"])
+    assert verdict["thresholds"].as_dict() == small_posterior.settings["convergence_thresholds"]
+    text = Path(report["html"]).read_text(encoding="utf-8")
+    assert ('class="fit-verdict not-converged"' in text) == (not verdict["converged"])
+    assert all(html.escape(problem) in text for problem in verdict["problems"])
+    # Thresholds recorded in the file move the verdict, as they do for the fit.
+    lenient = {"max_rhat": 10.0, "min_ess_bulk": 0, "min_ess_tail": 0}
+    settings = json.loads(idata.posterior.attrs["settings"]) | {"convergence_thresholds": lenient}
+    idata.posterior.attrs["settings"] = json.dumps(settings)
+    assert fit_verdict(idata)["converged"]
+
+
+def test_the_verdict_is_a_plain_line_when_converged():
+    from bayes_glmhmm import ConvergenceThresholds
+    from bayes_glmhmm.report import _verdict_html, _verdict_markdown
+
+    converged = {"converged": True, "problems": [], "thresholds": ConvergenceThresholds()}
+    line = _verdict_html(converged)
+    assert line.startswith('<p class="fit-verdict converged">') and "not-converged" not in line
+    assert "R-hat ≤ 1.01, bulk ESS ≥ 400, tail ESS ≥ 400" in line
+    assert _verdict_markdown(converged)[0].startswith("✔ **Converged**")
+    problems = ["min bulk ESS 13 < 400: too few <draws>"]
+    box = _verdict_html({"converged": False, "problems": problems, "thresholds": ConvergenceThresholds()})
+    assert box.startswith('<div class="fit-verdict not-converged" role="alert">')
+    assert "<li>min bulk ESS 13 &lt; 400: too few &lt;draws&gt;</li>" in box
+    # Red: the box's style is a red border and a red-tinted background.
+    from bayes_glmhmm.report import _CSS
+
+    style = _CSS[_CSS.index(".fit-verdict.not-converged {") :].split("}")[0]
+    assert "border: 2px solid #c00000" in style and "background: #fde2e2" in style
 
 
 def test_raw_draws_are_recovered_from_the_stored_permutations(rng):
