@@ -7,7 +7,9 @@ sequences (sessions) it was not fitted to, the Bayesian way and the field's way 
   leave-one-sequence-out by Pareto-smoothed importance sampling (ArviZ's ``loo`` on the
   per-sequence log-likelihoods of every draw). Sequences whose Pareto k exceeds 0.7, where the
   importance-sampling estimate is unreliable, are refitted exactly without that sequence (as
-  ``az.reloo`` does).
+  ``az.reloo`` does); when there are more of them than ``max_refits``, they are left out in
+  ``max_refits`` groups instead (leave-group-out, as in k-fold). Refits start warm from the full
+  posterior's draws: no EM, a quarter of the warmup.
 - **Bayes, k-fold** (``method="kfold"``): one posterior per K and fold of held-out sequences,
   scored by the posterior predictive density of the held-out sequences.
 - **EM, k-fold** (always): the field's protocol (Ashwood et al. 2022; Bolkan, Stone et al. 2022):
@@ -31,13 +33,14 @@ import numpy as np
 import pandas as pd
 from jax.scipy.special import logsumexp
 
+from bayes_glmhmm.convergence import ConvergenceWarning
 from bayes_glmhmm.em import fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.fit import fit_nuts
 from bayes_glmhmm.inference import hmm_filter
 from bayes_glmhmm.model import batched_log_likelihoods, batched_transitions
 from bayes_glmhmm.params import validate_data
-from bayes_glmhmm.posterior import Posterior, _loglik_per_draw
+from bayes_glmhmm.posterior import Posterior, _draw_chunks, _loglik_per_draw
 from bayes_glmhmm.standardize import fit_standardization, needs_standardization
 from bayes_glmhmm.transitions import validate_transition_inputs
 
@@ -57,7 +60,22 @@ RULES = {
     "max": "the K with the highest elpd",
 }
 PARETO_K_THRESHOLD = 0.7
+_MIN_REFIT_WARMUP = 100
 _LN2 = float(np.log(2.0))
+# The columns of the Bayesian and of the EM score, in the order of _score_columns.
+_BAYES_SCORE_COLUMNS = (
+    "elpd",
+    "elpd_se",
+    "elpd_diff",
+    "elpd_diff_se",
+    "bits_per_trial",
+    "bits_per_trial_se",
+    "accuracy",
+)
+_EM_SCORE_COLUMNS = tuple(
+    "em_" + name
+    for name in ("loglik", "loglik_se", "diff", "diff_se", "bits_per_trial", "bits_per_trial_se", "accuracy")
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,8 +206,7 @@ def one_step_predictive(params, inputs, emissions, mask, transition_inputs=None,
         log_weights = np.zeros((num_draws, emissions.shape[0]))
     log_weights = np.asarray(log_weights, dtype=np.float64)
     running_max, numerator, denominator = None, None, None
-    for start in range(0, num_draws, chunk_size):
-        stop = min(start + chunk_size, num_draws)
+    for start, stop in _draw_chunks(num_draws, chunk_size):
         chunk = jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], params)
         log_before, probabilities = _one_step_per_draw(chunk, inputs, emissions, mask, transition_inputs)
         log_w = log_weights[start:stop, :, None] + np.asarray(log_before, dtype=np.float64)
@@ -262,10 +279,13 @@ class Selection:
             ``elpd`` (PSIS-LOO or k-fold, nats), ``elpd_se``, ``elpd_diff`` and ``elpd_diff_se``
             (to the best K, paired), ``bits_per_trial`` and its ``_se``, ``accuracy`` (choices),
             ``stacking_weight``; PSIS-LOO adds ``p_loo``, ``max_pareto_k``, ``num_high_pareto_k``
-            (above 0.7 before refitting), ``num_refits``, ``num_unreliable`` (above 0.7 and not
-            refitted). EM k-fold columns: ``em_loglik``, ``em_loglik_se``, ``em_diff``,
-            ``em_diff_se``, ``em_bits_per_trial`` and its ``_se``, ``em_accuracy``. Convergence:
-            ``max_rhat``, ``min_ess_bulk``, ``divergences`` (worst over the K's fits), and
+            (above 0.7 before refitting), ``num_refits`` (sequences refitted), ``refit_fits`` (the
+            refits run; fewer than ``num_refits`` when sequences were left out in groups),
+            ``num_unreliable`` (above 0.7 and not refitted). EM k-fold columns: ``em_loglik``,
+            ``em_loglik_se``, ``em_diff``, ``em_diff_se``, ``em_bits_per_trial`` and its ``_se``,
+            ``em_accuracy``. Convergence:
+            ``max_rhat``, ``min_ess_bulk``, ``divergences`` (worst over the K's fits),
+            ``unconverged_fits`` of ``num_fits`` (fits whose verdict is not converged), and
             ``nuts_seconds``, ``em_seconds``.
         best: the K chosen for the Bayesian score under ``rule``.
         best_em: the K chosen for the EM k-fold score under the same rule.
@@ -368,6 +388,7 @@ def _fit_summary(posterior: Posterior) -> dict:
         "max_rhat": diagnostics["max_rhat"],
         "min_ess_bulk": diagnostics["min_ess_bulk"],
         "divergences": diagnostics["divergences"],
+        "converged": bool(diagnostics["converged"]),
     }
 
 
@@ -379,6 +400,8 @@ def _worst(summaries: list[dict]) -> dict:
         "max_rhat": float(np.max(rhats[np.isfinite(rhats)])) if np.isfinite(rhats).any() else float("nan"),
         "min_ess_bulk": float(np.min(ess[np.isfinite(ess)])) if np.isfinite(ess).any() else float("nan"),
         "divergences": int(sum(s["divergences"] for s in summaries)),
+        "unconverged_fits": int(sum(not s["converged"] for s in summaries)),
+        "num_fits": len(summaries),
     }
 
 
@@ -430,17 +453,20 @@ def _per_draw_loglik(draws, inputs, emissions, mask, transition_inputs, chunk_si
     """(S, N) log p(y[n] | theta_s) of every draw, computed in chunks of draws (one compiled program)."""
     num_draws = int(jax.tree.leaves(draws)[0].shape[0])
     chunks = []
-    for start in range(0, num_draws, chunk_size):
-        chunk = jax.tree.map(lambda p, start=start: p[start : start + chunk_size], draws)
+    for start, stop in _draw_chunks(num_draws, chunk_size):
+        chunk = jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], draws)
         chunks.append(np.asarray(_loglik_per_draw(chunk, inputs, emissions, mask, transition_inputs), np.float64))
     return np.concatenate(chunks, axis=0)
 
 
-def _flat_draws(posterior: Posterior):
-    return posterior.flat_params()
-
-
 def _nuts(data: _Data, num_states: int, train_observed: np.ndarray, fit_kwargs: dict) -> Posterior:
+    """One posterior fit; its convergence verdict is kept in its diagnostics and summed up per K."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _fit(data, num_states, train_observed, fit_kwargs)
+
+
+def _fit(data: _Data, num_states: int, train_observed: np.ndarray, fit_kwargs: dict) -> Posterior:
     return fit_nuts(
         data.inputs,
         data.emissions,
@@ -478,7 +504,7 @@ def _bayes_kfold(data: _Data, num_states: int, folds: np.ndarray, fit_kwargs: di
         posterior = _nuts(data, num_states, data.observed & (folds != fold)[:, None], fit_kwargs)
         summaries.append(_fit_summary(posterior))
         index, valid = _fold_index(folds, fold, size)
-        scores = data.held_out_scores(_flat_draws(posterior), index, valid)
+        scores = data.held_out_scores(posterior.flat_params(), index, valid)
         elpd[index[valid]] = scores["elpd"][valid]
         if data.choices:
             correct[index[valid]] = scores["correct"][valid]
@@ -502,33 +528,85 @@ def _psis(per_draw_loglik: np.ndarray):
     return np.asarray(loo.loo_i), np.asarray(loo.pareto_k), float(loo.p_loo), log_weights
 
 
-def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int | None, threshold: float):
+def _refit_groups(high: np.ndarray, max_refits: int | None, max_group_size: int) -> list[np.ndarray]:
+    """Groups of high-k sequences, each refitted without all of its members (highest k first).
+
+    With at most ``max_refits`` such sequences (or no cap), each is its own group: exact
+    leave-one-sequence-out. With more, they are dealt round-robin (by decreasing k) into
+    ``max_refits`` groups of at most ``max_group_size`` sequences: leave-group-out, as in k-fold,
+    so every high-k sequence gets an exact held-out score from ``max_refits`` fits. Sequences
+    beyond ``max_refits * max_group_size`` keep their (unreliable) PSIS estimate.
+    """
+    if max_refits is None or high.size <= max_refits:
+        return [high[i : i + 1] for i in range(high.size)]
+    if max_refits == 0:
+        return []
+    covered = high[: max_refits * max_group_size]
+    return [covered[i::max_refits] for i in range(max_refits)]
+
+
+def _warm_starts(posterior: Posterior) -> list:
+    """One start per chain for a refit: late draws of the full posterior, avoiding stuck chains.
+
+    Leaving out a few of many sequences moves the posterior little, so each refit chain starts at
+    a draw of the full fit (chain ``c`` at the last draw of good chain ``c mod G``, earlier draws
+    once the good chains are used up) and needs no EM and a short warmup.
+    """
+    good = [c for c in range(posterior.num_chains) if c not in set(posterior.stuck_chains)] or list(
+        range(posterior.num_chains)
+    )
+    flat = posterior.flat_params()
+    stride = max(posterior.num_draws // posterior.num_chains, 1)
+    starts = []
+    for chain in range(posterior.num_chains):
+        source, rank = good[chain % len(good)], chain // len(good)
+        draw = max(posterior.num_draws - 1 - rank * stride, 0)
+        starts.append(jax.tree.map(lambda p, i=source * posterior.num_draws + draw: np.asarray(p[i]), flat))
+    return starts
+
+
+def _refit_kwargs(posterior: Posterior, fit_kwargs: dict) -> dict:
+    """The full fit's settings, started warm from its draws (no EM) with a quarter of its warmup (>= 100)."""
+    num_warmup = int(posterior.settings["num_warmup"])
+    return fit_kwargs | dict(
+        init=_warm_starts(posterior),
+        init_jitter=0.0,
+        num_warmup=min(num_warmup, max(num_warmup // 4, _MIN_REFIT_WARMUP)),
+    )
+
+
+def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int | None, max_group_size: int):
     posterior = _nuts(data, num_states, data.observed, fit_kwargs)
     summaries = [_fit_summary(posterior)]
     elpd, pareto_k, p_loo, log_weights = _psis(posterior.log_likelihood())
-    everything = np.arange(data.num_sequences)
-    draws = _flat_draws(posterior)
     refitted = np.zeros(data.num_sequences, bool)
     result = {"elpd": np.asarray(elpd, np.float64), "pareto_k": pareto_k, "refitted": refitted}
     if data.choices:
-        arrays = (data.inputs, data.emissions, data.transition_inputs)
-        inputs, emissions, transition_inputs = _subset(arrays, everything)
         mask = jnp.asarray(data.observed)
-        probabilities = one_step_predictive(draws, inputs, emissions, mask, transition_inputs, log_weights)
+        inputs, emissions, transition_inputs = _subset(
+            (data.inputs, data.emissions, data.transition_inputs), np.arange(data.num_sequences)
+        )
+        probabilities = one_step_predictive(
+            posterior.flat_params(), inputs, emissions, mask, transition_inputs, log_weights
+        )
         result["correct"] = _correct_choices(probabilities, emissions, mask)
-    high = np.flatnonzero(pareto_k > threshold)
-    high = high[np.argsort(-pareto_k[high])]
-    refit = high if max_refits is None else high[:max_refits]
-    for sequence in refit:
-        train = data.observed & (everything != sequence)[:, None]
-        without_sequence = _nuts(data, num_states, train, fit_kwargs)
-        summaries.append(_fit_summary(without_sequence))
-        scores = data.held_out_scores(_flat_draws(without_sequence), np.array([sequence]), np.array([True]))
-        result["elpd"][sequence] = scores["elpd"][0]
+    high = np.flatnonzero(pareto_k > PARETO_K_THRESHOLD)
+    groups = _refit_groups(high[np.argsort(-pareto_k[high])], max_refits, max_group_size)
+    refit_kwargs = _refit_kwargs(posterior, fit_kwargs) if groups else {}
+    size = max((group.size for group in groups), default=0)
+    for group in groups:
+        left_out = np.isin(np.arange(data.num_sequences), group)
+        refit = _nuts(data, num_states, data.observed & ~left_out[:, None], refit_kwargs)
+        summaries.append(_fit_summary(refit))
+        index = np.concatenate([group, np.full(size - group.size, group[0], dtype=int)])
+        valid = np.arange(size) < group.size
+        scores = data.held_out_scores(refit.flat_params(), index, valid)
+        result["elpd"][group] = scores["elpd"][valid]
         if data.choices:
-            result["correct"][sequence] = scores["correct"][0]
-        result["refitted"][sequence] = True
+            result["correct"][group] = scores["correct"][valid]
+        result["refitted"][group] = True
     result["p_loo"] = p_loo
+    result["refit_fits"] = len(groups)
     return result, summaries, posterior
 
 
@@ -557,38 +635,32 @@ def _stacking_weights(pointwise: dict, states) -> np.ndarray:
 # The table
 
 
+def _score_columns(names: tuple, values, baseline, correct, diff, diff_se, data: _Data) -> dict:
+    """One score's columns, named by ``names`` in this order.
+
+    The order: total, its SE, difference to the best K, its SE, bits per trial, its SE, accuracy.
+    """
+    total_trials = int(data.trials.sum())
+    total, total_se = _total_and_se(values)
+    gain, gain_se = _total_and_se(values - baseline)
+    accuracy = float(correct.sum() / total_trials) if data.choices else np.nan
+    scores = (total, total_se, diff, diff_se, gain / (total_trials * _LN2), gain_se / (total_trials * _LN2), accuracy)
+    return dict(zip(names, scores, strict=True))
+
+
 def _table(data: _Data, states, pointwise: dict, extras: dict, method: str) -> pd.DataFrame:
     bayes = {k: pointwise[k]["elpd"] for k in states}
     em = {k: pointwise[k]["em_loglik"] for k in states}
     elpd_diff, elpd_diff_se = _differences(bayes, states)
     em_diff, em_diff_se = _differences(em, states)
     weights = _stacking_weights(bayes, states)
-    total_trials = int(data.trials.sum())
     rows = []
     for i, k in enumerate(states):
         values = pointwise[k]
-        elpd, elpd_se = _total_and_se(values["elpd"])
-        em_loglik, em_se = _total_and_se(values["em_loglik"])
-        gain, gain_se = _total_and_se(values["elpd"] - values["baseline"])
-        em_gain, em_gain_se = _total_and_se(values["em_loglik"] - values["em_baseline"])
-        row = {
-            "num_states": k,
-            "elpd": elpd,
-            "elpd_se": elpd_se,
-            "elpd_diff": elpd_diff[i],
-            "elpd_diff_se": elpd_diff_se[i],
-            "bits_per_trial": gain / (total_trials * _LN2),
-            "bits_per_trial_se": gain_se / (total_trials * _LN2),
-            "accuracy": float(values["correct"].sum() / total_trials) if data.choices else np.nan,
-            "stacking_weight": weights[i],
-            "em_loglik": em_loglik,
-            "em_loglik_se": em_se,
-            "em_diff": em_diff[i],
-            "em_diff_se": em_diff_se[i],
-            "em_bits_per_trial": em_gain / (total_trials * _LN2),
-            "em_bits_per_trial_se": em_gain_se / (total_trials * _LN2),
-            "em_accuracy": float(values["em_correct"].sum() / total_trials) if data.choices else np.nan,
-        }
+        bayes_scores = (values["elpd"], values["baseline"], values.get("correct"), elpd_diff[i], elpd_diff_se[i])
+        em_scores = (values["em_loglik"], values["em_baseline"], values.get("em_correct"), em_diff[i], em_diff_se[i])
+        row = {"num_states": k, **_score_columns(_BAYES_SCORE_COLUMNS, *bayes_scores, data)}
+        row |= {"stacking_weight": weights[i], **_score_columns(_EM_SCORE_COLUMNS, *em_scores, data)}
         if method == "loo":
             high = values["pareto_k"] > PARETO_K_THRESHOLD
             row |= {
@@ -596,6 +668,7 @@ def _table(data: _Data, states, pointwise: dict, extras: dict, method: str) -> p
                 "max_pareto_k": float(np.max(values["pareto_k"])),
                 "num_high_pareto_k": int(high.sum()),
                 "num_refits": int(values["refitted"].sum()),
+                "refit_fits": int(extras[k]["refit_fits"]),
                 "num_unreliable": int(np.sum(high & ~values["refitted"])),
             }
         row |= extras[k]["convergence"] | {
@@ -652,14 +725,18 @@ def select_num_states(
         mask: optional, False where an emission is missing.
         lengths: optional (N,) lengths of sequences padded to a common T.
         method: ``"loo"`` (PSIS-LOO over sequences, one fit per K; sequences with Pareto k > 0.7
-            refitted exactly, at most ``max_refits`` per K, the highest k first) or ``"kfold"``
-            (one fit per K and fold).
+            refitted exactly without it, warm-started from the full posterior's draws with a
+            quarter of its warmup, at least 100) or ``"kfold"`` (one fit per K and fold).
         num_folds: folds of held-out sequences (EM always; Bayes with ``method="kfold"``).
         fold_seed: seed of the fold assignment (:func:`fold_assignment`).
         rule: how :attr:`Selection.best` is chosen (:data:`RULES`): ``"one_se"`` (default) or
             ``"max"``; :meth:`Selection.chosen` applies another afterwards.
-        max_refits: most exact refits per K for high Pareto k (None: all). Sequences left
-            unreliable are counted in the table's ``num_unreliable`` and warned about.
+        max_refits: most refits per K for high Pareto k (None: one per sequence). Up to
+            ``max_refits`` high-k sequences are each left out alone; with more, they are dealt
+            (by decreasing k) into ``max_refits`` groups of at most N // ``num_folds`` sequences,
+            each group refitted once without all its members: a leave-group-out score, slightly
+            pessimistic as each refit sees fewer sequences. Sequences beyond that keep their PSIS
+            estimate, counted in the table's ``num_unreliable`` and warned about.
         em_restarts: restarts of every EM: per fold of the EM cross-validation (the field uses 20;
             5 by default here), and of the EM that starts each posterior fit.
         em_iters: most EM iterations per restart.
@@ -688,6 +765,8 @@ def select_num_states(
     if max(states) > int(data.observed.sum()):
         raise ValueError(f"states: K = {max(states)} exceeds the number of observed emissions")
     folds = fold_assignment(data.num_sequences, num_folds, fold_seed)
+    # A leave-group-out refit holds out at most one fold's worth of sequences.
+    max_group_size = max(1, data.num_sequences // num_folds)
     standardize = _resolved_standardize(
         fit_nuts_kwargs.pop("standardize", "auto"), data.inputs, data.emissions, data.observed, family
     )
@@ -703,7 +782,7 @@ def select_num_states(
     for k in states:
         k_start = time.perf_counter()
         if method == "loo":
-            bayes, summaries, posteriors[k] = _bayes_loo(data, k, fit_kwargs, max_refits, PARETO_K_THRESHOLD)
+            bayes, summaries, posteriors[k] = _bayes_loo(data, k, fit_kwargs, max_refits, max_group_size)
         else:
             bayes, summaries = _bayes_kfold(data, k, folds, fit_kwargs)
         nuts_seconds = time.perf_counter() - k_start
@@ -721,6 +800,7 @@ def select_num_states(
         }
         extras[k] = {
             "p_loo": bayes.get("p_loo", np.nan),
+            "refit_fits": bayes.get("refit_fits", 0),
             "convergence": _worst(summaries),
             "nuts_seconds": nuts_seconds,
             "em_seconds": em_seconds,
@@ -777,11 +857,17 @@ def _warn_about(table: pd.DataFrame, extras: dict, method: str) -> None:
                 f"PSIS-LOO is unreliable (Pareto k > {PARETO_K_THRESHOLD}) for sequences not refitted, per K: "
                 f"{unreliable}; raise max_refits or use method='kfold'"
             )
-    unconverged = [int(k) for k, r in table["max_rhat"].items() if r > 1.01]
+    unconverged = {
+        int(k): f"{int(n)} of {int(table.loc[k, 'num_fits'])}" for k, n in table["unconverged_fits"].items() if n
+    }
     if unconverged:
-        problems.append(f"posterior fits with max R-hat > 1.01 for K = {unconverged}")
+        problems.append(
+            f"posterior fits that did not converge, per K: {unconverged} (see each posterior's "
+            "diagnostics()['problems'])"
+        )
     em_unconverged = [int(k) for k in table.index if not all(extras[k]["em_converged"])]
     if em_unconverged:
         problems.append(f"EM did not converge in every fold for K = {em_unconverged} (raise em_iters)")
     if problems:
-        warnings.warn("select_num_states: " + "; ".join(problems), UserWarning, stacklevel=3)
+        category = ConvergenceWarning if unconverged else UserWarning
+        warnings.warn("select_num_states: " + "; ".join(problems), category, stacklevel=3)

@@ -52,7 +52,7 @@ SELECTION_FILES = ("selection.csv", "selection.md", "selection.png", "selection.
 _MAX_RHAT = 1.01
 
 #: Table columns holding counts, written as integers.
-_COUNT_COLUMNS = ("num_states", "num_high_pareto_k", "num_refits", "num_unreliable", "divergences")
+_COUNT_COLUMNS = ("num_states", "num_high_pareto_k", "num_refits", "refit_fits", "num_unreliable", "divergences")
 
 
 class _View(NamedTuple):
@@ -215,7 +215,13 @@ def _pareto_cell(row: pd.Series) -> tuple[str, bool]:
     high, refits, unreliable = (row.get(name) for name in ("num_high_pareto_k", "num_refits", "num_unreliable"))
     if not _known(high):
         return "–", False
-    text = f"{int(high)} ({int(refits)} refitted)"
+    fits = row.get("refit_fits")
+    grouped = _known(fits) and _known(refits) and 0 < fits < refits
+    text = (
+        f"{int(high)} ({int(refits)} refitted in {int(fits)} fits)"
+        if grouped
+        else f"{int(high)} ({int(refits)} refitted)"
+    )
     if _known(unreliable) and unreliable > 0:
         return f"{text}, {int(unreliable)} unreliable", True
     return text, False

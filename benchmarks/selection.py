@@ -2,7 +2,8 @@
 
 ``--speed``: :func:`bayes_glmhmm.selection.select_num_states` for K = 1..5 with PSIS-LOO over
 sequences (the Bayesian answer, one NUTS fit per K plus exact refits of sequences with Pareto
-k > 0.7) and the EM k-fold plug-in protocol (5 folds, the field's answer), on the families
+k > 0.7, warm-started from the full posterior, at most ``--max-refits`` per K, in groups beyond
+that) and the EM k-fold plug-in protocol (5 folds, the field's answer), on the families
 benchmark's data: 51,411 Bernoulli trials in 270 sessions of 150-230 trials, D = 10, true K = 3
 (``benchmarks/families.py``). Wall time of the whole call (compilation included), of the NUTS
 part and of the EM k-fold part, per K; R-hat, ESS and Pareto k per K; the 1-minute load average.
@@ -11,10 +12,16 @@ part and of the EM k-fold part, per K; R-hat, ESS and Pareto k per K; the 1-minu
 candidates K - 1, K, K + 1; counts how often the one-SE rule picks the true K, for the Bayesian
 PSIS-LOO score and for the EM k-fold score.
 
-Writes ``selection_speed.{csv,json,md}`` and ``selection_recovery.{csv,json,md}`` into ``--out``.
+``--cost-by-k``: one ``fit_nuts`` per K = 1..5 on the first ``--sequences`` (50) sequences of the
+speed data: wall time, gradients per warmup and per sampling iteration, adapted step size and
+diagnostics; it shows where the time of the larger (over-specified) K's goes.
+
+Writes ``selection_speed.{csv,json,md}``, ``selection_recovery.{csv,json,md}`` and
+``selection_cost_by_k.{csv,json,md}`` into ``--out``.
 
     python benchmarks/selection.py --speed [--warmup 500 --samples 500]
     python benchmarks/selection.py --recovery [--datasets 10] [--families gaussian bernoulli]
+    python benchmarks/selection.py --cost-by-k [--sequences 50 --warmup 200 --samples 200]
 """
 
 import argparse
@@ -36,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from families import FULL, QUICK, simulated_problem  # noqa: E402
 
-from bayes_glmhmm import GLMHMMParams, simulate  # noqa: E402
+from bayes_glmhmm import GLMHMMParams, fit_nuts, simulate  # noqa: E402
 from bayes_glmhmm._io import csv_text, markdown_table, write_json_atomic, write_text_atomic  # noqa: E402
 from bayes_glmhmm.emissions import get_family  # noqa: E402
 from bayes_glmhmm.params import BernoulliGLMHMMParams  # noqa: E402
@@ -59,6 +66,8 @@ TABLE_COLUMNS = [
     "max_pareto_k",
     "num_high_pareto_k",
     "num_refits",
+    "refit_fits",
+    "num_unreliable",
     "max_rhat",
     "min_ess_bulk",
     "divergences",
@@ -102,6 +111,7 @@ def run_speed(args) -> None:
             method="loo",
             num_folds=5,
             em_restarts=args.em_restarts,
+            max_refits=args.max_refits,
             num_chains=4,
             num_warmup=args.warmup,
             num_samples=args.samples,
@@ -109,7 +119,7 @@ def run_speed(args) -> None:
         )
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     table = selection.table
-    integers = {"num_states", "num_high_pareto_k", "num_refits", "divergences"}
+    integers = {"num_states", "num_high_pareto_k", "num_refits", "refit_fits", "num_unreliable", "divergences"}
     rows = [
         [int(table.loc[k, c]) if c in integers else _rounded(table.loc[k, c]) for c in TABLE_COLUMNS]
         for k in selection.states
@@ -151,7 +161,8 @@ def run_speed(args) -> None:
         "",
         f"Written by `benchmarks/selection.py --speed`: {metadata['data']}; `select_num_states` with "
         f"K = 1..{args.max_states}, PSIS-LOO over sequences (4 chains x ({args.warmup} + {args.samples}) draws "
-        f"per K, exact refits of sequences with Pareto k > 0.7) and the EM 5-fold protocol "
+        f"per K; sequences with Pareto k > 0.7 refitted exactly, warm-started from the full posterior, "
+        f"at most {args.max_refits} refits per K, in groups beyond that) and the EM 5-fold protocol "
         f"({args.em_restarts} restarts per fold), in one call, compilation included. 2-core CPU, 1-min load "
         f"{summary['load_1min_start']} at the start, {summary['load_1min_end']} at the end.",
         "",
@@ -164,6 +175,92 @@ def run_speed(args) -> None:
     ]
     if summary["warnings"]:
         lines += ["Warnings:", "", *[f"- {message}" for message in summary["warnings"]], ""]
+    write_text_atomic(prefix + ".md", "\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Why the larger K's cost more: the sampler's work per iteration
+
+
+COST_COLUMNS = [
+    "num_states",
+    "wall_seconds",
+    "em_seconds",
+    "nuts_seconds",
+    "warmup_gradients_per_iteration",
+    "sampling_gradients_per_iteration",
+    "step_size",
+    "max_rhat",
+    "min_ess_bulk",
+    "divergences",
+    "load_1min",
+]
+
+
+def run_cost_by_k(args) -> None:
+    """One ``fit_nuts`` per K on the first ``--sequences`` sequences of the speed data: where the time goes."""
+    problem = simulated_problem(jax.random.PRNGKey(0), get_family("bernoulli"), FULL)
+    count = args.sequences
+    inputs, emissions, lengths = problem.inputs[:count], problem.emissions[:count], problem.lengths[:count]
+    rows = []
+    for k in range(1, args.max_states + 1):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the verdict is in the row
+            posterior = fit_nuts(
+                inputs,
+                emissions,
+                k,
+                family="bernoulli",
+                lengths=lengths,
+                num_chains=4,
+                num_warmup=args.warmup,
+                num_samples=args.samples,
+                em_restarts=args.em_restarts,
+                seed=0,
+                progress_bar=False,
+            )
+        wall = time.perf_counter() - start
+        diagnostics = posterior.diagnostics()
+        row = {
+            "num_states": k,
+            "wall_seconds": round(wall, 1),
+            "em_seconds": round(posterior.wall_seconds.get("em", 0.0), 1),
+            "nuts_seconds": round(posterior.wall_seconds["nuts"], 1),
+            "warmup_gradients_per_iteration": round(
+                float(np.mean(posterior.settings["warmup_gradients"])) / max(args.warmup, 1), 1
+            ),
+            "sampling_gradients_per_iteration": round(float(np.mean(posterior.sample_stats["n_steps"])), 1),
+            "step_size": _rounded(np.median(np.asarray(posterior.sample_stats["step_size"])[:, -1]), 3),
+            "max_rhat": _rounded(diagnostics["max_rhat"], 3),
+            "min_ess_bulk": _rounded(diagnostics["min_ess_bulk"], 0),
+            "divergences": diagnostics["divergences"],
+            "load_1min": round(os.getloadavg()[0], 2),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    trials = int(sum(lengths))
+    table = [[row[c] for c in COST_COLUMNS] for row in rows]
+    data = f"{trials} Bernoulli trials in the first {count} sequences of the speed data (D = 10, true K = 3)"
+    prefix = os.path.join(args.out, "selection_cost_by_k")
+    metadata = {
+        "data": data,
+        "settings": {"num_chains": 4, "num_warmup": args.warmup, "num_samples": args.samples},
+        "machine": _machine(),
+    }
+    write_text_atomic(prefix + ".csv", csv_text(COST_COLUMNS, table))
+    write_json_atomic(prefix + ".json", {"metadata": metadata, "table": table})
+    lines = [
+        "# Why the larger K's cost more",
+        "",
+        f"Written by `benchmarks/selection.py --cost-by-k`: `fit_nuts` for K = 1..{args.max_states} on {data}, "
+        f"4 chains x ({args.warmup} + {args.samples}), EM start ({args.em_restarts} restarts), compilation "
+        "included; gradients per iteration are leapfrog steps (mean over chains), the step size is the "
+        "adapted one (median over chains). 2-core CPU.",
+        "",
+        *markdown_table(COST_COLUMNS, table),
+        "",
+    ]
     write_text_atomic(prefix + ".md", "\n".join(lines))
 
 
@@ -317,11 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", action="store_true", help="K = 1..5 at the field's scale")
     parser.add_argument("--recovery", action="store_true", help="how often the true K is chosen")
+    parser.add_argument("--cost-by-k", action="store_true", help="the sampler's work per iteration, per K")
+    parser.add_argument("--sequences", type=int, default=50, help="sequences of the speed data (--cost-by-k)")
     parser.add_argument("--max-states", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="--speed on small data (a smoke run)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup draws per chain")
     parser.add_argument("--samples", type=int, default=None, help="kept draws per chain")
     parser.add_argument("--em-restarts", type=int, default=5, help="EM restarts per fold (--speed)")
+    parser.add_argument("--max-refits", type=int, default=10, help="most PSIS-LOO refits per K (--speed)")
     parser.add_argument("--datasets", type=int, default=10, help="data sets per family and K (--recovery)")
     parser.add_argument("--families", nargs="+", default=["gaussian", "bernoulli"], choices=sorted(RECOVERY_DATA))
     parser.add_argument("--out", default="results/benchmarks")
@@ -329,8 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         "--from-log", default=None, help="--recovery: write the results from the JSON lines of an earlier run's log"
     )
     args = parser.parse_args(argv)
-    if not (args.speed or args.recovery):
-        parser.error("give --speed and/or --recovery")
+    if not (args.speed or args.recovery or args.cost_by_k):
+        parser.error("give --speed, --recovery and/or --cost-by-k")
+    if args.cost_by_k:
+        run_cost_by_k(
+            argparse.Namespace(**{**vars(args), "warmup": args.warmup or 200, "samples": args.samples or 200})
+        )
     if args.speed:
         run_speed(argparse.Namespace(**{**vars(args), "warmup": args.warmup or 500, "samples": args.samples or 500}))
     if args.recovery and args.from_log:

@@ -3,6 +3,7 @@ PSIS-LOO against exact leave-one-sequence-out refits, and recovery of a known K.
 
 import itertools
 import warnings
+from dataclasses import replace
 
 import arviz as az
 import jax
@@ -12,11 +13,15 @@ import scipy.stats
 import statsmodels.api as sm
 
 from bayes_glmhmm import GLMHMMParams, simulate
+from bayes_glmhmm import selection as selection_module
+from bayes_glmhmm.convergence import ConvergenceWarning
 from bayes_glmhmm.emissions import get_family
 from bayes_glmhmm.model import log_likelihood
 from bayes_glmhmm.params import BernoulliGLMHMMParams, CategoricalGLMHMMParams
 from bayes_glmhmm.selection import (
     RULES,
+    _refit_groups,
+    _warm_starts,
     baseline_log_likelihood,
     bits_per_trial,
     choose,
@@ -239,16 +244,16 @@ SMALL_FIT = dict(num_chains=2, num_warmup=150, num_samples=150, em_restarts=2, p
 @pytest.fixture(scope="module")
 def loo_selection():
     inputs, emissions = _gaussian_data(num_states=2, num_sequences=8, num_timesteps=50, seed=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # short chains: R-hat above 1.01 is warned about
+    with warnings.catch_warnings(record=True) as caught:  # short chains do not converge: warned about
+        warnings.simplefilter("always")
         selection = select_num_states(
             inputs, emissions, (1, 2, 3), num_folds=3, max_refits=2, progress=False, seed=2, **SMALL_FIT
         )
-    return selection, inputs, emissions
+    return selection, inputs, emissions, caught
 
 
 def test_selection_table_is_consistent_with_its_pointwise_values(loo_selection):
-    selection, _, emissions = loo_selection
+    selection, _, emissions, _ = loo_selection
     table, states = selection.table, selection.states
     assert list(table.index) == [1, 2, 3] and states == (1, 2, 3)
     num_trials = emissions.size
@@ -260,8 +265,11 @@ def test_selection_table_is_consistent_with_its_pointwise_values(loo_selection):
         assert table.loc[k, "bits_per_trial"] == pytest.approx(gain.sum() / (num_trials * np.log(2)))
         em_gain = values["em_loglik"] - values["em_baseline"]
         assert table.loc[k, "em_bits_per_trial"] == pytest.approx(em_gain.sum() / (num_trials * np.log(2)))
-        assert table.loc[k, "num_refits"] == min(2, table.loc[k, "num_high_pareto_k"])
-        assert table.loc[k, "num_unreliable"] == table.loc[k, "num_high_pareto_k"] - table.loc[k, "num_refits"]
+        high = table.loc[k, "num_high_pareto_k"]
+        # max_refits = 2; beyond two high-k sequences, two groups of at most 8 // 3 = 2 are left out.
+        assert table.loc[k, "refit_fits"] == min(2, high)
+        assert table.loc[k, "num_refits"] == (high if high <= 2 else min(high, 4))
+        assert table.loc[k, "num_unreliable"] == high - table.loc[k, "num_refits"]
     best_total = max(table["elpd"])
     np.testing.assert_allclose(table["elpd_diff"], best_total - table["elpd"], atol=1e-9)
     assert table["stacking_weight"].sum() == pytest.approx(1.0, abs=1e-6)
@@ -270,9 +278,25 @@ def test_selection_table_is_consistent_with_its_pointwise_values(loo_selection):
     assert np.isnan(table["accuracy"]).all()  # Gaussian: no choices to predict
 
 
+def test_unconverged_fits_are_summed_up_in_one_convergence_warning(loo_selection):
+    """Each fit's verdict is kept (not warned once per fit) and the selection warns once, naming the K's."""
+    selection, _, _, caught = loo_selection
+    table = selection.table
+    for k in selection.states:
+        assert table.loc[k, "num_fits"] == 1 + table.loc[k, "refit_fits"]
+        assert not selection.posteriors[k].diagnostics()["converged"]  # 2 x 150 draws: ESS < 400
+        assert 1 <= table.loc[k, "unconverged_fits"] <= table.loc[k, "num_fits"]
+    convergence = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(convergence) == 1
+    message = str(convergence[0].message)
+    assert message.startswith("select_num_states:") and "did not converge" in message
+    for k in selection.states:
+        assert f"{k}: '{table.loc[k, 'unconverged_fits']} of {table.loc[k, 'num_fits']}'" in message
+
+
 def test_selection_picks_two_states_and_prefers_them_to_one(loo_selection):
     """Well-separated two-state data: K = 1 is far worse, for Bayes and for EM, and K = 2 is chosen."""
-    selection, _, _ = loo_selection
+    selection, _, _, _ = loo_selection
     table = selection.table
     assert selection.best == 2 and selection.best_em == 2
     assert table.loc[1, "elpd_diff"] > 4 * table.loc[1, "elpd_diff_se"]
@@ -280,7 +304,7 @@ def test_selection_picks_two_states_and_prefers_them_to_one(loo_selection):
 
 
 def test_psis_values_of_sequences_not_refitted_are_arviz_loo(loo_selection):
-    selection, _, _ = loo_selection
+    selection, _, _, _ = loo_selection
     for k in selection.states:
         values = selection.pointwise[k]
         log_lik = selection.posteriors[k].log_likelihood()
@@ -291,6 +315,63 @@ def test_psis_values_of_sequences_not_refitted_are_arviz_loo(loo_selection):
         kept = ~values["refitted"]
         np.testing.assert_allclose(values["elpd"][kept], np.asarray(loo.loo_i)[kept], rtol=1e-6)
         np.testing.assert_allclose(values["pareto_k"], np.asarray(loo.pareto_k), rtol=1e-6)
+
+
+def test_refit_groups_are_single_sequences_up_to_max_refits_then_round_robin_groups():
+    high = np.array([7, 3, 5, 1, 0, 2])  # by decreasing Pareto k
+    assert [g.tolist() for g in _refit_groups(high[:3], 3, 2)] == [[7], [3], [5]]
+    assert [g.tolist() for g in _refit_groups(high, None, 2)] == [[7], [3], [5], [1], [0], [2]]
+    assert [g.tolist() for g in _refit_groups(high, 2, 2)] == [[7, 5], [3, 1]]  # 0 and 2 stay unreliable
+    assert [g.tolist() for g in _refit_groups(high, 2, 3)] == [[7, 5, 0], [3, 1, 2]]
+    assert _refit_groups(high, 0, 2) == []
+
+
+def test_warm_starts_come_from_late_draws_of_chains_that_are_not_stuck(loo_selection):
+    selection, _, _, _ = loo_selection
+    posterior = replace(selection.posteriors[2], stuck_chains=[0])
+    starts = _warm_starts(posterior)
+    assert len(starts) == posterior.num_chains == 2
+    last, stride = posterior.num_draws - 1, posterior.num_draws // 2
+    # Chain 0 is stuck: both refit chains start on chain 1, at its last draw and one stride earlier.
+    for start, draw in zip(starts, (last, last - stride), strict=True):
+        np.testing.assert_array_equal(start.weights, posterior.samples["weights"][1, draw])
+        np.testing.assert_array_equal(start.transition_matrix, posterior.samples["transition_matrix"][1, draw])
+
+
+def test_grouped_refits_score_each_group_by_a_fit_without_all_of_its_members(monkeypatch):
+    """More high-k sequences than max_refits: every member of a group is scored by one posterior
+    fitted without the whole group (leave-group-out), warm-started from the full posterior."""
+    from bayes_glmhmm import fit_nuts
+
+    monkeypatch.setattr(selection_module, "PARETO_K_THRESHOLD", -1.0)  # every sequence counts as high k
+    inputs, emissions = _gaussian_data(num_states=2, num_sequences=6, num_timesteps=30, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        selection = select_num_states(
+            inputs, emissions, (2,), num_folds=3, max_refits=2, progress=False, seed=0, **SMALL_FIT
+        )
+    table, values = selection.table, selection.pointwise[2]
+    assert (table.loc[2, "num_high_pareto_k"], table.loc[2, "refit_fits"], table.loc[2, "num_refits"]) == (6, 2, 4)
+    assert table.loc[2, "num_unreliable"] == 2
+    ranked = np.argsort(-values["pareto_k"])
+    group = ranked[[0, 2]]  # the first group: the highest k and the third highest
+    assert values["refitted"][group].all() and not values["refitted"][ranked[4:]].any()
+    full = selection.posteriors[2]
+    train_mask = np.broadcast_to(~np.isin(np.arange(6), group)[:, None], emissions.shape)
+    settings = SMALL_FIT | dict(num_warmup=100, em_restarts=2)
+    refit = fit_nuts(
+        inputs,
+        emissions,
+        2,
+        mask=train_mask,
+        seed=0,
+        standardize=False,
+        init=_warm_starts(full),
+        init_jitter=0.0,
+        **settings,
+    )
+    expected = refit.log_predictive_density(inputs[group], emissions[group])
+    np.testing.assert_allclose(values["elpd"][group], expected, rtol=1e-5)
 
 
 def test_kfold_bayes_scores_are_the_held_out_posterior_predictive():
