@@ -375,11 +375,15 @@ def _subset(arrays: tuple, index: np.ndarray) -> tuple:
     return tuple(None if a is None else jnp.asarray(np.asarray(a)[index]) for a in arrays)
 
 
-def _fold_index(folds: np.ndarray, fold: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fold's sequences, padded to ``size`` by repeating its first (the copies masked out)."""
-    members = np.flatnonzero(folds == fold)
+def _padded_index(members: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences padded to ``size`` by repeating the first, and which entries are real (the copies masked out)."""
     padded = np.concatenate([members, np.full(size - members.size, members[0], dtype=int)])
     return padded, np.arange(size) < members.size
+
+
+def _fold_index(folds: np.ndarray, fold: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's sequences, padded to ``size`` (:func:`_padded_index`)."""
+    return _padded_index(np.flatnonzero(folds == fold), size)
 
 
 def _fit_summary(posterior: Posterior) -> dict:
@@ -463,18 +467,14 @@ def _nuts(data: _Data, num_states: int, train_observed: np.ndarray, fit_kwargs: 
     """One posterior fit; its convergence verdict is kept in its diagnostics and summed up per K."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return _fit(data, num_states, train_observed, fit_kwargs)
-
-
-def _fit(data: _Data, num_states: int, train_observed: np.ndarray, fit_kwargs: dict) -> Posterior:
-    return fit_nuts(
-        data.inputs,
-        data.emissions,
-        num_states,
-        mask=train_observed,
-        transition_inputs=data.transition_inputs,
-        **fit_kwargs,
-    )
+        return fit_nuts(
+            data.inputs,
+            data.emissions,
+            num_states,
+            mask=train_observed,
+            transition_inputs=data.transition_inputs,
+            **fit_kwargs,
+        )
 
 
 def _em_kfold(data: _Data, num_states: int, folds: np.ndarray, em_kwargs: dict) -> dict:
@@ -598,8 +598,7 @@ def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int |
         left_out = np.isin(np.arange(data.num_sequences), group)
         refit = _nuts(data, num_states, data.observed & ~left_out[:, None], refit_kwargs)
         summaries.append(_fit_summary(refit))
-        index = np.concatenate([group, np.full(size - group.size, group[0], dtype=int)])
-        valid = np.arange(size) < group.size
+        index, valid = _padded_index(group, size)
         scores = data.held_out_scores(refit.flat_params(), index, valid)
         result["elpd"][group] = scores["elpd"][valid]
         if data.choices:
