@@ -2,65 +2,79 @@
 
 The hidden states are summed out by a forward filter inside NumPyro's NUTS; states are
 recovered afterwards by forward-filtering backward-sampling for every posterior draw.
+
+The names below are loaded from their modules on first use, so that importing the package (as
+``bayes-glmhmm`` does before it has checked its arguments) does not import JAX.
 """
 
-from bayes_glmhmm.compare import Comparison, compare_fits
-from bayes_glmhmm.convergence import ConvergenceThresholds, ConvergenceWarning
-from bayes_glmhmm.convert import posterior_from_inference_data, to_inference_data, write_netcdf_atomic
-from bayes_glmhmm.em import EMResult, fit_em
-from bayes_glmhmm.emissions import FAMILY_NAMES, EmissionFamily, family_of, get_family
-from bayes_glmhmm.fit import fit_nuts
-from bayes_glmhmm.model import glmhmm_model, log_likelihood, most_likely_states, sample_states, smoothed_state_probs
-from bayes_glmhmm.params import (
-    BernoulliGLMHMMParams,
-    CategoricalGLMHMMParams,
-    GLMHMMParams,
-    PoissonGLMHMMParams,
-    Priors,
-)
-from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
-from bayes_glmhmm.relabel import find_state_permutation, match_params, relabel_samples
-from bayes_glmhmm.selection import Selection, select_num_states
-from bayes_glmhmm.simulate import ArticleData, article_data, article_params, simulate
-from bayes_glmhmm.transitions import TransitionModel
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ArticleData",
-    "BernoulliGLMHMMParams",
-    "CategoricalGLMHMMParams",
-    "EmissionFamily",
-    "FAMILY_NAMES",
-    "PoissonGLMHMMParams",
-    "family_of",
-    "get_family",
-    "Comparison",
-    "compare_fits",
-    "ConvergenceThresholds",
-    "ConvergenceWarning",
-    "EMResult",
-    "GLMHMMParams",
-    "Posterior",
-    "Priors",
-    "article_data",
-    "article_params",
-    "detect_stuck_chains",
-    "find_state_permutation",
-    "fit_em",
-    "fit_nuts",
-    "glmhmm_model",
-    "log_likelihood",
-    "match_params",
-    "most_likely_states",
-    "posterior_from_inference_data",
-    "relabel_samples",
-    "sample_states",
-    "Selection",
-    "select_num_states",
-    "simulate",
-    "smoothed_state_probs",
-    "to_inference_data",
-    "TransitionModel",
-    "write_netcdf_atomic",
-]
+#: Every public name of the package, by the module that defines it.
+_EXPORTS = {
+    "Comparison": "compare",
+    "compare_fits": "compare",
+    "ConvergenceThresholds": "convergence",
+    "ConvergenceWarning": "convergence",
+    "posterior_from_inference_data": "convert",
+    "to_inference_data": "convert",
+    "write_netcdf_atomic": "convert",
+    "EMResult": "em",
+    "fit_em": "em",
+    "EmissionFamily": "emissions",
+    "family_of": "emissions",
+    "get_family": "emissions",
+    "FAMILY_NAMES": "family_names",
+    "fit_nuts": "fit",
+    "glmhmm_model": "model",
+    "log_likelihood": "model",
+    "most_likely_states": "model",
+    "sample_states": "model",
+    "smoothed_state_probs": "model",
+    "BernoulliGLMHMMParams": "params",
+    "CategoricalGLMHMMParams": "params",
+    "GLMHMMParams": "params",
+    "PoissonGLMHMMParams": "params",
+    "Priors": "params",
+    "Posterior": "posterior",
+    "detect_stuck_chains": "posterior",
+    "find_state_permutation": "relabel",
+    "match_params": "relabel",
+    "relabel_samples": "relabel",
+    "Selection": "selection",
+    "select_num_states": "selection",
+    "ArticleData": "simulate",
+    "article_data": "simulate",
+    "article_params": "simulate",
+    "simulate": "simulate",
+    "TransitionModel": "transitions",
+}
+
+__all__ = sorted(_EXPORTS, key=str.lower)
+
+
+class _Package(types.ModuleType):
+    """The package module, loading each public name from its module on first use."""
+
+    def __getattr__(self, name: str):
+        if name not in _EXPORTS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        super().__setattr__(name, value)
+        return value
+
+    def __setattr__(self, name: str, value) -> None:
+        # Importing a submodule binds it to its name in the package; where a public name is also a
+        # submodule's (simulate), the public name keeps it, as it did when the package imported everything.
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *_EXPORTS})
+
+
+sys.modules[__name__].__class__ = _Package

@@ -13,9 +13,20 @@
 * ``bayes-glmhmm report POSTERIOR.nc --out DIR [--selection selection.json]``: HTML and Markdown
   diagnostics of a saved fit, with the choice of the number of states when a ``selection.json``
   lies beside the file or is given.
+
+Options, the CSV's columns and values are checked before JAX is imported, so a bad call fails at once.
+
+The compilation cache: ``fit``, ``select`` and ``demo`` keep JAX's compiled programs on disk, so a
+second run of the same shapes (same data size, K, chains, family) in a new process skips XLA's
+compilation. The cache lives in ``$XDG_CACHE_HOME/bayes_glmhmm/jax`` (by default
+``~/.cache/bayes_glmhmm/jax``; ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows). The
+environment variable ``BAYES_GLMHMM_COMPILE_CACHE`` moves it (a directory) or turns it off (``0``,
+``off``, ``false`` or ``no``), and so does the flag ``--no-compile-cache`` for one call. Deleting
+the folder is always safe.
 """
 
 import argparse
+import math
 import os
 import platform
 import re
@@ -29,7 +40,69 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:  # the CLI imports JAX only when a command needs it
     from bayes_glmhmm.params import Priors
 
-__all__ = ["main", "parse_states", "run_demo"]
+__all__ = ["COMPILE_CACHE_VARIABLE", "compile_cache_dir", "main", "parse_states", "run_demo"]
+
+#: The environment variable that moves the compilation cache (a directory) or turns it off (see below).
+COMPILE_CACHE_VARIABLE = "BAYES_GLMHMM_COMPILE_CACHE"
+_CACHE_OFF = ("0", "off", "false", "no")
+
+
+def _user_cache_root() -> str:
+    """The user's cache directory: ``$XDG_CACHE_HOME`` or ``~/.cache``, on macOS ``~/Library/Caches``.
+
+    On Windows ``%LOCALAPPDATA%``.
+    """
+    if sys.platform == "win32":
+        return os.environ.get("LOCALAPPDATA") or os.path.expanduser(os.path.join("~", "AppData", "Local"))
+    if sys.platform == "darwin":
+        return os.path.expanduser(os.path.join("~", "Library", "Caches"))
+    configured = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG specification ignores a relative path.
+    return configured if os.path.isabs(configured) else os.path.expanduser(os.path.join("~", ".cache"))
+
+
+def compile_cache_dir(enabled: bool = True) -> str | None:
+    """The directory of the command line's persistent JAX compilation cache, or None when it is off.
+
+    Args:
+        enabled: False (the flag ``--no-compile-cache``) turns the cache off whatever the environment says.
+
+    Returns:
+        ``$BAYES_GLMHMM_COMPILE_CACHE`` when it names a directory, None when it is ``0``, ``off``,
+        ``false`` or ``no`` (any case), else ``bayes_glmhmm/jax`` in the user's cache directory.
+    """
+    if not enabled:
+        return None
+    value = os.environ.get(COMPILE_CACHE_VARIABLE, "").strip()
+    if value.lower() in _CACHE_OFF:
+        return None
+    if value:
+        return os.path.abspath(os.path.expanduser(value))
+    return os.path.join(_user_cache_root(), "bayes_glmhmm", "jax")
+
+
+#: Programs that compiled faster than this are not cached (JAX's default: 1 s).
+_MIN_CACHED_COMPILE_SECONDS = 0.0
+
+
+def _use_compile_cache(directory: str | None) -> None:
+    """Point JAX's persistent compilation cache at ``directory`` (None: leave it off) before JAX compiles.
+
+    Every program is cached, however fast it compiled: a fit compiles dozens of programs of 0.01 to
+    7 s each, and together the ones under JAX's default threshold of 1 s are a large part of it.
+    """
+    if directory is None:
+        return
+    import jax
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        print(f"bayes-glmhmm: note: no compilation cache ({error}); programs are compiled afresh", file=sys.stderr)
+        return
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_CACHED_COMPILE_SECONDS)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _configure_devices(num_devices: int) -> None:
@@ -78,12 +151,9 @@ def _simulate_demo_data(seed: int, variant: str) -> _DemoData:
     from bayes_glmhmm.simulate import article_data
 
     data = article_data(jax.random.PRNGKey(seed), variant=variant)
-    heldout = article_data(
-        jax.random.fold_in(jax.random.PRNGKey(seed), 1),
-        variant=variant,
-        num_sequences=5,
-        num_timesteps=data.emissions.shape[1],
-    )
+    # Simulated in the training set's shape, so that the compiled simulation is reused, then cut to five.
+    heldout = article_data(jax.random.fold_in(jax.random.PRNGKey(seed), 1), variant=variant)
+    heldout = heldout._replace(inputs=heldout.inputs[:5], states=heldout.states[:5], emissions=heldout.emissions[:5])
     return _DemoData(data, heldout)
 
 
@@ -400,7 +470,22 @@ def _add_demo_parser(commands) -> None:
         "--warmup", type=int, default=None, help="warmup iterations per chain (default: 1000, with --quick 150)"
     )
     demo.add_argument("--samples", type=int, default=None, help="draws per chain (default: 1000, with --quick 150)")
-    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    demo.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
+    _add_cache_argument(demo)
+
+
+_NO_PROGRESS_HELP = "hide progress bars (they are hidden anyway when stderr is not a terminal, e.g. a log file)"
+
+
+def _add_cache_argument(parser) -> None:
+    """The ``--no-compile-cache`` flag of the commands that compile (``fit``, ``select``, ``demo``)."""
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help=f"do not read or write the compilation cache in this run (default: on, in "
+        f"$XDG_CACHE_HOME/bayes_glmhmm/jax or ~/.cache/bayes_glmhmm/jax; the environment variable "
+        f"{COMPILE_CACHE_VARIABLE} moves it to a directory, or turns it off with 0/off/false)",
+    )
 
 
 _TARGET_HELP = (
@@ -416,7 +501,7 @@ def _add_data_arguments(parser, coding_saved_in: str) -> None:
 
     ``coding_saved_in`` names the files that record the coding of class targets.
     """
-    from bayes_glmhmm.emissions import FAMILY_NAMES
+    from bayes_glmhmm.family_names import FAMILY_NAMES
 
     parser.add_argument("data", help="CSV with a header row; rows of each sequence in time order")
     parser.add_argument("--target", required=True, help=_TARGET_HELP.format(saved_in=coding_saved_in))
@@ -452,6 +537,22 @@ def _add_data_arguments(parser, coding_saved_in: str) -> None:
     )
 
 
+#: The fields of :class:`bayes_glmhmm.params.Priors`, each an option of ``fit`` and ``select``.
+_PRIOR_OPTIONS = {
+    "initial_concentration": "Dirichlet concentration of the initial probabilities",
+    "transition_concentration": "Dirichlet concentration of each transition row",
+    "weight_scale": "sd of the Normal prior on weights",
+    "bias_scale": "sd of the Normal prior on biases",
+    "noise_scale": "scale of the HalfNormal prior on noise sds (gaussian family only; unused by others)",
+    "transition_weight_scale": "sd of the Normal prior on transition weights (with --transition-inputs)",
+}
+
+
+def _flag(name: str) -> str:
+    """The option of an argument name: ``weight_scale`` -> ``--weight-scale``."""
+    return "--" + name.replace("_", "-")
+
+
 def _add_sampler_arguments(parser) -> None:
     """The options of NUTS, the priors and the precision, shared by ``fit`` and ``select``."""
     parser.add_argument("--chains", type=int, default=4, help="NUTS chains (default: 4)")
@@ -466,15 +567,8 @@ def _add_sampler_arguments(parser) -> None:
         "apply to standardized parameters; results are reported in the data's units); auto: only for data far "
         "from unit scale (default: auto)",
     )
-    for field, help_text in [
-        ("initial-concentration", "Dirichlet concentration of the initial probabilities"),
-        ("transition-concentration", "Dirichlet concentration of each transition row"),
-        ("weight-scale", "sd of the Normal prior on weights"),
-        ("bias-scale", "sd of the Normal prior on biases"),
-        ("noise-scale", "scale of the HalfNormal prior on noise sds (gaussian family only; unused by others)"),
-        ("transition-weight-scale", "sd of the Normal prior on transition weights (with --transition-inputs)"),
-    ]:
-        parser.add_argument(f"--{field}", type=float, default=1.0, help=f"{help_text} (default: 1)")
+    for field, help_text in _PRIOR_OPTIONS.items():
+        parser.add_argument(_flag(field), type=float, default=1.0, help=f"{help_text} (default: 1)")
     parser.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
 
 
@@ -496,7 +590,8 @@ def _add_fit_parser(commands) -> None:
         action="store_true",
         help="parallel-in-time likelihood (O(log T) depth; pays on GPUs with few long sequences, not on CPUs)",
     )
-    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    fit.add_argument("--no-progress", action="store_true", help=_NO_PROGRESS_HELP)
+    _add_cache_argument(fit)
 
 
 def _add_select_parser(commands) -> None:
@@ -547,6 +642,7 @@ def _add_select_parser(commands) -> None:
     select.add_argument("--out", default="selection_results", help="output folder (default: selection_results)")
     _add_sampler_arguments(select)
     select.add_argument("--no-progress", action="store_true", help="hide the line printed per K")
+    _add_cache_argument(select)
 
 
 def _add_report_parser(commands) -> None:
@@ -602,48 +698,98 @@ def _column_list(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-class _ModelOptions(NamedTuple):
-    """The checked options shared by ``fit`` and ``select``."""
-
-    transition_inputs: list[str] | None
-    priors: "Priors"
+#: The counts of NUTS, shared by ``fit``, ``select`` and ``demo``: (flag, argument, smallest value).
+_SAMPLER_COUNTS = (("--chains", "chains", 1), ("--warmup", "warmup", 0), ("--samples", "samples", 1))
 
 
-def _model_options(args) -> _ModelOptions:
-    """Check the options shared by ``fit`` and ``select``; ValueError naming the flag."""
-    from bayes_glmhmm.params import Priors
+def _check_counts(args, counts) -> None:
+    """ValueError naming the flag if an integer option (None: its default) is below its smallest value."""
+    for flag, name, minimum in counts:
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"{flag} must be >= {minimum}, got {value}")
 
-    if args.chains < 1:
-        raise ValueError("--chains must be >= 1")
+
+def _model_checks(args) -> list[str] | None:
+    """Check the options shared by ``fit`` and ``select``, without JAX; return the transition input columns.
+
+    Raises:
+        ValueError: naming the flag.
+    """
+    _check_counts(args, _SAMPLER_COUNTS)
     if args.num_classes is not None and args.family != "categorical":
         raise ValueError(f"--num-classes applies to --family categorical only, not {args.family}")
-    if args.num_classes is not None and args.num_classes < 2:
-        raise ValueError(f"--num-classes must be >= 2, got {args.num_classes}")
-    transition_inputs = None
-    if args.transition_inputs is not None:
-        transition_inputs = _column_list(args.transition_inputs)
-        if not transition_inputs:
-            raise ValueError("--transition-inputs: give at least one column name")
-    elif args.transition_form is not None:
-        raise ValueError("--transition-form applies only with --transition-inputs")
-    priors = Priors(
-        args.initial_concentration,
-        args.transition_concentration,
-        args.weight_scale,
-        args.bias_scale,
-        args.noise_scale,
-        args.transition_weight_scale,
-    ).validate()
-    return _ModelOptions(transition_inputs, priors)
+    _check_counts(args, [("--num-classes", "num_classes", 2)])
+    for name in _PRIOR_OPTIONS:
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{_flag(name)} must be a positive finite number, got {value:g}")
+    if args.transition_inputs is None:
+        if args.transition_form is not None:
+            raise ValueError("--transition-form applies only with --transition-inputs")
+        return None
+    transition_inputs = _column_list(args.transition_inputs)
+    if not transition_inputs:
+        raise ValueError("--transition-inputs: give at least one column name")
+    return transition_inputs
 
 
-def _start_jax(num_devices: int, float64: bool) -> None:
-    """Configure the host devices and, if asked, 64-bit floats before JAX computes anything."""
+def _check_data(args, transition_inputs: list[str] | None, num_states: int) -> None:
+    """Read the CSV as the fit will and check it fits ``num_states`` states, without JAX.
+
+    Catches, before JAX is imported, what NumPy and the csv module can: a missing, empty or
+    unreadable file, unknown columns, missing or non-numeric inputs, a non-numeric target of a
+    numeric family, more text labels than classes, sequences shorter than 2 steps, and more states
+    than the longest sequence has steps. The family's own checks of the target values (e.g. counts
+    for the Poisson family) follow in the fit.
+
+    Raises:
+        ValueError: naming the file (``DATA``), the flag or the column.
+    """
+    from bayes_glmhmm.family_names import csv_target_options
+    from bayes_glmhmm.tabular import check_supported_states, read_long_csv
+
+    table = read_long_csv(
+        args.data,
+        args.target,
+        _column_list(args.inputs),
+        args.sequence,
+        transition_inputs=transition_inputs,
+        **csv_target_options(args.family, args.num_classes),
+    )
+    check_supported_states(table, num_states)
+
+
+def _priors(args) -> "Priors":
+    """The priors of the options (checked by :func:`_model_checks`)."""
+    from bayes_glmhmm.params import Priors
+
+    return Priors(**{name: getattr(args, name) for name in _PRIOR_OPTIONS}).validate()
+
+
+def _show_progress(args) -> bool:
+    """Whether to draw progress bars: not with ``--no-progress``, nor when stderr is not a terminal.
+
+    Into a file or a pipe, a bar's carriage returns and escape codes would fill the log.
+    """
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _start_jax(num_devices: int, float64: bool, compile_cache: bool) -> None:
+    """Before JAX computes anything: the host devices, 64-bit floats if asked, the compilation cache.
+
+    Args:
+        num_devices: host devices wanted (one per chain and sequence shard).
+        float64: compute in 64-bit floats.
+        compile_cache: use the persistent compilation cache (unless the environment turns it off,
+            see :func:`compile_cache_dir`).
+    """
     _configure_devices(num_devices)
     if float64:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+    _use_compile_cache(compile_cache_dir(compile_cache))
 
 
 _STANDARDIZE = {"auto": "auto", "yes": True, "no": False}
@@ -674,12 +820,12 @@ def _print_verdict(nuts: dict) -> None:
 def _run_fit_command(args) -> int:
     """``bayes-glmhmm fit``: check the options, configure devices, run :func:`bayes_glmhmm.csv_fit.run_fit`."""
     try:
-        options = _model_options(args)
+        _check_counts(args, [("--states", "states", 1), ("--sequence-devices", "sequence_devices", 1)])
+        transition_inputs = _model_checks(args)
+        _check_data(args, transition_inputs, args.states)
     except ValueError as error:
-        return _error(str(error))
-    if args.sequence_devices < 1:
-        return _error("--sequence-devices must be >= 1")
-    _start_jax(args.chains * args.sequence_devices, args.float64)
+        return _error(_with_flag_names(str(error)))
+    _start_jax(args.chains * args.sequence_devices, args.float64, not args.no_compile_cache)
     from bayes_glmhmm.convergence import ConvergenceWarning
     from bayes_glmhmm.csv_fit import run_fit
 
@@ -694,18 +840,18 @@ def _run_fit_command(args) -> int:
                 _column_list(args.inputs),
                 sequence=args.sequence,
                 out=args.out,
-                priors=options.priors,
+                priors=_priors(args),
                 num_chains=args.chains,
                 num_warmup=args.warmup,
                 num_samples=args.samples,
                 seed=args.seed,
-                progress_bar=not args.no_progress,
+                progress_bar=_show_progress(args),
                 standardize=_STANDARDIZE[args.standardize],
                 sequence_devices=args.sequence_devices,
                 time_parallel=args.time_parallel,
                 family=args.family,
                 num_classes=args.num_classes,
-                transition_inputs=options.transition_inputs,
+                transition_inputs=transition_inputs,
                 transition_form=args.transition_form,
             )
     except ValueError as error:
@@ -781,23 +927,21 @@ def _with_select_flag_names(message: str) -> str:
 def _select_checks(args) -> tuple[int, ...]:
     """Check the options of ``select`` alone; return the K values. ValueError naming the flag."""
     states = parse_states(args.states)
-    if args.folds < 2:
-        raise ValueError(f"--folds must be >= 2, got {args.folds}")
-    if args.max_refits < 0:
-        raise ValueError(f"--max-refits must be >= 0, got {args.max_refits}")
-    if args.em_restarts < 1:
-        raise ValueError(f"--em-restarts must be >= 1, got {args.em_restarts}")
+    _check_counts(
+        args, [("--folds", "folds", 2), ("--max-refits", "max_refits", 0), ("--em-restarts", "em_restarts", 1)]
+    )
     return states
 
 
 def _run_select_command(args) -> int:
     """``bayes-glmhmm select``: check the options, run :func:`bayes_glmhmm.csv_fit.run_select`, print the table."""
     try:
-        options = _model_options(args)
+        transition_inputs = _model_checks(args)
         states = _select_checks(args)
+        _check_data(args, transition_inputs, max(states))
     except ValueError as error:
-        return _error(str(error))
-    _start_jax(args.chains, args.float64)
+        return _error(_with_select_flag_names(str(error)))
+    _start_jax(args.chains, args.float64, not args.no_compile_cache)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -814,7 +958,7 @@ def _run_select_command(args) -> int:
             out=args.out,
             family=args.family,
             num_classes=args.num_classes,
-            transition_inputs=options.transition_inputs,
+            transition_inputs=transition_inputs,
             transition_form=args.transition_form,
             method=args.method,
             num_folds=args.folds,
@@ -822,7 +966,7 @@ def _run_select_command(args) -> int:
             max_refits=args.max_refits,
             em_restarts=args.em_restarts,
             progress=not args.no_progress,
-            priors=options.priors,
+            priors=_priors(args),
             num_chains=args.chains,
             num_warmup=args.warmup,
             num_samples=args.samples,
@@ -864,9 +1008,11 @@ def _run_report_command(args) -> int:
 
 def _run_demo_command(args) -> int:
     """``bayes-glmhmm demo``: run :func:`run_demo` and print its headline numbers."""
-    if args.chains < 1:
-        return _error("--chains must be >= 1")
-    _configure_devices(args.chains)
+    try:
+        _check_counts(args, _SAMPLER_COUNTS)
+    except ValueError as error:
+        return _error(str(error))
+    _start_jax(args.chains, False, not args.no_compile_cache)
     from bayes_glmhmm.convergence import ConvergenceWarning
 
     start = time.perf_counter()
@@ -881,7 +1027,7 @@ def _run_demo_command(args) -> int:
             num_chains=args.chains,
             num_warmup=args.warmup,
             num_samples=args.samples,
-            progress_bar=not args.no_progress,
+            progress_bar=_show_progress(args),
         )
     nuts = summary["nuts"]
     covered, realized = summary["recovery"]["fraction_covered"], summary["recovery_of_realized"]["fraction_covered"]

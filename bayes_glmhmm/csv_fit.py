@@ -41,9 +41,11 @@ from bayes_glmhmm._io import (
     write_text_atomic,
 )
 from bayes_glmhmm.emissions import FAMILY_NAMES, EmissionFamily, get_family, resolve_family
+from bayes_glmhmm.family_names import CLASS_TARGET_FAMILIES, csv_target_options
 from bayes_glmhmm.params import Priors, validate_num_states
 from bayes_glmhmm.summaries import equal_tailed_interval
 from bayes_glmhmm.tabular import TabularData, read_long_csv
+from bayes_glmhmm.tabular import check_supported_states as supported_by_table
 
 __all__ = [
     "FitData",
@@ -62,8 +64,6 @@ __all__ = [
 
 # The families whose targets are classes (text labels allowed), with their number of classes
 # (None: the family's own num_classes, given or inferred). Every other family's target is a number.
-_CLASS_TARGETS = {"bernoulli": 2, "categorical": None}
-
 CLASS_ORDER_RULE = (
     "numeric labels keep their values (bernoulli: 0/1, or -1/+1 with -1 coded 0); text labels are coded "
     "in sorted (Python string) order, except true/false (any case), coded false = 0, true = 1"
@@ -117,9 +117,9 @@ def _accepted_alone(family: EmissionFamily, value: float) -> bool:
 
 def _class_labels(table: TabularData, family: EmissionFamily, coded: np.ndarray) -> list | None:
     """The label of each class code (see :class:`FitData`), or None for a numeric target."""
-    if family.name not in _CLASS_TARGETS:
+    if family.name not in CLASS_TARGET_FAMILIES:
         return None
-    num_classes = family.num_classes or _CLASS_TARGETS[family.name]
+    num_classes = family.num_classes or CLASS_TARGET_FAMILIES[family.name]
     if table.class_labels is not None:
         known = list(table.class_labels)
         return known + [f"class_{code}" for code in range(len(known), num_classes)]
@@ -166,16 +166,13 @@ def read_fit_data(
         raise ValueError(f"family must be one of {', '.join(FAMILY_NAMES)}, got {family!r}")
     if num_classes is not None:
         get_family(family, num_classes)  # ValueError unless categorical with a valid C
-    class_target = family in _CLASS_TARGETS
-    most_classes = num_classes if num_classes is not None else _CLASS_TARGETS.get(family)
     table = read_long_csv(
         data_path,
         target=target,
         inputs=inputs,
         sequence=sequence,
-        class_target=class_target,
-        num_classes=most_classes,
         transition_inputs=transition_inputs,
+        **csv_target_options(family, num_classes),
     )
     resolved = resolve_family(family, table.emissions, table.mask, num_classes)
     coded = _coded_targets(table, resolved)
@@ -224,9 +221,7 @@ def transitions_argument(transition_inputs: list[str] | None, transition_form: s
 
 def check_supported_states(data: FitData, num_states: int) -> None:
     """Raise ValueError (naming ``--states``) if K exceeds the steps of the longest sequence."""
-    longest = int(data.table.lengths.max())
-    if num_states > longest:
-        raise ValueError(f"--states {num_states} is larger than the longest sequence ({longest} steps) can support")
+    supported_by_table(data.table, num_states)
 
 
 def conditional_predictive_mean(
@@ -422,7 +417,8 @@ def _write_posterior(posterior, data: FitData, out, seed: int):
     idata = to_inference_data(
         posterior, key=jax.random.PRNGKey(seed + 1), transition_input_names=data.table.transition_input_names
     )
-    idata.posterior.attrs["input_names"] = ",".join(data.table.input_names)
+    # JSON, not joined with commas: a column name may hold a comma.
+    idata.posterior.attrs["input_names"] = json.dumps(list(data.table.input_names))
     idata.posterior.attrs["target_name"] = data.table.target_name
     idata.posterior.attrs["sequence_ids"] = ",".join(map(str, data.table.sequence_ids))
     idata.posterior.attrs["class_labels"] = json.dumps(data.class_labels)
@@ -499,41 +495,62 @@ def _emission_curve_files(input_names: list, prefix: str = "emission_curves") ->
     return names
 
 
-def _write_figures(posterior, idata, data: FitData, out) -> list[str]:
-    """Save the figures: parameters, trace, log density by chain, states of sequence 0 and curves per input.
+#: The most sequences drawn in ``states.png`` (the first ones; its title says how many there are).
+_MAX_STATE_SEQUENCES = 6
 
-    The emission curves of every input and, for input-driven transitions, the transition
-    probabilities against every transition input.
+
+def _fit_figures(posterior, idata, data: FitData) -> dict:
+    """The figures of a fit, ``{file name: Figure}``, labelled with the CSV's column names.
+
+    The parameter posteriors (the weights of each input on an axis of their own, titled by its
+    column), the traces, the log density by chain, the inferred states of the first six sequences
+    (each on its own time axis, padding left out), the emission curves of every input and, for
+    input-driven transitions, the transition probabilities against every transition input.
     """
     from bayes_glmhmm import plots
 
-    table, first = data.table, 0
-    length = int(table.lengths[first])
+    table = data.table
+    input_names = list(table.input_names)
     probabilities = idata.posterior_states["state_probabilities"].values
     em_params = posterior.em.params if posterior.em else None
+    target_label = table.target_name + (" (class code)" if data.class_labels is not None else "")
     figures = {
-        "parameters.png": plots.plot_parameter_posteriors(posterior.samples, em_params=em_params),
-        "trace.png": plots.plot_trace(posterior.samples, var_names=list(data.family.emission_names)),
+        "parameters.png": plots.plot_parameter_posteriors(
+            posterior.samples, em_params=em_params, family=data.family, input_names=input_names
+        ),
+        "trace.png": plots.plot_trace(
+            posterior.samples,
+            var_names=list(data.family.emission_names),
+            family=data.family,
+            input_names=input_names,
+        ),
         "lp_by_chain.png": plots.plot_lp_by_chain(
             posterior.sample_stats["lp"], stuck_chains=posterior.stuck_chains, threshold=posterior.stuck_threshold
         ),
-        "states_sequence0.png": plots.plot_states(
-            np.where(table.mask[first, :length], data.emissions[first, :length], np.nan),
-            None,
-            probabilities[first, :length],
-            sequence_label=f"sequence {table.sequence_ids[first]!s}",
+        "states.png": plots.plot_state_sequences(
+            np.where(table.mask, data.emissions, np.nan),
+            probabilities,
+            lengths=table.lengths,
+            sequence_labels=[f"sequence {sequence_id!s}" for sequence_id in table.sequence_ids],
+            max_sequences=_MAX_STATE_SEQUENCES,
+            emission_label=target_label,
         ),
     }
     most_probable = np.nan_to_num(probabilities, nan=0.0).argmax(-1)  # padding is not drawn
-    for d, name in enumerate(_emission_curve_files(table.input_names)):
+    for d, name in enumerate(_emission_curve_files(input_names)):
         figures[name] = plots.plot_emission_curves(
-            posterior, input_index=d, input_names=list(table.input_names), states=most_probable
+            posterior, input_index=d, input_names=input_names, states=most_probable
         )
     if table.transition_input_names is not None:
         names = list(table.transition_input_names)
         for m, name in enumerate(_emission_curve_files(names, prefix="transition_probabilities")):
             figures[name] = plots.plot_transition_probabilities(posterior, input_index=m, input_names=names)
-    return save_figures_atomic(figures, out)
+    return figures
+
+
+def _write_figures(posterior, idata, data: FitData, out) -> list[str]:
+    """Save the figures of :func:`_fit_figures` atomically; return the file names written."""
+    return save_figures_atomic(_fit_figures(posterior, idata, data), out)
 
 
 def _transitions_summary(posterior, data: FitData, prob: float = 0.94) -> dict:
@@ -576,6 +593,12 @@ def _transitions_summary(posterior, data: FitData, prob: float = 0.94) -> dict:
     }
 
 
+def _length_summary(lengths) -> dict:
+    """The shortest, median and longest sequence length, in steps (rows)."""
+    lengths = np.asarray(lengths)
+    return {"min": int(lengths.min()), "median": float(np.median(lengths)), "max": int(lengths.max())}
+
+
 def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]) -> dict:
     """The content of ``summary.json``: data, family and classes, NUTS diagnostics and verdict, priors, files.
 
@@ -593,6 +616,7 @@ def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]
             "sequence": sequence,
             "num_sequences": len(table.sequence_ids),
             "num_rows": int(table.lengths.sum()),
+            "sequence_lengths": _length_summary(table.lengths),
             "num_missing_targets": int(table.lengths.sum() - table.mask.sum()),
             "num_states": posterior.num_states,
             "transition_inputs": table.transition_input_names,
@@ -649,10 +673,11 @@ def run_fit(
     prediction of the target: ``predictive_mean`` for Gaussian and Poisson targets (for the Poisson
     the expected count), ``p_<target>=<label>`` of class 1 for the Bernoulli and of every class for
     the categorical family), ``classes.csv`` (class targets: code, label, count), ``parameters.png``,
-    ``trace.png``, ``lp_by_chain.png``, ``states_sequence0.png``, ``emission_curves_<input>.png``
-    per input, ``transition_probabilities_<transition input>.png`` per transition input (input-driven
-    transitions) and ``summary.json`` (with ``family``, ``num_classes``, ``classes``,
-    ``transitions`` and the convergence verdict ``nuts["converged"]``, ``nuts["problems"]``).
+    ``trace.png``, ``lp_by_chain.png``, ``states.png`` (the inferred states of the first six sequences),
+    ``emission_curves_<input>.png`` per input, ``transition_probabilities_<transition input>.png`` per
+    transition input (input-driven transitions) and ``summary.json`` (with ``family``, ``num_classes``,
+    ``classes``, ``transitions``, the data's size (rows, sequences, sequence lengths, missing targets)
+    and the convergence verdict ``nuts["converged"]``, ``nuts["problems"]``).
 
     A fit that fails a convergence check issues a
     :class:`~bayes_glmhmm.convergence.ConvergenceWarning` (from :func:`~bayes_glmhmm.fit.fit_nuts`)

@@ -19,6 +19,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
+from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.emissions._glm import design_matrix
 from bayes_glmhmm.model import batched_smoother, log_prior, transition_log_prior
@@ -270,7 +271,7 @@ def _run_em(params, inputs, emissions, mask, priors, num_iters, tol, transition_
     return params, log_probs, iteration, done
 
 
-_initialize_restarts = jax.jit(
+_initialize_restarts = jit_one_off(
     jax.vmap(initialize_params, in_axes=(0, None, None, None, None, None, None)), static_argnums=(4, 5, 6)
 )  # one compiled program instead of dozens of eagerly dispatched ones
 
@@ -368,10 +369,11 @@ def fit_em(
     params, log_probs, iterations, done = _run_em_restarts(
         starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions
     )
-    log_probs = np.asarray(log_probs)
+    # On the host, so that picking the best restart compiles no programs of its own.
+    params, log_probs, iterations, done = jax.tree.map(np.asarray, (params, log_probs, iterations, done))
     finals = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else -np.inf for row in log_probs])
     best = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
-    best_params = family.params_type(*(None if p is None else np.asarray(p[best]) for p in params))
+    best_params = family.params_type(*(None if p is None else p[best] for p in params))
     if standardization is not None:
         # Back to the data's units: the parameters exactly, the objective by the Jacobian of y.
         best_params = standardization.params_to_original(best_params)

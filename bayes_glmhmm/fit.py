@@ -11,7 +11,6 @@
    check (R-hat, ESS, divergences, tree depth, stuck chains), or none.
 """
 
-import functools
 import time
 from typing import NamedTuple
 
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.convergence import ConvergenceThresholds, warn_if_not_converged
 from bayes_glmhmm.em import fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
@@ -106,7 +106,7 @@ def _initial_values(
     return _jittered_starts(key, stacked, input_mean, jitter, transition_input_mean, transitions)
 
 
-@functools.partial(jax.jit, static_argnames=("transitions",))
+@jit_one_off(static_argnames=("transitions",))
 def _jittered_starts(key, starts, input_mean, jitter, transition_input_mean, transitions) -> dict:
     """The work of :func:`_initial_values`, vmapped over chains (one compiled program)."""
 

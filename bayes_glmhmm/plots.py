@@ -37,6 +37,7 @@ __all__ = [
     "plot_article_data",
     "plot_scatter_by_state",
     "plot_states",
+    "plot_state_sequences",
     "plot_emission_curves",
     "TransitionCurves",
     "transition_probability_curves",
@@ -276,6 +277,9 @@ def plot_scatter_by_state(
 def plot_states(emissions, true_states, state_probabilities, map_states=None, sequence_label: str = "") -> Figure:
     """True against inferred states of one sequence, with the posterior state probabilities.
 
+    Titled "True and inferred states" when ``true_states`` is given, else "Inferred states". For
+    several sequences of any lengths, see :func:`plot_state_sequences`.
+
     Panels, sharing the time axis: the emissions; the true states as a colour band (skipped when
     ``true_states`` is None); the posterior state probabilities as a stacked area; and, if given,
     a point estimate of the path (e.g. EM Viterbi or the posterior mode) as another band.
@@ -355,8 +359,143 @@ def plot_states(emissions, true_states, state_probabilities, map_states=None, se
     axes[-1].set_xlim(-0.5, num_timesteps - 0.5)
     axes[-1].set_xlabel("time step t")
     fig.legend(handles=_state_handles(num_states), loc="outside right upper", title="state", fontsize="small")
-    title = "True and inferred states"
+    # Without the truth there is nothing to compare against: the figure shows inferred states only.
+    title = "True and inferred states" if true_states is not None else "Inferred states"
     fig.suptitle(f"{title}: {sequence_label}" if sequence_label else title)
+    return fig
+
+
+def _sequence_lengths(lengths, num_sequences: int, num_timesteps: int) -> np.ndarray:
+    """``lengths`` checked as (N,) integers in 1..T; all T when None."""
+    if lengths is None:
+        return np.full(num_sequences, num_timesteps, dtype=int)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (num_sequences,) or not np.all(np.equal(np.mod(lengths, 1), 0)):
+        raise ValueError(f"lengths must be ({num_sequences},) integers, got shape {lengths.shape}")
+    lengths = lengths.astype(int)
+    if np.any(lengths < 1) or np.any(lengths > num_timesteps):
+        raise ValueError(f"lengths must lie in 1..{num_timesteps}, got {lengths.min()}..{lengths.max()}")
+    return lengths
+
+
+def _markersize(length: int) -> float:
+    """Emission markers shrink with the sequence's length and vanish past 1000 steps, where the line reads better."""
+    return 3.0 if length <= 200 else (1.5 if length <= 1000 else 0.0)
+
+
+def plot_state_sequences(
+    emissions,
+    state_probabilities,
+    lengths=None,
+    true_states=None,
+    sequence_labels: Sequence[str] | None = None,
+    max_sequences: int = 6,
+    emission_label: str = "emission y",
+) -> Figure:
+    """The emissions and posterior state probabilities of the first few sequences, each on its own time axis.
+
+    One block per sequence shown (the first ``max_sequences``), top to bottom: its emissions
+    (missing ones, NaN, leave a gap), its true states as a colour band if given, and its posterior
+    state probabilities as a stacked area. A block spans only its own sequence's steps, so a
+    sequence of 20 steps beside one of 5000 fills the width as well, and padding past a
+    sequence's end is never drawn. When not every sequence is shown, the title says how many
+    there are. Titled "True and inferred states" with ``true_states``, else "Inferred states".
+
+    Args:
+        emissions: y of shape (N, T), NaN where missing; (T,) for one sequence.
+        state_probabilities: (N, T, K), state_probabilities[n, t, k] = p(z_{n,t} = k | y, x), e.g.
+            :meth:`bayes_glmhmm.posterior.Posterior.state_probabilities`; (T, K) for one sequence.
+            Values past a sequence's length (padding, often NaN) are not read.
+        lengths: (N,) number of steps of each sequence, each in 1..T; None when every sequence
+            has T steps.
+        true_states: optional (N, T) true states z_{n,t} (integer labels; padding not read).
+        sequence_labels: optional N names of the sequences (e.g. their ids); "sequence n" by default.
+        max_sequences: the most sequences drawn (the first ones), at least 1.
+        emission_label: y label of the emission panels, e.g. the target column's name.
+
+    Returns:
+        A figure with two axes per sequence shown (three with ``true_states``): emissions,
+        [true states], state probabilities, in sequence order.
+
+    Raises:
+        ValueError: naming the argument, for shapes that do not match, lengths outside 1..T,
+            the wrong number of sequence labels or ``max_sequences`` below 1.
+    """
+    emissions = np.asarray(emissions, dtype=float)
+    probabilities = np.asarray(state_probabilities, dtype=float)
+    if emissions.ndim == 1:
+        emissions, probabilities = emissions[None], probabilities[None]
+        true_states = None if true_states is None else np.asarray(true_states)[None]
+    if emissions.ndim != 2:
+        raise ValueError(f"emissions must have shape (N, T) or (T,), got {emissions.shape}")
+    num_sequences, num_timesteps = emissions.shape
+    if probabilities.ndim != 3 or probabilities.shape[:2] != emissions.shape:
+        raise ValueError(
+            f"state_probabilities must have shape ({num_sequences}, {num_timesteps}, K), got {probabilities.shape}"
+        )
+    if true_states is not None:
+        true_states = np.asarray(true_states)
+        if true_states.shape != emissions.shape:
+            raise ValueError(f"true_states must have the emissions' shape {emissions.shape}, got {true_states.shape}")
+    if int(max_sequences) < 1:
+        raise ValueError(f"max_sequences must be >= 1, got {max_sequences}")
+    lengths = _sequence_lengths(lengths, num_sequences, num_timesteps)
+    if sequence_labels is None:
+        sequence_labels = [f"sequence {n}" for n in range(num_sequences)]
+    if len(sequence_labels) != num_sequences:
+        raise ValueError(f"sequence_labels has {len(sequence_labels)} names, there are {num_sequences} sequences")
+    shown = min(num_sequences, int(max_sequences))
+    valid_true = None if true_states is None else [true_states[n, : lengths[n]] for n in range(shown)]
+    num_states = max(probabilities.shape[2], _num_states_of(*(valid_true or [])))
+    colors = state_colors(num_states)
+
+    kinds = ["emissions"] + (["true"] if true_states is not None else []) + ["probs"]
+    heights = {"emissions": 1.3, "true": 0.3, "probs": 0.9}
+    block = sum(heights[kind] for kind in kinds)
+    fig = Figure(figsize=(11, 0.9 + shown * (block + 0.55)), layout="constrained")
+    grid = fig.add_gridspec(shown * len(kinds), 1, height_ratios=[heights[kind] for kind in kinds] * shown)
+    for n in range(shown):
+        length = int(lengths[n])
+        time = np.arange(length)
+        first = fig.add_subplot(grid[n * len(kinds), 0])
+        panel = {"emissions": first}
+        for offset, kind in enumerate(kinds[1:], start=1):
+            panel[kind] = fig.add_subplot(grid[n * len(kinds) + offset, 0], sharex=first)
+        for ax in list(panel.values())[:-1]:
+            ax.tick_params(labelbottom=False)
+
+        values = emissions[n, :length]
+        num_missing = int(np.sum(~np.isfinite(values)))
+        ax = panel["emissions"]
+        ax.plot(time, values, "-", color="0.6", lw=0.8)
+        size = _markersize(length)
+        if size and true_states is not None:
+            ax.scatter(time, values, c=[colors[int(s)] for s in valid_true[n]], s=4 * size**2, edgecolors="none")
+        elif size:
+            ax.plot(time, values, "o", color="black", markersize=size)
+        ax.set_ylabel(emission_label, fontsize="small")
+        ax.grid(alpha=0.3)
+        missing = f", {num_missing} missing" if num_missing else ""
+        ax.set_title(f"{sequence_labels[n]}: {length} steps{missing}", fontsize="medium", loc="left")
+        if true_states is not None:
+            _state_band(panel["true"], valid_true[n], num_states)
+            panel["true"].set_yticks([])
+            panel["true"].set_ylabel("true", rotation=0, ha="right", va="center", fontsize="small")
+        ax = panel["probs"]
+        ax.stackplot(
+            time, np.nan_to_num(probabilities[n, :length]).T, colors=colors[: probabilities.shape[2]], step="mid"
+        )
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 1])
+        ax.set_ylabel(r"$p(z_t = k \mid y, x)$", fontsize="small")
+        ax.set_xlim(-0.5, length - 0.5)
+    fig.axes[-1].set_xlabel("time step t (each sequence on its own scale)")
+    fig.legend(handles=_state_handles(num_states), loc="outside right upper", title="state", fontsize="small")
+    title = "True and inferred states" if true_states is not None else "Inferred states"
+    title += ": emissions and posterior state probabilities (stacked)"
+    if shown < num_sequences:
+        title += f"\nfirst {shown} of {num_sequences} sequences"
+    fig.suptitle(title)
     return fig
 
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayes_glmhmm._compile import jit_per_draw
 from bayes_glmhmm.convergence import ConvergenceThresholds, convergence_problems, sampler_diagnostics
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import EmissionFamily, get_family
@@ -58,7 +59,21 @@ def _draw_chunks(num_draws: int, chunk_size: int):
         yield start, min(start + chunk_size, num_draws)
 
 
-@jax.jit
+def _equal_draw_chunks(num_draws: int, chunk_size: int):
+    """Chunks of draws of one size, so that a per-draw program compiles once for all of them.
+
+    Yields ``(start, stop, indices)``: the draws start..stop - 1 are the chunk's real ones, and
+    ``indices`` (all of one length, at most ``chunk_size``) repeats the last draw to fill the final
+    chunk; the outputs of the repeats are to be dropped (or weighted 0).
+    """
+    num_chunks = -(-num_draws // chunk_size)
+    size = -(-num_draws // num_chunks)
+    for start in range(0, num_draws, size):
+        stop = min(start + size, num_draws)
+        yield start, stop, np.minimum(np.arange(start, start + size), num_draws - 1)
+
+
+@jit_per_draw
 def _loglik_per_draw(params, inputs, emissions, mask, transition_inputs=None):
     def _one_draw(draw_params):
         return batched_marginal_loglik(draw_params, inputs, emissions, mask, transition_inputs=transition_inputs)
@@ -66,15 +81,17 @@ def _loglik_per_draw(params, inputs, emissions, mask, transition_inputs=None):
     return jax.vmap(_one_draw)(params)
 
 
-@jax.jit
-def _smoothed_sum(params, inputs, emissions, mask, transition_inputs=None):
+@jit_per_draw
+def _smoothed_sum(params, draw_weights, inputs, emissions, mask, transition_inputs=None):
+    """sum_s draw_weights[s] p(z[n, t] = k | y[n], x[n], theta_s), shape (N, T, K)."""
+
     def _one_draw(draw_params):
         return batched_smoother(draw_params, inputs, emissions, mask, transition_inputs).smoothed_probs
 
-    return jnp.sum(jax.vmap(_one_draw)(params), axis=0)
+    return jnp.sum(draw_weights[:, None, None, None] * jax.vmap(_one_draw)(params), axis=0)
 
 
-@jax.jit
+@jit_per_draw
 def _ffbs_per_draw(keys, params, inputs, emissions, mask, transition_inputs=None):
     def _one_draw(key, draw_params):
         log_likelihoods = batched_log_likelihoods(draw_params, inputs, emissions)
@@ -86,7 +103,7 @@ def _ffbs_per_draw(keys, params, inputs, emissions, mask, transition_inputs=None
     return jax.vmap(_one_draw)(keys, params)
 
 
-@jax.jit
+@jit_per_draw
 def _predictive_per_draw(keys, params, inputs, transition_inputs=None):
     return jax.vmap(lambda key, draw_params: simulate(key, draw_params, inputs, transition_inputs))(keys, params)
 
@@ -223,13 +240,13 @@ class Posterior:
 
     def _per_draw(self, function, *leading, chunk_size: int = 500):
         """Apply a jitted per-draw function over chunks of draws; returns (chain, draw, ...) NumPy."""
-        params = self.flat_params()
+        params = jax.tree.map(np.asarray, self.flat_params())  # chunks cut on the host: no gather programs
         total = self.num_chains * self.num_draws
         outputs = []
-        for start, stop in _draw_chunks(total, chunk_size):
-            chunk = jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], params)
-            extra = [array[start:stop] for array in leading]
-            outputs.append(np.asarray(function(*extra, chunk)))
+        for start, stop, indices in _equal_draw_chunks(total, chunk_size):
+            chunk = jax.tree.map(lambda p, indices=indices: p[indices], params)
+            extra = [np.asarray(array)[indices] for array in leading]
+            outputs.append(np.asarray(function(*extra, chunk))[: stop - start])
         stacked = np.concatenate(outputs, axis=0)
         return stacked.reshape((self.num_chains, self.num_draws) + stacked.shape[1:])
 
@@ -302,12 +319,14 @@ class Posterior:
             transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
         """
         inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
-        params = self.flat_params()
+        params = jax.tree.map(np.asarray, self.flat_params())
         total = self.num_chains * self.num_draws
         accumulated = np.zeros(emissions.shape + (self.num_states,))
-        for start, stop in _draw_chunks(total, chunk_size):
-            chunk = jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], params)
-            accumulated += np.asarray(_smoothed_sum(chunk, inputs, emissions, mask, transition_inputs), dtype=float)
+        for start, stop, indices in _equal_draw_chunks(total, chunk_size):
+            chunk = jax.tree.map(lambda p, indices=indices: p[indices], params)
+            weights = (np.arange(indices.size) < stop - start).astype(inputs.dtype)  # repeats count 0
+            summed = _smoothed_sum(chunk, weights, inputs, emissions, mask, transition_inputs)
+            accumulated += np.asarray(summed, dtype=float)
         return accumulated / total
 
     def posterior_predictive(self, key) -> np.ndarray:

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -115,8 +116,14 @@ def _emission_names(idata) -> list[str]:
 
 
 def _input_names(idata) -> list[str] | None:
-    """Names of the inputs, from the ``input_names`` attr or a string-valued ``input`` coordinate, if any."""
+    """Names of the inputs, from the ``input_names`` attr or a string-valued ``input`` coordinate, if any.
+
+    The attr is a JSON list; files of ``bayes-glmhmm fit`` written before that hold the names joined by commas.
+    """
     names = _json_attr(idata.posterior.attrs, "input_names", None)
+    raw = idata.posterior.attrs.get("input_names")
+    if not isinstance(names, list) and isinstance(raw, str) and raw:
+        names = raw.split(",")  # a lone name such as "3" is valid JSON, but not a list
     if names is None and "input" in idata.posterior.coords:
         values = idata.posterior.coords["input"].values
         names = [str(value) for value in values] if values.dtype.kind in "OUS" else None
@@ -415,8 +422,15 @@ def _num_elements(idata, names) -> int:
     return int(sum(np.prod(idata.posterior[name].shape[2:], dtype=int) for name in names))
 
 
-def _state_overview(probabilities: np.ndarray, max_sequences: int = 12):
-    """Small multiples: the stacked posterior state probabilities of each sequence."""
+def _sequence_names(idata, num_sequences: int) -> list[str]:
+    """The sequences' names: the ids ``bayes-glmhmm fit`` records (``sequence_ids``), else ``seq n``."""
+    ids = idata.posterior.attrs.get("sequence_ids")
+    names = ids.split(",") if isinstance(ids, str) and ids else []
+    return names if len(names) == num_sequences else [f"seq {n}" for n in range(num_sequences)]
+
+
+def _state_overview(probabilities: np.ndarray, max_sequences: int = 12, sequence_names=None):
+    """Small multiples: the stacked posterior state probabilities of each sequence (padding left blank)."""
     from matplotlib.figure import Figure
 
     from bayes_glmhmm.plots import state_colors
@@ -432,7 +446,8 @@ def _state_overview(probabilities: np.ndarray, max_sequences: int = 12):
         ax.set_ylim(0, 1)
         ax.set_yticks([0, 1])
         ax.tick_params(labelsize="x-small")
-        ax.set_ylabel(f"seq {n}", rotation=0, ha="right", va="center", fontsize="small")
+        name = f"seq {n}" if sequence_names is None else sequence_names[n]
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize="small")
     axes[-1].set_xlim(-0.5, num_timesteps - 0.5)
     axes[-1].set_xlabel("time step t")
     from matplotlib.patches import Patch
@@ -494,6 +509,39 @@ def _transition_figures(posterior, names) -> list[tuple[str, str, str, bytes]]:
     return figures
 
 
+def _input_labelled(idata, names, input_names, split: bool):
+    """The draws of ``names`` (and the sampler statistics) for ArviZ's trace and rank plots, inputs named.
+
+    The ``input`` coordinate takes the inputs' names (e.g. the CSV's columns) when known. With
+    ``split``, each variable with an input axis becomes one variable per input (``weights: speed``),
+    so that a compact trace, which draws every element of a variable on one axes, gives the
+    weights of each input an axes of their own: inputs have their own units, and the weights of
+    one can be orders of magnitude larger than another's.
+    """
+    import arviz as az
+    import xarray as xr
+
+    posterior = idata.posterior[list(names)]
+    if "input" not in posterior.dims:
+        split = False
+    elif input_names is not None:
+        posterior = posterior.assign_coords(input=list(input_names))
+    if split and posterior.sizes["input"] > 1:
+        variables = {}
+        for name in names:
+            variable = posterior[name]
+            if "input" not in variable.dims:
+                variables[name] = variable
+                continue
+            for value in variable.coords["input"].values:
+                variables[f"{name}: {value}"] = variable.sel(input=value, drop=True)
+        posterior = xr.Dataset(variables)
+    groups = {"posterior": posterior}
+    if "sample_stats" in idata.groups():
+        groups["sample_stats"] = idata.sample_stats
+    return az.InferenceData(**groups)
+
+
 def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[tuple[str, str, str, bytes]]:
     """(file stem, title, caption, PNG bytes) of every figure of the report, in order."""
     import arviz as az
@@ -507,6 +555,8 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
     emission = _emission_names(idata)
     count = _num_elements(idata, emission)
     compact = count > 12
+    labelled = _input_labelled(idata, emission, input_names, split=compact)
+    shown = list(labelled.posterior.data_vars)
     figures = []
     has_stats = "sample_stats" in idata.groups()
     if has_stats and "energy" in idata.sample_stats:
@@ -537,14 +587,18 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
             "trace",
             "Trace plots",
             "Per-chain densities (left) and traces (right) of the emission parameters, after relabeling"
-            + (" (elements of one variable share a panel)." if compact else "."),
+            + (
+                " (elements of one variable share a panel, the weights of each input a panel of their own)."
+                if compact
+                else "."
+            ),
             _arviz_figure(
                 lambda: az.plot_trace(
-                    idata,
-                    var_names=emission,
+                    labelled,
+                    var_names=shown,
                     compact=compact,
                     legend=True,
-                    figsize=(11, 1.5 * (len(emission) if compact else count) + 0.8),
+                    figsize=(11, 1.5 * (len(shown) if compact else count) + 0.8),
                     divergences="bottom",
                     labeller=_flat_labeller(),
                     backend_kwargs={"layout": "constrained"},
@@ -565,8 +619,8 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
                 "another mode or still drifting piles up at one end.",
                 _arviz_figure(
                     lambda: az.plot_rank(
-                        idata,
-                        var_names=emission,
+                        labelled,
+                        var_names=shown,
                         figsize=(11, 2.2 * rank_rows + 0.6),
                         grid=(rank_rows, rank_columns),
                         labeller=_flat_labeller(),
@@ -619,7 +673,7 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
                 "Posterior state probabilities",
                 "For every sequence and time step, the posterior probability of each state, averaged "
                 "over all draws (smoothed marginals under each draw's parameters).",
-                _own_figure(_state_overview(probabilities)),
+                _own_figure(_state_overview(probabilities, sequence_names=_sequence_names(idata, len(probabilities)))),
             )
         )
         valid = np.all(np.isfinite(probabilities[0]), axis=-1)
@@ -673,6 +727,79 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+class _DataSize(NamedTuple):
+    """What the data of a posterior file hold, padding apart: sequences are padded to a common length."""
+
+    num_sequences: int
+    padded_length: int  # T, the common length the sequences are padded to
+    input_dim: int
+    lengths: np.ndarray | None  # (N,) steps of each sequence; None if the file does not tell
+    num_missing: int  # unobserved targets within the sequences (with unknown lengths: padding included)
+
+
+def _sequence_lengths(idata, num_sequences: int, padded_length: int) -> np.ndarray | None:
+    """(N,) sequence lengths: the stored ``lengths``, else read off the posterior predictive, else None.
+
+    The predictive draws are NaN exactly at padding (missing targets get predictions), so the
+    last finite step of one draw ends each sequence; a file with neither cannot tell missing
+    targets from padding.
+    """
+    if "lengths" in idata.constant_data:
+        return np.asarray(idata.constant_data["lengths"].values, dtype=int)
+    if "posterior_predictive" in idata.groups() and "emissions" in idata.posterior_predictive:
+        draw = np.asarray(idata.posterior_predictive["emissions"].isel(chain=0, draw=0).values)
+        if draw.shape == (num_sequences, padded_length):
+            finite = np.isfinite(draw)
+            return np.where(finite.any(axis=1), padded_length - np.argmax(finite[:, ::-1], axis=1), 0)
+    return None
+
+
+def _data_size(idata) -> _DataSize | None:
+    """The size of the fitted data (from ``constant_data``), or None if the file holds no inputs."""
+    if "constant_data" not in idata.groups() or "inputs" not in idata.constant_data:
+        return None
+    num_sequences, padded_length, input_dim = idata.constant_data["inputs"].shape
+    lengths = _sequence_lengths(idata, num_sequences, padded_length)
+    if "mask" in idata.constant_data:
+        unobserved = np.asarray(idata.constant_data["mask"].values) == 0
+    elif "observed_data" in idata.groups() and "emissions" in idata.observed_data:
+        unobserved = ~np.isfinite(np.asarray(idata.observed_data["emissions"].values, dtype=float))
+    else:
+        unobserved = np.zeros((num_sequences, padded_length), dtype=bool)
+    if lengths is not None:
+        unobserved = unobserved & (np.arange(padded_length)[None, :] < lengths[:, None])
+    return _DataSize(num_sequences, padded_length, input_dim, lengths, int(unobserved.sum()))
+
+
+def _data_rows(idata) -> list[list]:
+    """Overview rows of the data: rows, sequences and their lengths, missing targets and padding, apart."""
+    size = _data_size(idata)
+    if size is None:
+        return []
+    inputs = f"{size.input_dim} input{'s' if size.input_dim != 1 else ''}"
+    sequences = f"{size.num_sequences} sequence{'s' if size.num_sequences != 1 else ''}"
+    if size.lengths is None:
+        # Old files: only the padded shape is known, and padding cannot be told from missing targets.
+        return [
+            ["data", f"{sequences} of at most {size.padded_length} steps, {inputs} (lengths not recorded)"],
+            ["missing targets or padding", size.num_missing],
+        ]
+    num_rows = int(size.lengths.sum())
+    low, middle, high = int(size.lengths.min()), float(np.median(size.lengths)), int(size.lengths.max())
+    spread = f"all {high} steps" if low == high else f"min {low}, median {middle:g}, max {high} steps"
+    rows = [
+        ["data", f"{num_rows} rows (time steps) in {sequences}, {inputs}"],
+        ["sequence lengths", spread],
+        ["missing targets", f"{size.num_missing} of {num_rows} rows (no likelihood term; states still inferred)"],
+    ]
+    padding = size.num_sequences * size.padded_length - num_rows
+    if padding:
+        rows.append(
+            ["padding", f"{padding} steps after the ends of the shorter sequences (not data; left out of every result)"]
+        )
+    return rows
+
+
 def _overview_table(idata, source: str) -> _Table:
     attrs = idata.posterior.attrs
     settings = _json_attr(attrs, "settings", {})
@@ -705,12 +832,7 @@ def _overview_table(idata, source: str) -> _Table:
     input_names = _input_names(idata)
     if input_names is not None:
         rows.append(["inputs", ", ".join(input_names)])
-    if "constant_data" in idata.groups() and "inputs" in idata.constant_data:
-        num_sequences, num_timesteps, input_dim = idata.constant_data["inputs"].shape
-        rows.append(["data", f"{num_sequences} sequences x {num_timesteps} steps, {input_dim} input(s)"])
-        if "mask" in idata.constant_data:
-            missing = int(np.sum(idata.constant_data["mask"].values == 0))
-            rows.append(["missing or padded emissions", missing])
+    rows += _data_rows(idata)
     for key, label in (
         ("init", "initialization"),
         ("seed", "seed"),

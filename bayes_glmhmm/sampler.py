@@ -34,6 +34,8 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 from tqdm.auto import tqdm
 
+from bayes_glmhmm._compile import jit_one_off
+
 __all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "run_nuts", "sequence_mesh"]
 
 CHAIN_AXIS = "chains"
@@ -250,7 +252,9 @@ def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices:
         one = functools.partial(constrain_fn, constrain_model, (), model_kwargs, return_deterministic=True)
         return jax.vmap(jax.vmap(one))(z)
 
-    functions = (jax.jit(init), jax.jit(advance), jax.jit(constrain))
+    # The transitions run thousands of times and keep XLA's default optimization; the
+    # initialization and the constraining run once.
+    functions = (jit_one_off(init), jax.jit(advance), jit_one_off(constrain))
     _JITTED.extend(functions)
     return (mesh, *functions)
 
@@ -348,7 +352,11 @@ def run_nuts(
     sharded_kwargs = _pad_sequences(model_kwargs, sequence_devices)
     for name in split:
         sharded_kwargs[name] = jax.device_put(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
-    chain_keys = jax.random.split(key, num_chains)
+    # Placed on the chain devices from the host, so that no resharding program is compiled.
+    chain_sharding = NamedSharding(mesh, P(CHAIN_AXIS))
+    chain_keys, init_z = jax.tree.map(
+        lambda value: jax.device_put(np.asarray(value), chain_sharding), (jax.random.split(key, num_chains), init_z)
+    )
     states = init(chain_keys, init_z, sharded_kwargs)
     zs, potentials, stats = [], [], []
     warmup_num_steps = np.zeros(num_chains, dtype=np.int64)
@@ -356,18 +364,18 @@ def run_nuts(
     with tqdm(total=total, disable=not progress_bar, desc="NUTS") as bar:
         while done < total:
             num_valid = min(settings.chunk_length, total - done)
-            states, (z, potential, stat) = advance(states, jnp.int32(num_valid), sharded_kwargs)
+            states, outputs = advance(states, jnp.int32(num_valid), sharded_kwargs)
+            # On the host, so that slicing and joining compile no programs of their own.
+            z, potential, stat = jax.tree.map(np.asarray, outputs)
             keep = slice(max(0, num_warmup - done), num_valid)  # drop warmup and the chunk's idle tail
-            warmup_num_steps += np.asarray(stat[2][:, : keep.start]).sum(axis=1)
+            warmup_num_steps += stat[2][:, : keep.start].sum(axis=1)
             zs.append(jax.tree.map(lambda value, keep=keep: value[:, keep], z))
             potentials.append(potential[:, keep])
             stats.append(jax.tree.map(lambda value, keep=keep: value[:, keep], stat))
             done += num_valid
             bar.update(num_valid)
-    z = jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1), *zs)
-    diverging, energy, num_steps, step_size = (
-        np.concatenate([np.asarray(part[i]) for part in stats], axis=1) for i in range(4)
-    )
+    z = jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *zs)
+    diverging, energy, num_steps, step_size = (np.concatenate([part[i] for part in stats], axis=1) for i in range(4))
     samples = constrain(z, model_kwargs)
     return NutsDraws(
         samples={name: np.asarray(value) for name, value in samples.items()},
@@ -375,7 +383,7 @@ def run_nuts(
         energy=energy,
         num_steps=num_steps,
         step_size=step_size,
-        potential_energy=np.concatenate([np.asarray(part) for part in potentials], axis=1),
+        potential_energy=np.concatenate(potentials, axis=1),
         warmup_num_steps=warmup_num_steps,
         num_devices={CHAIN_AXIS: num_chain_devices, SEQUENCE_AXIS: sequence_devices},
     )

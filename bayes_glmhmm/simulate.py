@@ -1,5 +1,6 @@
 """Sampling from a GLM-HMM, and the generator of the seed article ("the conveyor belt factory")."""
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -8,6 +9,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, Int
 
+from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.emissions import family_of
 from bayes_glmhmm.params import GLMHMMParams
 from bayes_glmhmm.transitions import log_transition_matrices, validate_transition_inputs
@@ -162,18 +164,16 @@ def article_data(key: Array, variant: str = "text", num_sequences: int = 10, num
         An :class:`ArticleData`, as NumPy arrays.
     """
     params = article_params(variant)
-    low = 1.0 if variant == "text" else 0.0
+    arrays = _article_arrays(key, params, 1.0 if variant == "text" else 0.0, num_sequences, num_timesteps)
+    return ArticleData(params, *(np.asarray(array) for array in arrays))
+
+
+@functools.partial(jit_one_off, static_argnames=("num_sequences", "num_timesteps"))
+def _article_arrays(key, params, low, num_sequences: int, num_timesteps: int) -> tuple:
+    """The arrays of :func:`article_data` after its params, in one compiled program."""
     key_inputs, key_batch, key_sine = jax.random.split(key, 3)
     inputs = jax.random.uniform(key_inputs, (num_sequences, num_timesteps, 1), minval=low, maxval=10.0)
     states, emissions = simulate(key_batch, params, inputs)
     sine_inputs = (jnp.sin(2 * jnp.pi * jnp.arange(num_timesteps) / 50) * 4 + 5).reshape(-1, 1)
     sine_states, sine_emissions = simulate(key_sine, params, sine_inputs)
-    return ArticleData(
-        params=params,
-        inputs=np.asarray(inputs),
-        states=np.asarray(states),
-        emissions=np.asarray(emissions),
-        sine_inputs=np.asarray(sine_inputs),
-        sine_states=np.asarray(sine_states),
-        sine_emissions=np.asarray(sine_emissions),
-    )
+    return inputs, states, emissions, sine_inputs, sine_states, sine_emissions

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TabularData", "read_long_csv", "tabulate", "class_label_order"]
+__all__ = ["TabularData", "check_supported_states", "class_label_order", "read_long_csv", "tabulate"]
 
 _MISSING = ("", "nan", "na", "null")
 _BOOLEANS = ("false", "true")  # codes 0 and 1
@@ -274,18 +274,32 @@ def read_long_csv(
         A :class:`TabularData`; "data row" numbers in errors count from 1 after the header.
 
     Raises:
-        ValueError: naming ``DATA`` for a missing or empty file, else as :func:`tabulate`.
+        ValueError: naming ``DATA`` for a missing, empty or unreadable file (not UTF-8 text, not
+            CSV) or a header that names a column asked for twice, else as :func:`tabulate`.
     """
+    name = os.fspath(path)
     if not os.path.exists(path):
-        raise ValueError(f"DATA: no such file {os.fspath(path)!r}")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        rows = list(reader)
-    if not columns:
-        raise ValueError(f"DATA: the file {os.fspath(path)!r} is empty (expected a header row and data rows)")
+        raise ValueError(f"DATA: no such file {name!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"DATA: {name!r} is not a file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"DATA: the file {name!r} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise ValueError(f"DATA: the file {name!r} is not a readable CSV ({error})") from None
+    if not any(column.strip() for column in columns):
+        raise ValueError(f"DATA: the file {name!r} is empty (expected a header row and data rows)")
     if not rows:
-        raise ValueError(f"DATA: the file {os.fspath(path)!r} has a header but no data rows")
+        raise ValueError(f"DATA: the file {name!r} has a header but no data rows")
+    # csv.DictReader keeps the last of two equal names: a column asked for must be unambiguous.
+    asked = {target, *inputs, sequence, *(transition_inputs or ())}
+    repeated = sorted({column for column in columns if column in asked and columns.count(column) > 1})
+    if repeated:
+        raise ValueError(f"DATA: the header of {name!r} names the columns {repeated} more than once")
     for number, row in enumerate(rows, start=1):
         if None in row or any(value is None for value in row.values()):
             raise ValueError(f"data row {number} has a different number of fields than the header")
@@ -299,3 +313,15 @@ def read_long_csv(
         num_classes=num_classes,
         transition_inputs=transition_inputs,
     )
+
+
+def check_supported_states(table: TabularData, num_states: int) -> None:
+    """Raise ValueError (naming ``--states``) if K exceeds the steps of the longest sequence.
+
+    Args:
+        table: the data.
+        num_states: K.
+    """
+    longest = int(table.lengths.max())
+    if num_states > longest:
+        raise ValueError(f"--states {num_states} is larger than the longest sequence ({longest} steps) can support")

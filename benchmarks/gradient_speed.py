@@ -2,7 +2,11 @@
 
 Both compute d/dtheta sum_n log p(y_n | x_n, theta) for the GLM-HMM, vmapped over sequences,
 on the same data; compile time is excluded (one warm-up call), each figure is the median of
-repeated calls. Writes results/benchmarks/gradient_speed.csv.
+repeated calls. Beside the two kernels: the public ``log_likelihood`` as a user differentiates
+it (``public_default``: its default, the adjoint; ``public_autodiff``: ``adjoint=False``) and the
+naive log-space ``lax.scan`` forward algorithm a user would write (``naive_scan``, of
+``benchmarks/_alternatives_models.py``); ``public_vs_naive`` is the public default's time over
+the naive scan's. Writes results/benchmarks/gradient_speed.csv.
 
     python benchmarks/gradient_speed.py [--quick]
 """
@@ -15,8 +19,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _alternatives_models import _forward_log_marginal
 
-from bayes_glmhmm import GLMHMMParams, simulate
+from bayes_glmhmm import GLMHMMParams, log_likelihood, simulate
 from bayes_glmhmm.emissions import gaussian_glm_log_likelihoods
 from bayes_glmhmm.inference import hmm_filter, hmm_marginal_loglik
 
@@ -43,9 +48,24 @@ def _objective(kernel):
     return jax.jit(jax.value_and_grad(total))
 
 
+def _public(adjoint: bool):
+    def total(params, inputs, emissions, mask):
+        return jnp.sum(log_likelihood(params, inputs, emissions, mask, adjoint=adjoint))
+
+    return jax.jit(jax.value_and_grad(total))
+
+
+def _naive_scan(initial_probs, transition_matrix, log_likelihoods, mask):
+    del mask  # every emission is observed here
+    return _forward_log_marginal(jnp.log(initial_probs), jnp.log(transition_matrix), log_likelihoods)
+
+
 KERNELS = {
     "autodiff_scan": _objective(lambda p, a, ll, m: hmm_filter(p, a, ll, m).marginal_loglik),
     "analytic_adjoint": _objective(hmm_marginal_loglik),
+    "public_default": _public(True),
+    "public_autodiff": _public(False),
+    "naive_scan": _objective(_naive_scan),
 }
 
 
@@ -82,6 +102,7 @@ def main():
             row[f"{name}_us"] = round(seconds * 1e6, 1)
             values[name] = function(params, inputs, emissions, mask)
         row["speedup"] = round(row["autodiff_scan_us"] / row["analytic_adjoint_us"], 2)
+        row["public_vs_naive"] = round(row["public_default_us"] / row["naive_scan_us"], 2)
         gradient_gap = max(
             float(jnp.max(jnp.abs(a - b)))
             for a, b in zip(

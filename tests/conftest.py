@@ -1,6 +1,12 @@
 """Shared fixtures. JAX compile time dominates, so fitted objects are built once per session."""
 
+import os
+
 import numpyro
+
+# The suite never touches the user's compilation cache: the command line's cache is off, and the
+# tests of the cache turn it on in a temporary folder (set before anything imports the CLI).
+os.environ["BAYES_GLMHMM_COMPILE_CACHE"] = "off"
 
 # Two host devices so that two chains run in parallel on the 2-core CI machine. Must run before
 # JAX initializes its backend, which importing this conftest first guarantees.

@@ -1,8 +1,11 @@
+import argparse
 import contextlib
 import csv
 import io
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -256,9 +259,12 @@ def test_fit_command_end_to_end(tmp_path, capsys):
     "extra, message",
     [
         (["--target", "nope", "--inputs", "x"], "unknown column 'nope'"),
-        (["--target", "y", "--inputs", "x", "--noise-scale", "-1"], "noise_scale"),
-        (["--target", "y", "--inputs", "x", "--states", "0"], "num_states"),
+        (["--target", "y", "--inputs", "x", "--noise-scale", "-1"], "--noise-scale must be a positive finite number"),
+        (["--target", "y", "--inputs", "x", "--states", "0"], "--states must be >= 1, got 0"),
+        (["--target", "y", "--inputs", "x", "--states", "4"], "--states 4 is larger than the longest sequence"),
         (["--target", "y", "--inputs", "x", "--sequence-devices", "0"], "--sequence-devices must be >= 1"),
+        (["--target", "y", "--inputs", "x", "--warmup", "-1"], "--warmup must be >= 0, got -1"),
+        (["--target", "y", "--inputs", "x", "--samples", "0"], "--samples must be >= 1, got 0"),
     ],
 )
 def test_fit_command_errors(tmp_path, capsys, extra, message):
@@ -408,6 +414,7 @@ def test_fit_categorical_string_labels_end_to_end(categorical_fit):
         ("x,choice\n1,left\n2,right\n", ["--family", "gaussian"], "non-numeric value 'left' at data row 1"),
         ("x,choice\n1,0\n2,1\n", ["--num-classes", "3"], "--num-classes applies to --family categorical only"),
         ("", ["--family", "bernoulli"], "is empty"),
+        ("x,choice\n", ["--family", "bernoulli"], "has a header but no data rows"),
     ],
 )
 def test_fit_command_family_errors(tmp_path, capsys, text, extra, message):
@@ -425,7 +432,10 @@ def test_fit_command_family_errors(tmp_path, capsys, text, extra, message):
         (["--transition-inputs", "u"], "--transition-inputs: column 'u' is missing a value at data row 2"),
         (["--transition-inputs", " , "], "--transition-inputs: give at least one column name"),
         (["--transition-form", "destination"], "--transition-form applies only with --transition-inputs"),
-        (["--transition-inputs", "x", "--transition-weight-scale", "0"], "transition_weight_scale"),
+        (
+            ["--transition-inputs", "x", "--transition-weight-scale", "0"],
+            "--transition-weight-scale must be a positive",
+        ),
     ],
 )
 def test_fit_command_transition_errors(tmp_path, capsys, extra, message):
@@ -611,7 +621,7 @@ def test_parse_states_rejects_bad_values(text, message):
         (["--target", "nope"], "--target: unknown column 'nope'"),
         (["--transition-form", "destination"], "--transition-form applies only with --transition-inputs"),
         (["--num-classes", "3"], "--num-classes applies to --family categorical only"),
-        (["--weight-scale", "0"], "weight_scale"),
+        (["--weight-scale", "0"], "--weight-scale must be a positive finite number, got 0"),
     ],
 )
 def test_select_command_errors(tmp_path, capsys, extra, message):
@@ -622,3 +632,153 @@ def test_select_command_errors(tmp_path, capsys, extra, message):
     assert main(arguments + extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# --- first contact: checks before JAX, progress bars, help, the compilation cache ---------------------
+
+#: Runs ``main`` on the command line's arguments in a new process; prints the JAX modules loaded by then.
+_REPORT_MODULES = """
+import json, sys
+from bayes_glmhmm.cli import main
+code = main(sys.argv[1:])
+print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("jax", "jaxlib", "numpyro"))))
+sys.exit(code)
+"""
+
+
+def _run_cli(arguments: list[str], cwd, cache: str = "off", script: str = _REPORT_MODULES):
+    """A command-line call in a new process (stderr a pipe, not a terminal), with the cache as given.
+
+    Its output is decoded as it came, without universal newlines, which would turn a progress bar's
+    carriage returns into line feeds.
+    """
+    environment = dict(os.environ, BAYES_GLMHMM_COMPILE_CACHE=cache)
+    result = subprocess.run([sys.executable, "-c", script, *arguments], cwd=cwd, env=environment, capture_output=True)
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["fit", "data.csv", "--states", "2", "--target", "nope", "--inputs", "x"], "--target: unknown column 'nope'"),
+        (["fit", "empty.csv", "--states", "2", "--target", "y", "--inputs", "x"], "the file 'empty.csv' is empty"),
+        (["fit", "missing.csv", "--states", "2", "--target", "y", "--inputs", "x"], "DATA: no such file"),
+        (["fit", "data.csv", "--states", "0", "--target", "y", "--inputs", "x"], "--states must be >= 1, got 0"),
+        (["fit", "data.csv", "--states", "5", "--target", "y", "--inputs", "x"], "--states 5 is larger"),
+        (
+            ["fit", "text.csv", "--states", "2", "--target", "y", "--inputs", "x"],
+            "non-numeric value 'up' at data row 2",
+        ),
+        (["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--bias-scale", "nan"], "--bias-scale"),
+        (["select", "data.csv", "--states", "1-2", "--target", "y", "--inputs", "w"], "--inputs: unknown column 'w'"),
+        (["select", "data.csv", "--states", "1-4", "--target", "y", "--inputs", "x"], "--states 4 is larger"),
+        (["demo", "--chains", "0"], "--chains must be >= 1, got 0"),
+    ],
+)
+def test_bad_calls_fail_before_jax_is_imported(tmp_path, arguments, message):
+    """Options, file and columns are checked with NumPy and the csv module alone: a bad call exits with
+    status 2 and a message naming the flag or file, and JAX and NumPyro were never imported."""
+    (tmp_path / "data.csv").write_text("x,y\n1,2\n2,3\n3,4\n")
+    (tmp_path / "text.csv").write_text("x,y\n1,2\n2,up\n3,4\n")
+    (tmp_path / "empty.csv").write_text("")
+    result = _run_cli(arguments, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("bayes-glmhmm: error: ") and message in result.stderr
+    assert json.loads(result.stdout) == []
+    assert not (tmp_path / "fit_results").exists() and not (tmp_path / "selection_results").exists()
+
+
+class _Stream(io.StringIO):
+    """A text stream that says whether it is a terminal."""
+
+    def __init__(self, terminal: bool):
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    from bayes_glmhmm.cli import _show_progress
+
+    monkeypatch.setattr(sys, "stderr", _Stream(terminal=True))
+    assert _show_progress(argparse.Namespace(no_progress=False))
+    assert not _show_progress(argparse.Namespace(no_progress=True))
+    monkeypatch.setattr(sys, "stderr", _Stream(terminal=False))
+    assert not _show_progress(argparse.Namespace(no_progress=False))
+
+
+def test_sampler_options_have_help_with_defaults():
+    """--chains, --warmup, --samples, --seed and --no-compile-cache: help text with the default, in every
+    command that samples."""
+    from bayes_glmhmm.cli import _build_parser
+
+    parser = _build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for command in ("demo", "fit", "select"):
+        options = {flag: action for action in commands.choices[command]._actions for flag in action.option_strings}
+        for flag in ("--chains", "--warmup", "--samples", "--seed", "--no-compile-cache"):
+            assert "(default: " in options[flag].help, (command, flag)
+
+
+def test_compile_cache_dir_follows_the_flag_and_the_environment(monkeypatch, tmp_path):
+    from bayes_glmhmm.cli import COMPILE_CACHE_VARIABLE, compile_cache_dir
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv(COMPILE_CACHE_VARIABLE)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache_dir() == str(tmp_path / "xdg" / "bayes_glmhmm" / "jax")
+    assert compile_cache_dir(enabled=False) is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # ignored, as the XDG specification says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert compile_cache_dir() == str(tmp_path / "home" / ".cache" / "bayes_glmhmm" / "jax")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert compile_cache_dir() == str(tmp_path / "home" / "Library" / "Caches" / "bayes_glmhmm" / "jax")
+    for off in ("0", "off", "False", " NO "):
+        monkeypatch.setenv(COMPILE_CACHE_VARIABLE, off)
+        assert compile_cache_dir() is None, off
+    monkeypatch.setenv(COMPILE_CACHE_VARIABLE, str(tmp_path / "moved"))
+    assert compile_cache_dir() == str(tmp_path / "moved")
+    assert compile_cache_dir(enabled=False) is None
+
+
+@pytest.fixture(scope="module")
+def cached_fits(tmp_path_factory):
+    """A tiny fit run twice in new processes with the compilation cache in a temporary folder: the
+    cache's files after each run, and each run's process result."""
+    folder = tmp_path_factory.mktemp("cache")
+    rng = np.random.default_rng(0)
+    with open(folder / "data.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "x", "y"])
+        for n in range(2):
+            for t in range(30):
+                x = rng.normal()
+                writer.writerow([n, f"{x:.4f}", f"{(2.0 if (t // 10) % 2 else -2.0) * x + rng.normal():.4f}"])
+    cache = folder / "cache"
+    arguments = ["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--sequence", "id"]
+    arguments += ["--chains", "1", "--warmup", "20", "--samples", "20"]
+    runs = []
+    for out in ("first", "second"):
+        result = _run_cli([*arguments, "--out", out], folder, cache=str(cache))
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append((sorted(os.listdir(cache)), result))
+    return folder, runs
+
+
+def test_compile_cache_is_written_then_read(cached_fits):
+    """The first run fills the cache; the second finds every program there (it adds none) and gives the
+    same parameters."""
+    folder, ((after_first, _), (after_second, _)) = cached_fits
+    assert any(name.endswith("-cache") for name in after_first)
+    assert after_second == after_first
+    first, second = ((folder / out / "parameters.csv").read_bytes() for out in ("first", "second"))
+    assert first == second
+
+
+def test_no_progress_bar_in_a_redirected_log(cached_fits):
+    """stderr was a pipe: no progress bar, so no carriage return or escape code in the log."""
+    _, runs = cached_fits
+    for _, result in runs:
+        assert "\r" not in result.stderr and "\x1b" not in result.stderr

@@ -1,12 +1,13 @@
 import csv
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from bayes_glmhmm import article_data
-from bayes_glmhmm.csv_fit import conditional_predictive_mean, parameter_rows, read_fit_data, run_fit
+from bayes_glmhmm.csv_fit import _fit_figures, conditional_predictive_mean, parameter_rows, read_fit_data, run_fit
 from bayes_glmhmm.emissions import get_family
 
 Y_SCALE, Y_SHIFT, X_SCALE = 100.0, 2000.0, 1000.0
@@ -75,6 +76,71 @@ def test_summary_carries_the_verdict_of_the_written_posterior(fitted):
     assert nuts["settings"]["convergence_thresholds"] == ConvergenceThresholds().as_dict()
     assert nuts["converged"] is False
     assert any(problem.startswith(("min bulk ESS", "min tail ESS")) for problem in nuts["problems"])
+
+
+@pytest.fixture(scope="module")
+def fit_figures(fitted, sessions_csv):
+    """The figures of the fit, ``{file name: Figure}``, rebuilt from its posterior.nc and its CSV."""
+    import arviz as az
+
+    from bayes_glmhmm.convert import posterior_from_inference_data
+
+    out, _ = fitted
+    path, _, _ = sessions_csv
+    idata = az.from_netcdf(out / "posterior.nc")
+    data = read_fit_data(path, "colour", ["weight_g"], "session")
+    return _fit_figures(posterior_from_inference_data(idata), idata, data)
+
+
+def test_fit_summary_states_the_sequence_lengths(fitted):
+    _, summary = fitted
+    assert summary["data"]["num_sequences"] == 3
+    assert summary["data"]["sequence_lengths"] == {"min": 40, "median": 50.0, "max": 60}
+    assert "states.png" in summary["files"] and "states_sequence0.png" not in summary["files"]
+
+
+def test_fit_state_figure_shows_every_sequence_without_padding_or_truth(fit_figures):
+    """states.png: the three sequences (lengths 60, 40, 50), each on an axis spanning its own steps,
+    named by its id with its missing targets counted; no truth is claimed."""
+    figure = fit_figures["states.png"]
+    assert figure.get_suptitle().startswith("Inferred states") and "True" not in figure.get_suptitle()
+    assert len(figure.axes) == 6
+    emission_axes, probability_axes = figure.axes[0::2], figure.axes[1::2]
+    assert [ax.get_title(loc="left") for ax in emission_axes] == [
+        "sequence s0: 60 steps, 4 missing",
+        "sequence s1: 40 steps, 3 missing",
+        "sequence s2: 50 steps, 3 missing",
+    ]
+    assert [ax.get_xlim() for ax in probability_axes] == [(-0.5, 59.5), (-0.5, 39.5), (-0.5, 49.5)]
+    assert all(ax.get_ylabel() == "colour" for ax in emission_axes)
+
+
+def test_fit_figures_label_the_weights_by_column_on_their_own_scale(fit_figures, fitted):
+    """The weights (about 0.1 colour units per gram) are titled by their column and drawn on an axis of
+    their own, not squashed beside the biases (about 2000 colour units)."""
+    axes = {ax.get_title(): ax for ax in fit_figures["parameters.png"].axes}
+    assert "weights $w_k$: weight_g" in axes
+    low, high = axes["weights $w_k$: weight_g"].get_ylim()
+    assert high - low < 1.0
+    assert axes["biases $c_k$"].get_ylim()[1] > 1000.0
+    trace_labels = [ax.get_ylabel() for ax in fit_figures["trace.png"].axes]
+    assert "weights[state 0, weight_g]" in trace_labels
+    assert not any("input 0" in label for label in trace_labels)
+
+
+def test_report_of_a_fit_states_rows_lengths_missing_targets_and_padding(fitted, tmp_path):
+    """150 rows in 3 sequences of 60, 40 and 50 steps, 10 targets missing: padding (30 steps to the
+    padded 3 x 60) is reported apart, and the padded shape is not given as the data's size."""
+    from bayes_glmhmm.report import write_report
+
+    out, _ = fitted
+    markdown = Path(write_report(out / "posterior.nc", tmp_path)["markdown"]).read_text(encoding="utf-8")
+    assert "| data | 150 rows (time steps) in 3 sequences, 1 input |" in markdown
+    assert "| sequence lengths | min 40, median 50, max 60 steps |" in markdown
+    assert "| missing targets | 10 of 150 rows" in markdown
+    assert "| padding | 30 steps after the ends of the shorter sequences" in markdown
+    assert "| inputs | weight_g |" in markdown
+    assert "3 sequences x 60" not in markdown and "missing or padded" not in markdown
 
 
 def test_state_probabilities_per_row_without_padding(fitted):

@@ -131,6 +131,89 @@ def test_plot_states_rejects_wrong_probability_shape(rng):
         plots.plot_states(np.zeros(10), None, np.full((9, 2), 0.5))
 
 
+def test_plot_states_is_titled_for_what_it_shows(rng):
+    """Without the truth the figure shows inferred states only, and its title must not promise a truth."""
+    probabilities = rng.dirichlet(np.ones(NUM_STATES), size=20)
+    emissions = rng.standard_normal(20)
+    without = plots.plot_states(emissions, None, probabilities, sequence_label="sequence s1")
+    assert without.get_suptitle() == "Inferred states: sequence s1"
+    with_truth = plots.plot_states(emissions, rng.integers(0, NUM_STATES, 20), probabilities)
+    assert with_truth.get_suptitle() == "True and inferred states"
+    plt.close(without)
+    plt.close(with_truth)
+
+
+def _padded_sequences(rng, lengths, num_states=NUM_STATES):
+    """(N, T) emissions and (N, T, K) probabilities, NaN past each length (padding) and at step 3 of sequence 0."""
+    lengths = np.asarray(lengths)
+    num_timesteps = int(lengths.max())
+    emissions = rng.standard_normal((len(lengths), num_timesteps))
+    probabilities = rng.dirichlet(np.ones(num_states), size=(len(lengths), num_timesteps))
+    padding = np.arange(num_timesteps)[None, :] >= lengths[:, None]
+    emissions[padding] = np.nan
+    probabilities[padding] = np.nan
+    emissions[0, 3] = np.nan  # a missing target, not padding
+    return emissions, probabilities
+
+
+def test_plot_state_sequences_draws_several_sequences_each_on_its_own_time_axis(rng, tmp_path):
+    """The first six of eight sequences of very different lengths: two axes each, each spanning its own
+    sequence's steps only (padding never drawn), titled by the sequence's name, its length and missing count."""
+    lengths = [30, 2000, 12, 400, 25, 60, 70, 80]
+    emissions, probabilities = _padded_sequences(rng, lengths)
+    labels = [f"session s{n}" for n in range(len(lengths))]
+    fig = plots.plot_state_sequences(
+        emissions, probabilities, lengths=lengths, sequence_labels=labels, emission_label="colour"
+    )
+    assert fig.get_suptitle().startswith("Inferred states")
+    assert "first 6 of 8 sequences" in fig.get_suptitle()
+    emission_axes, probability_axes = fig.axes[0::2], fig.axes[1::2]
+    assert [ax.get_title(loc="left") for ax in emission_axes] == [
+        "session s0: 30 steps, 1 missing",
+        "session s1: 2000 steps",
+        "session s2: 12 steps",
+        "session s3: 400 steps",
+        "session s4: 25 steps",
+        "session s5: 60 steps",
+    ]
+    for ax, probability_ax, length in zip(emission_axes, probability_axes, lengths, strict=False):
+        assert ax.get_ylabel() == "colour"
+        assert probability_ax.get_xlim() == (-0.5, length - 0.5)
+        assert max(np.max(line.get_xdata()) for line in ax.get_lines()) == length - 1
+    _check(fig, tmp_path, 12, x_labelled=fig.axes[-1:])
+
+
+def test_plot_state_sequences_all_sequences_with_the_truth(rng, tmp_path):
+    """Fewer sequences than the cap: all drawn, no note; the true states add a band per sequence."""
+    lengths = [15, 40]
+    emissions, probabilities = _padded_sequences(rng, lengths)
+    fig = plots.plot_state_sequences(
+        emissions, probabilities, lengths=lengths, true_states=rng.integers(0, NUM_STATES, emissions.shape)
+    )
+    assert fig.get_suptitle().startswith("True and inferred states")
+    assert "first" not in fig.get_suptitle()
+    assert [ax.get_ylabel() for ax in fig.axes[1::3]] == ["true", "true"]
+    _check(fig, tmp_path, 6, x_labelled=fig.axes[-1:])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lengths": [10, 0]}, "lengths must lie in 1..10"),
+        ({"lengths": [10, 11]}, "lengths must lie in 1..10"),
+        ({"lengths": [10]}, "lengths must be"),
+        ({"sequence_labels": ["a"]}, "sequence_labels has 1 names"),
+        ({"max_sequences": 0}, "max_sequences"),
+        ({"state_probabilities": np.full((2, 9, 3), 1 / 3)}, "state_probabilities"),
+        ({"true_states": np.zeros((2, 9), int)}, "true_states"),
+    ],
+)
+def test_plot_state_sequences_rejects_bad_arguments(kwargs, message):
+    arguments = {"emissions": np.zeros((2, 10)), "state_probabilities": np.full((2, 10, 3), 1 / 3), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        plots.plot_state_sequences(**arguments)
+
+
 @pytest.mark.parametrize("with_references", [True, False])
 def test_plot_parameter_posteriors(rng, tmp_path, with_references):
     samples = _samples(rng)

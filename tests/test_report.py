@@ -16,7 +16,16 @@ from _family_posteriors import short_fit
 from bayes_glmhmm.cli import main
 from bayes_glmhmm.convert import write_netcdf_atomic
 from bayes_glmhmm.relabel import invert_permutation, relabel_draws, relabel_samples
-from bayes_glmhmm.report import _relabeling, _state_probabilities, fit_verdict, report_checks, write_report
+from bayes_glmhmm.report import (
+    _data_rows,
+    _input_labelled,
+    _input_names,
+    _relabeling,
+    _state_probabilities,
+    fit_verdict,
+    report_checks,
+    write_report,
+)
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -390,3 +399,71 @@ def test_cli_report_with_a_selection_option(posterior_file, tmp_path, capsys):
     (tmp_path / "other.json").write_text('{"best": 2}')
     assert main(["report", str(posterior_file), "--out", str(out), "--selection", str(tmp_path / "other.json")]) == 2
     assert "is not a selection.json written by bayes_glmhmm" in capsys.readouterr().err
+
+
+# --- the data's size, and inputs named by their columns -------------------------------------------------
+
+
+def _padded_idata(rng, with_lengths=True, with_predictive=True):
+    """3 sequences of 6, 4 and 5 steps padded to 6, two inputs; targets missing at (0, 2) and (1, 1)."""
+    lengths = np.array([6, 4, 5])
+    valid = np.arange(6)[None, :] < lengths[:, None]
+    mask = valid.copy()
+    mask[0, 2] = mask[1, 1] = False
+    observed = np.where(mask, rng.normal(size=(3, 6)), np.nan)
+    predictive = np.where(valid, rng.normal(size=(2, 5, 3, 6)), np.nan)  # padding blanked, missing steps not
+    constant_data = {"inputs": rng.normal(size=(3, 6, 2)), "mask": mask.astype(np.int8)}
+    if with_lengths:
+        constant_data["lengths"] = lengths
+    return az.from_dict(
+        posterior={
+            "weights": rng.normal(size=(2, 5, 2, 2)) * np.array([1.0, 1000.0]),
+            "biases": rng.normal(size=(2, 5, 2)),
+        },
+        posterior_predictive={"emissions": predictive} if with_predictive else None,
+        observed_data={"emissions": observed},
+        constant_data=constant_data,
+        dims={"weights": ["state", "input"], "biases": ["state"], "inputs": ["sequence", "time", "input"]},
+    )
+
+
+@pytest.mark.parametrize("with_lengths", [True, False])
+def test_overview_states_rows_lengths_and_missing_targets_apart_from_padding(rng, with_lengths):
+    """15 rows in sequences of 6, 4 and 5 steps, 2 targets missing, 3 padding steps: from the stored
+    lengths, or (files written before them) from the predictive draws, which are NaN exactly at padding."""
+    rows = dict(_data_rows(_padded_idata(rng, with_lengths=with_lengths)))
+    assert rows["data"] == "15 rows (time steps) in 3 sequences, 2 inputs"
+    assert rows["sequence lengths"] == "min 4, median 5, max 6 steps"
+    assert rows["missing targets"].startswith("2 of 15 rows")
+    assert rows["padding"].startswith("3 steps after the ends")
+
+
+def test_overview_without_lengths_or_predictive_says_padding_is_unknown(rng):
+    rows = dict(_data_rows(_padded_idata(rng, with_lengths=False, with_predictive=False)))
+    assert rows["data"] == "3 sequences of at most 6 steps, 2 inputs (lengths not recorded)"
+    assert rows["missing targets or padding"] == 5
+    assert "padding" not in rows
+
+
+def test_input_names_from_a_json_list_or_comma_joined(rng):
+    idata = _padded_idata(rng)
+    assert _input_names(idata) is None
+    idata.posterior.attrs["input_names"] = json.dumps(["speed, km/h", "mass"])
+    assert _input_names(idata) == ["speed, km/h", "mass"]
+    idata.posterior.attrs["input_names"] = "speed,mass"  # as bayes-glmhmm fit wrote it before
+    assert _input_names(idata) == ["speed", "mass"]
+    idata.posterior.attrs["input_names"] = "3,mass"
+    assert _input_names(idata) == ["3", "mass"]
+
+
+def test_trace_draws_name_the_inputs_and_split_them_when_compact(rng):
+    """Compact traces draw a variable's elements on one axes: there the weights of each input become a
+    variable of their own (inputs have their own units); otherwise the input coordinate takes the names."""
+    idata = _padded_idata(rng)
+    labelled = _input_labelled(idata, ["weights", "biases"], ["speed", "mass"], split=False)
+    assert list(labelled.posterior["weights"].coords["input"].values) == ["speed", "mass"]
+    split = _input_labelled(idata, ["weights", "biases"], ["speed", "mass"], split=True)
+    assert list(split.posterior.data_vars) == ["weights: speed", "weights: mass", "biases"]
+    np.testing.assert_array_equal(split.posterior["weights: mass"].values, idata.posterior["weights"].values[..., 1])
+    unnamed = _input_labelled(idata, ["weights", "biases"], None, split=True)
+    assert list(unnamed.posterior.data_vars) == ["weights: 0", "weights: 1", "biases"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bayes_glmhmm import article_data, fit_nuts
-from bayes_glmhmm.tabular import read_long_csv
+from bayes_glmhmm.tabular import check_supported_states, read_long_csv
 
 
 def _write_csv(path, rows, header=("session", "x", "y", "extra")):
@@ -86,13 +86,54 @@ def test_missing_file(tmp_path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("", "is empty"), ("\n\n", "is empty"), ("x,y\n", "has a header but no data rows")],
+    [
+        ("", "is empty"),
+        ("\n\n", "is empty"),
+        ("  \n", "is empty"),
+        ("\ufeff", "is empty"),
+        ("x,y\n", "has a header but no data rows"),
+        ("x,y\n\n\n", "has a header but no data rows"),
+    ],
 )
 def test_empty_file_says_so(tmp_path, text, message):
     path = tmp_path / "empty.csv"
     path.write_text(text)
     with pytest.raises(ValueError, match=f"DATA: the file .* {message}"):
         read_long_csv(path, target="y", inputs=["x"])
+
+
+def test_unreadable_files_name_data(tmp_path):
+    """A folder, bytes that are not UTF-8 and a field the csv module refuses each say what is wrong with DATA."""
+    with pytest.raises(ValueError, match="^DATA: .* is not a file"):
+        read_long_csv(tmp_path, target="y", inputs=["x"])
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("x,y\n1,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="^DATA: the file .* is not UTF-8 text"):
+        read_long_csv(latin1, target="y", inputs=["x"])
+    huge = tmp_path / "huge.csv"
+    huge.write_text('x,y\n1,"' + "a" * 200_000 + '"\n2,3\n')  # an unclosed quote swallows the file alike
+    with pytest.raises(ValueError, match=r"^DATA: the file .* is not a readable CSV \(field larger"):
+        read_long_csv(huge, target="y", inputs=["x"])
+
+
+def test_a_column_named_twice_is_refused_only_when_asked_for(tmp_path):
+    """csv.DictReader keeps the last of two equal names; a fit must not silently read the wrong one."""
+    asked = tmp_path / "asked.csv"
+    asked.write_text("x,y,x\n1,2,3\n4,5,6\n")
+    with pytest.raises(ValueError, match=r"^DATA: the header of .* names the columns \['x'\] more than once"):
+        read_long_csv(asked, target="y", inputs=["x"])
+    unused = tmp_path / "unused.csv"
+    unused.write_text("x,y,z,z\n1,2,0,0\n4,5,0,0\n")
+    table = read_long_csv(unused, target="y", inputs=["x"])
+    np.testing.assert_array_equal(table.inputs[0, :, 0], [1, 4])
+
+
+def test_check_supported_states_against_the_longest_sequence(tmp_path):
+    path = _write_csv(tmp_path / "d.csv", [("a", 1.0, 2.0, 0), ("a", 2.0, 3.0, 0), ("b", 1.0, 1.0, 0)] * 2)
+    table = read_long_csv(path, target="y", inputs=["x"], sequence="session")  # a: 4 rows, b: 2
+    check_supported_states(table, 4)
+    with pytest.raises(ValueError, match=r"^--states 5 is larger than the longest sequence \(4 steps\)"):
+        check_supported_states(table, 5)
 
 
 def _labels_csv(tmp_path, labels):

@@ -11,6 +11,7 @@ import numpy as np
 from bayes_glmhmm.emissions import bernoulli, categorical, gaussian, poisson
 from bayes_glmhmm.emissions.base import EmissionFamily
 from bayes_glmhmm.emissions.gaussian import gaussian_glm_log_likelihoods, glm_means
+from bayes_glmhmm.family_names import FAMILY_NAMES
 from bayes_glmhmm.params import CategoricalGLMHMMParams
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
     "resolve_family",
 ]
 
-FAMILY_NAMES = ("gaussian", "bernoulli", "categorical", "poisson")
 _FIXED = {family.name: family for family in (gaussian.FAMILY, bernoulli.FAMILY, poisson.FAMILY)}
 _BY_PARAMS_TYPE = {family.params_type: family for family in _FIXED.values()}
 
