@@ -14,7 +14,8 @@
 # %% [markdown]
 # # The conveyor-belt factory, the Bayesian way
 #
-# The [seed article](../../shared/seed-article.md) ("Bayesian Modeling, Part 6") builds a factory
+# The seed article ("Bayesian Modeling - Part 6: GLM-HMMs and Advanced Sequential Modeling", 2025,
+# not shipped with this repository) builds a factory
 # with three conveyor belts. Each belt paints a ball with a colour `y` that depends linearly on
 # the ball's weight `x`, and the belt in use switches from ball to ball like a Markov chain. We see
 # weights and colours, never the belts. The article fits this GLM-HMM by EM and calls full Bayesian
