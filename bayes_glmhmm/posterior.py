@@ -238,13 +238,16 @@ class Posterior:
             em=em,
         )
 
+    def _param_chunks(self, chunk_size: int):
+        """The draws in chunks of one size (:func:`_equal_draw_chunks`): ``(start, stop, indices, params)``."""
+        params = jax.tree.map(np.asarray, self.flat_params())  # chunks cut on the host: no gather programs
+        for start, stop, indices in _equal_draw_chunks(self.num_chains * self.num_draws, chunk_size):
+            yield start, stop, indices, jax.tree.map(lambda p, indices=indices: p[indices], params)
+
     def _per_draw(self, function, *leading, chunk_size: int = 500):
         """Apply a jitted per-draw function over chunks of draws; returns (chain, draw, ...) NumPy."""
-        params = jax.tree.map(np.asarray, self.flat_params())  # chunks cut on the host: no gather programs
-        total = self.num_chains * self.num_draws
         outputs = []
-        for start, stop, indices in _equal_draw_chunks(total, chunk_size):
-            chunk = jax.tree.map(lambda p, indices=indices: p[indices], params)
+        for start, stop, indices, chunk in self._param_chunks(chunk_size):
             extra = [np.asarray(array)[indices] for array in leading]
             outputs.append(np.asarray(function(*extra, chunk))[: stop - start])
         stacked = np.concatenate(outputs, axis=0)
@@ -319,15 +322,12 @@ class Posterior:
             transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
         """
         inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
-        params = jax.tree.map(np.asarray, self.flat_params())
-        total = self.num_chains * self.num_draws
         accumulated = np.zeros(emissions.shape + (self.num_states,))
-        for start, stop, indices in _equal_draw_chunks(total, chunk_size):
-            chunk = jax.tree.map(lambda p, indices=indices: p[indices], params)
+        for start, stop, indices, chunk in self._param_chunks(chunk_size):
             weights = (np.arange(indices.size) < stop - start).astype(inputs.dtype)  # repeats count 0
             summed = _smoothed_sum(chunk, weights, inputs, emissions, mask, transition_inputs)
             accumulated += np.asarray(summed, dtype=float)
-        return accumulated / total
+        return accumulated / (self.num_chains * self.num_draws)
 
     def posterior_predictive(self, key) -> np.ndarray:
         """Replicated emissions y_rep ~ p(y_rep | x, theta_s): fresh states and emissions per draw.

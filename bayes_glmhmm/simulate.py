@@ -1,6 +1,5 @@
 """Sampling from a GLM-HMM, and the generator of the seed article ("the conveyor belt factory")."""
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -168,7 +167,7 @@ def article_data(key: Array, variant: str = "text", num_sequences: int = 10, num
     return ArticleData(params, *(np.asarray(array) for array in arrays))
 
 
-@functools.partial(jit_one_off, static_argnames=("num_sequences", "num_timesteps"))
+@jit_one_off(static_argnames=("num_sequences", "num_timesteps"))
 def _article_arrays(key, params, low, num_sequences: int, num_timesteps: int) -> tuple:
     """The arrays of :func:`article_data` after its params, in one compiled program."""
     key_inputs, key_batch, key_sine = jax.random.split(key, 3)

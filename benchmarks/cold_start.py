@@ -178,12 +178,11 @@ def _article_csv(path: str) -> None:
     """The article's data as a long-format CSV (sequence, x, y)."""
     import numpy as np
 
-    env = os.environ.copy()
     code = (
         "import jax, numpy as np, bayes_glmhmm as b; d = b.article_data(jax.random.PRNGKey(0)); "
         "print(np.asarray(d.inputs).tolist()); print(np.asarray(d.emissions).tolist())"
     )
-    _, output = _run_process([sys.executable, "-c", code], env=env)
+    _, output = _run_process([sys.executable, "-c", code])
     inputs_line, emissions_line = output.strip().splitlines()[-2:]
     inputs, emissions = np.asarray(json.loads(inputs_line)), np.asarray(json.loads(emissions_line))
     with open(path, "w", newline="") as handle:
