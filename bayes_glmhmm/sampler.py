@@ -41,8 +41,8 @@ __all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "r
 CHAIN_AXIS = "chains"
 SEQUENCE_AXIS = "sequences"
 NUM_CHUNKS = 20  # progress-bar resolution; every chunk reuses one compiled function
-# The model arguments split along "sequences" (transition inputs only when the model has them).
-SEQUENCE_FIELDS = ("inputs", "emissions", "mask", "transition_inputs", "transition_input_index")
+# The model arguments split along "sequences" (transition inputs and subjects only when the model has them).
+SEQUENCE_FIELDS = ("inputs", "emissions", "mask", "transition_inputs", "transition_input_index", "subject_index")
 
 
 class NutsDraws(NamedTuple):
