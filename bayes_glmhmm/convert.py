@@ -21,6 +21,11 @@ transition inputs' names, ``u0``, ``u1``, ... when none are known), and ``transi
 ``transitions`` (JSON ``{"model": ..., "form": ...}``) and ``transition_input_names`` (JSON list)
 record the transition model. A stationary posterior's groups are as before, with ``transitions``
 recording ``"stationary"``.
+
+A hierarchical posterior across subjects (:mod:`bayes_glmhmm.hierarchy`) adds ``weight_spread``,
+``bias_spread``, ``subject_weights`` and ``subject_biases`` to the posterior group (dim
+``subject``, whose coordinate holds the subject ids) and ``subject_index`` (dim ``sequence``,
+the subject of each sequence) to ``constant_data``.
 """
 
 import json
@@ -33,6 +38,7 @@ import numpy as np
 from bayes_glmhmm._io import atomic_path
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import get_family
+from bayes_glmhmm.hierarchy import SUBJECT_PARAM_NAMES, Subjects, subject_param_dims
 from bayes_glmhmm.params import Priors
 from bayes_glmhmm.posterior import Posterior
 from bayes_glmhmm.transitions import PARAM_DIMS as TRANSITION_PARAM_DIMS
@@ -124,6 +130,11 @@ def to_inference_data(
         constant_data["transition_inputs"] = transition_inputs
     if family.num_classes is not None:
         coords["class"] = np.arange(1, family.num_classes)  # the non-reference classes; class 0 is the reference
+    subjects = getattr(posterior, "subjects", None)
+    if subjects is not None:
+        coords["subject"] = np.array(subjects.names)
+        dims |= subject_param_dims(family.param_dims()) | {"subject_index": ["sequence"]}
+        constant_data["subject_index"] = np.asarray(subjects.index)
     observed = np.where(posterior.mask, posterior.emissions, np.nan)
     # Padding (steps past a sequence's length) is blanked everywhere; missing steps are not.
     padding = ~posterior.valid_steps()
@@ -217,9 +228,19 @@ def posterior_from_inference_data(idata: az.InferenceData):
     family = get_family(attrs.get("family", "gaussian"), None if num_classes < 0 else num_classes)
     transitions = _transition_model(attrs)
     names = family.param_names + transitions.param_names
+    hierarchical = "subject_index" in idata.constant_data
+    names += SUBJECT_PARAM_NAMES if hierarchical else ()
     missing = [name for name in names if name not in idata.posterior]
     if missing:
-        raise ValueError(f"idata's posterior group lacks {missing} of its {family.name} family and transition model")
+        raise ValueError(
+            f"idata's posterior group lacks {missing} of its {family.name} family, transition model and subjects"
+        )
+    subjects = None
+    if hierarchical:
+        subjects = Subjects(
+            idata.constant_data["subject_index"].values.astype(np.int32),
+            tuple(str(name) for name in idata.posterior["subject"].values),
+        )
     samples = {name: idata.posterior[name].values for name in names}
     transition_inputs = None
     if transitions.is_input_driven:
@@ -252,6 +273,7 @@ def posterior_from_inference_data(idata: az.InferenceData):
         family=family,
         transitions=transitions,
         transition_inputs=transition_inputs,
+        subjects=subjects,
     )
 
 

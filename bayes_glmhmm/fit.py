@@ -22,6 +22,7 @@ from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.convergence import ConvergenceThresholds, warn_if_not_converged
 from bayes_glmhmm.em import fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
+from bayes_glmhmm.hierarchy import PARAMETRIZATIONS, SUBJECT_PARAM_NAMES, Subjects, validate_subjects
 from bayes_glmhmm.model import centred_sites, free_transition_sites, glmhmm_model, unconstrain_sites
 from bayes_glmhmm.params import Priors, validate_data, validate_num_states
 from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
@@ -241,6 +242,38 @@ def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standar
     )
 
 
+def _subject_initial_values(
+    seed: int, initial: dict, input_mean, subjects: Subjects, parametrization: str, priors, jitter, uniform: bool
+) -> dict:
+    """Unconstrained starting values of the hierarchy's sites, per chain, beside the population's ``initial``.
+
+    From a start (EM or the user's): every subject at the population values (offsets 0, or the
+    subject weights and biases equal to the population's), spreads at half their prior scale, all
+    with Normal(0, ``jitter``) noise. With ``uniform`` (``init="prior"``), NumPyro's
+    Uniform(-2, 2) on every unconstrained coordinate instead.
+    """
+    generator = np.random.default_rng([seed, 13])  # on the host: no programs to compile
+    weights = np.asarray(initial["weights"])  # (chains, K, ..., D), real: unconstrained = constrained
+    biases = np.asarray(initial["centred_biases"]) - weights @ np.asarray(input_mean)
+    stacked = (weights.shape[0], subjects.num_subjects)
+    centres = {
+        "weight_spread": np.full(weights.shape, np.log(0.5 * priors.subject_spread_scale)),
+        "bias_spread": np.full(biases.shape, np.log(0.5 * priors.subject_spread_scale)),
+    }
+    if parametrization == "noncentred":
+        centres["subject_weight_offsets"] = np.zeros(stacked + weights.shape[1:])
+        centres["subject_bias_offsets"] = np.zeros(stacked + biases.shape[1:])
+    else:
+        centres["subject_weights"] = np.broadcast_to(weights[:, None], stacked + weights.shape[1:])
+        centres["subject_biases"] = np.broadcast_to(biases[:, None], stacked + biases.shape[1:])
+    dtype = weights.dtype
+    if uniform:
+        return {name: generator.uniform(-2.0, 2.0, value.shape).astype(dtype) for name, value in centres.items()}
+    return {
+        name: (value + jitter * generator.standard_normal(value.shape)).astype(dtype) for name, value in centres.items()
+    }
+
+
 def _starting_points(
     key, init, data: _Data, family, num_states, priors, num_chains, em_restarts, seed, jitter, transitions
 ):
@@ -278,6 +311,18 @@ def _starting_points(
     return initial, em_result
 
 
+def _prepared_subjects(subjects, data: _Data) -> Subjects:
+    """The subjects of the sequences, checked against the data (and against standardization)."""
+    groups = validate_subjects(subjects, data.emissions.shape[0])
+    if data.standardization is not None:
+        raise ValueError(
+            "subjects cannot be combined with standardization (the spreads across subjects would not map "
+            "back to the data's units): pass standardize=False, rescaling the inputs yourself if they are "
+            "far from unit scale"
+        )
+    return groups
+
+
 def _transition_model_kwargs(data: _Data) -> dict:
     """The model's transition-input arguments: the distinct-row table when the inputs take few values."""
     table = tabulate_transition_inputs(data.transition_inputs)
@@ -301,14 +346,22 @@ def _sample_stats(draws) -> dict:
     }
 
 
-def _relabeled(raw: dict, family: EmissionFamily, em_result, lp, transitions: TransitionModel = STATIONARY):
-    """Relabel every draw to the EM labeling (or, without EM, to the best chain's last draw)."""
-    samples = {name: raw[name] for name in family.param_names + transitions.param_names}
+def _relabeled(
+    raw: dict, family: EmissionFamily, em_result, lp, transitions: TransitionModel = STATIONARY, extra_names=()
+):
+    """Relabel every draw to the EM labeling (or, without EM, to the best chain's last draw).
+
+    The labels are matched on the family's (population) parameters; ``extra_names`` (the
+    subjects' parameters) are carried along with their states.
+    """
+    samples = {name: raw[name] for name in family.param_names + transitions.param_names + tuple(extra_names)}
     if em_result is not None:
         reference = family.relabel_features({k: np.asarray(v) for k, v in em_result.params._asdict().items()})
     else:
         best_chain = int(np.argmax(np.median(lp, axis=1)))
-        reference = family.relabel_features({k: v[best_chain, -1] for k, v in samples.items()})
+        reference = family.relabel_features(
+            {k: v[best_chain, -1] for k, v in samples.items() if k in family.param_names}
+        )
     return relabel_samples(samples, reference=reference, features=family.relabel_features)
 
 
@@ -366,6 +419,8 @@ def fit_nuts(
     transition_inputs=None,
     transitions=None,
     convergence: ConvergenceThresholds | dict | None = None,
+    subjects=None,
+    subject_parametrization: str = "noncentred",
 ) -> Posterior:
     """Sample the posterior of a K-state GLM-HMM with NUTS, states marginalized.
 
@@ -436,6 +491,17 @@ def fit_nuts(
             no divergent transition, no transition at the maximum tree depth. Recorded in
             ``posterior.settings["convergence_thresholds"]``, so that ``posterior.diagnostics()``
             reaches the same verdict later (also after a netCDF round trip).
+        subjects: (N,) one subject id per sequence (e.g. the animal of each session): a
+            hierarchical model across subjects (:mod:`bayes_glmhmm.hierarchy`). Each subject gets
+            its own GLM weights and biases, drawn around population values with a spread per
+            state and coefficient (``weight_spread``, ``bias_spread`` ~
+            HalfNormal(``priors.subject_spread_scale``)); the initial probabilities, the
+            transitions and the Gaussian's noise scales are shared. ``samples["weights"]`` and
+            ``["biases"]`` are then the population means; ``samples["subject_weights"]``
+            (chain, draw, S, K, ..., D) and ``["subject_biases"]`` each subject's. The EM start is
+            the pooled fit. Not combined with standardization (pass ``standardize=False``).
+        subject_parametrization: ``"noncentred"`` (default; suits subjects with little data
+            each) or ``"centred"`` (suits subjects with much data each); the same model.
 
     Returns:
         A :class:`~bayes_glmhmm.posterior.Posterior`.
@@ -461,10 +527,13 @@ def fit_nuts(
         },
         convergence,
     )
+    if subject_parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"subject_parametrization must be one of {PARAMETRIZATIONS}, got {subject_parametrization!r}")
     family = resolve_family(family, emissions, mask, num_classes)
     transitions = get_transitions(transitions, transition_inputs)
     method = _chain_method(chain_method, num_chains, sequence_devices)
     data = _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize, transition_inputs)
+    subject_groups = None if subjects is None else _prepared_subjects(subjects, data)
     key_jitter, key_nuts = jax.random.split(jax.random.PRNGKey(seed))
     init_z, em_result = _starting_points(
         key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter, transitions
@@ -472,8 +541,21 @@ def fit_nuts(
     model_kwargs = dict(
         inputs=data.inputs, emissions=data.emissions, mask=data.mask, priors=priors, input_mean=data.input_mean
     )
+    model_options = dict(
+        num_states=num_states,
+        family=family,
+        adjoint=True,
+        time_parallel=bool(time_parallel),
+        transitions=transitions,
+    )
     if transitions.is_input_driven:
         model_kwargs |= _transition_model_kwargs(data)
+    if subject_groups is not None:
+        init_z |= _subject_initial_values(
+            seed, init_z, data.input_mean, subject_groups, subject_parametrization, priors, init_jitter, init == "prior"
+        )
+        model_kwargs["subject_index"] = jnp.asarray(subject_groups.index)
+        model_options |= dict(num_subjects=subject_groups.num_subjects, subject_parametrization=subject_parametrization)
     wall = {} if em_result is None else {"em": em_result.wall_seconds}
 
     nuts_start = time.perf_counter()
@@ -482,13 +564,7 @@ def fit_nuts(
         init_z,
         glmhmm_model,
         model_kwargs,
-        dict(
-            num_states=num_states,
-            family=family,
-            adjoint=True,
-            time_parallel=bool(time_parallel),
-            transitions=transitions,
-        ),
+        model_options,
         num_warmup=num_warmup,
         num_samples=num_samples,
         target_accept_prob=target_accept_prob,
@@ -504,7 +580,8 @@ def fit_nuts(
     stuck, threshold = detect_stuck_chains(sample_stats["lp"]) if num_chains > 1 else ([], float("nan"))
 
     relabel_start = time.perf_counter()
-    relabeled = _relabeled(draws.samples, family, em_result, sample_stats["lp"], transitions)
+    subject_names = () if subject_groups is None else SUBJECT_PARAM_NAMES
+    relabeled = _relabeled(draws.samples, family, em_result, sample_stats["lp"], transitions, subject_names)
     wall["relabel"] = time.perf_counter() - relabel_start
     final_samples = relabeled.samples
     if data.standardization is not None:
@@ -529,6 +606,7 @@ def fit_nuts(
         family=family,
         transitions=transitions,
         transition_inputs=None if data.transition_inputs is None else np.asarray(data.transition_inputs),
+        subjects=subject_groups,
         settings=dict(
             family=family.name,
             transitions=transitions.describe(),
@@ -549,6 +627,7 @@ def fit_nuts(
             init_jitter=init_jitter,
             standardization=None if data.standardization is None else data.standardization.as_dict(),
             convergence_thresholds=thresholds.as_dict(),
+            subject_parametrization=None if subject_groups is None else subject_parametrization,
         ),
     )
     posterior = _handle_stuck(posterior, on_stuck)

@@ -19,6 +19,12 @@ from jax.scipy.special import gammaln, xlogy
 from jaxtyping import Array, Bool, Float, Int
 
 from bayes_glmhmm.emissions import EmissionFamily, family_of, get_family
+from bayes_glmhmm.hierarchy import (
+    sample_subject_sites,
+    sequence_log_likelihoods,
+    subject_prior_distributions,
+    with_subject_emissions,
+)
 from bayes_glmhmm.inference import (
     DrivenTransitions,
     hmm_filter,
@@ -72,9 +78,18 @@ def batched_log_likelihoods(
     params: GLMHMMParams,
     inputs: Float[Array, "num_sequences num_timesteps input_dim"],
     emissions: Float[Array, "num_sequences num_timesteps"],
+    subject_index: Int[Array, " num_sequences"] | None = None,
 ) -> Float[Array, "num_sequences num_timesteps num_states"]:
-    """Log p(y[n, t] | x[n, t], z[n, t] = k, theta) for every sequence, step and state."""
-    return family_of(params).log_likelihoods(params, inputs, emissions)
+    """Log p(y[n, t] | x[n, t], z[n, t] = k, theta) for every sequence, step and state.
+
+    With ``subject_index`` (a hierarchical model, :mod:`bayes_glmhmm.hierarchy`) the params'
+    ``weights`` and ``biases`` have a leading subject axis, and sequence n uses those of subject
+    ``subject_index[n]``.
+    """
+    family = family_of(params)
+    if subject_index is None:
+        return family.log_likelihoods(params, inputs, emissions)
+    return sequence_log_likelihoods(family.log_likelihoods, params, inputs, emissions, subject_index)
 
 
 def batched_marginal_loglik(
@@ -85,6 +100,7 @@ def batched_marginal_loglik(
     adjoint: bool = False,
     time_parallel: bool = False,
     transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
+    subject_index: Int[Array, " num_sequences"] | None = None,
 ) -> Float[Array, " num_sequences"]:
     """The marginal log-likelihood log p(y[n] | x[n], u[n], theta) of every sequence; no validation.
 
@@ -101,8 +117,10 @@ def batched_marginal_loglik(
         time_parallel: use :func:`~bayes_glmhmm.inference.hmm_marginal_loglik_parallel`, O(log T)
             sequential depth (autodiff gradient); for accelerators with few long sequences, slower
             on CPUs. Takes precedence over ``adjoint``.
+        subject_index: (N,) the subject of each sequence, for params with subject-level weights
+            and biases (see :func:`batched_log_likelihoods`); None otherwise.
     """
-    log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    log_likelihoods = batched_log_likelihoods(params, inputs, emissions, subject_index)
     transitions, transition_axis = batched_transitions(params, transition_inputs)
     axes = (None, transition_axis, 0, 0)
     if time_parallel:
@@ -139,12 +157,15 @@ def batched_transitions(params, transition_inputs):
     return driven, DrivenTransitions(None, None, 0)
 
 
-def batched_smoother(params: GLMHMMParams, inputs, emissions, mask, transition_inputs=None, per_step: bool = False):
+def batched_smoother(
+    params: GLMHMMParams, inputs, emissions, mask, transition_inputs=None, per_step: bool = False, subject_index=None
+):
     """The smoother of every sequence (a batched :class:`~bayes_glmhmm.inference.SmootherPosterior`).
 
-    ``per_step=True`` returns the expected transitions of every step, (N, T - 1, K, K).
+    ``per_step=True`` returns the expected transitions of every step, (N, T - 1, K, K);
+    ``subject_index`` as in :func:`batched_log_likelihoods`.
     """
-    log_likelihoods = batched_log_likelihoods(params, inputs, emissions)
+    log_likelihoods = batched_log_likelihoods(params, inputs, emissions, subject_index)
     transitions, transition_axis = batched_transitions(params, transition_inputs)
     smoother = jax.vmap(
         lambda initial, matrix, logliks, step_mask: hmm_smoother(initial, matrix, logliks, step_mask, per_step),
@@ -311,6 +332,12 @@ SITE_SUPPORTS = {
     "centred_transition_matrix": dist.constraints.simplex,  # row-wise; input-driven transitions
     "free_transition_weights": dist.constraints.real,
     "destination_weights": dist.ZeroSumNormal(1.0, event_shape=(2,)).support,  # zero sum over the states
+    "weight_spread": dist.constraints.positive,  # subjects (bayes_glmhmm.hierarchy)
+    "bias_spread": dist.constraints.positive,
+    "subject_weight_offsets": dist.constraints.real,
+    "subject_bias_offsets": dist.constraints.real,
+    "subject_weights": dist.constraints.real,
+    "subject_biases": dist.constraints.real,
 }
 
 
@@ -527,6 +554,9 @@ def glmhmm_model(
     transitions: TransitionModel = STATIONARY,
     transition_input_rows: Float[Array, "num_rows transition_input_dim"] | None = None,
     transition_input_index=None,
+    subject_index: Int[Array, " num_sequences"] | None = None,
+    num_subjects: int = 0,
+    subject_parametrization: str = "noncentred",
 ) -> None:
     """NumPyro model of the GLM-HMM with the hidden states marginalized, for any emission family.
 
@@ -560,6 +590,12 @@ def glmhmm_model(
         transition_input_index: ... and the (N, T) row of each step (a
             :class:`~bayes_glmhmm.transitions.TransitionInputTable`; same model, faster for
             inputs with few distinct values).
+        subject_index: (N,) the subject of each sequence, for a hierarchical model across
+            subjects (:mod:`bayes_glmhmm.hierarchy`): then ``weights`` and ``biases`` are the
+            population means and each subject's own weights and biases are drawn around them.
+        num_subjects: S, the number of subjects (0: no hierarchy).
+        subject_parametrization: ``"noncentred"`` (default) or ``"centred"``, see
+            :mod:`bayes_glmhmm.hierarchy`; the same model.
     """
     input_dim = inputs.shape[-1]
     if transition_input_rows is not None:
@@ -581,6 +617,13 @@ def glmhmm_model(
     params = family.params_type(
         initial_probs, transition_matrix, weights, centred_biases, **extras, transition_weights=transition_weights
     )
+    if num_subjects:
+        subject_sites = subject_prior_distributions(weights.shape, num_subjects, priors, subject_parametrization)
+        subject_weights, subject_biases = sample_subject_sites(
+            subject_sites, weights, biases, num_subjects, subject_parametrization
+        )
+        # The likelihood takes inputs centred at input_mean, so each subject's intercept is centred too.
+        params = with_subject_emissions(params, subject_weights, subject_biases + subject_weights @ input_mean)
     if transition_inputs is None:
         centred_transition_inputs = None
     elif isinstance(transition_inputs, TransitionInputTable):
@@ -597,6 +640,7 @@ def glmhmm_model(
             adjoint=adjoint,
             time_parallel=time_parallel,
             transition_inputs=centred_transition_inputs,
+            subject_index=subject_index if num_subjects else None,
         )
         return jnp.sum(per_sequence)
 

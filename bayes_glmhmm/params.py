@@ -162,6 +162,8 @@ class Priors(NamedTuple):
         transition_weight_scale: input-driven transitions only: each free transition weight
             transition_weights[i, j, m] (j != i) ~ Normal(0, transition_weight_scale); see
             :mod:`bayes_glmhmm.transitions` (the destination-only form's prior differs).
+        subject_spread_scale: subjects only (a hierarchical model, :mod:`bayes_glmhmm.hierarchy`):
+            the spread of each weight and bias across subjects ~ HalfNormal(subject_spread_scale).
     """
 
     initial_concentration: float = 1.0
@@ -170,6 +172,7 @@ class Priors(NamedTuple):
     bias_scale: float = 1.0
     noise_scale: float = 1.0
     transition_weight_scale: float = 1.0
+    subject_spread_scale: float = 1.0
 
     def validate(self) -> "Priors":
         """Raise ValueError naming the field if any hyperparameter is not a positive finite number."""

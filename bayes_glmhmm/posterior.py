@@ -17,11 +17,12 @@ from bayes_glmhmm._compile import jit_per_draw
 from bayes_glmhmm.convergence import ConvergenceThresholds, convergence_problems, sampler_diagnostics
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import EmissionFamily, get_family
+from bayes_glmhmm.hierarchy import SUBJECT_PARAM_NAMES, Subjects, subject_index_of, with_subject_emissions
 from bayes_glmhmm.inference import hmm_sample_states
 from bayes_glmhmm.model import batched_log_likelihoods, batched_marginal_loglik, batched_smoother, batched_transitions
 from bayes_glmhmm.params import Priors, validate_data
 from bayes_glmhmm.relabel import relabel_draws
-from bayes_glmhmm.simulate import simulate
+from bayes_glmhmm.simulate import simulate, simulate_subjects
 from bayes_glmhmm.transitions import STATIONARY, TransitionModel, validate_transition_inputs
 
 __all__ = ["Posterior", "detect_stuck_chains"]
@@ -73,28 +74,37 @@ def _equal_draw_chunks(num_draws: int, chunk_size: int):
         yield start, stop, np.minimum(np.arange(start, start + size), num_draws - 1)
 
 
+# The per-draw programs take ``subject_index`` (N,) for a hierarchical posterior, whose draws'
+# weights and biases then have a subject axis (bayes_glmhmm.hierarchy); None otherwise.
+
+
 @jit_per_draw
-def _loglik_per_draw(params, inputs, emissions, mask, transition_inputs=None):
+def _loglik_per_draw(params, inputs, emissions, mask, transition_inputs=None, subject_index=None):
     def _one_draw(draw_params):
-        return batched_marginal_loglik(draw_params, inputs, emissions, mask, transition_inputs=transition_inputs)
+        return batched_marginal_loglik(
+            draw_params, inputs, emissions, mask, transition_inputs=transition_inputs, subject_index=subject_index
+        )
 
     return jax.vmap(_one_draw)(params)
 
 
 @jit_per_draw
-def _smoothed_sum(params, draw_weights, inputs, emissions, mask, transition_inputs=None):
+def _smoothed_sum(params, draw_weights, inputs, emissions, mask, transition_inputs=None, subject_index=None):
     """sum_s draw_weights[s] p(z[n, t] = k | y[n], x[n], theta_s), shape (N, T, K)."""
 
     def _one_draw(draw_params):
-        return batched_smoother(draw_params, inputs, emissions, mask, transition_inputs).smoothed_probs
+        smoother = batched_smoother(
+            draw_params, inputs, emissions, mask, transition_inputs, subject_index=subject_index
+        )
+        return smoother.smoothed_probs
 
     return jnp.sum(draw_weights[:, None, None, None] * jax.vmap(_one_draw)(params), axis=0)
 
 
 @jit_per_draw
-def _ffbs_per_draw(keys, params, inputs, emissions, mask, transition_inputs=None):
+def _ffbs_per_draw(keys, params, inputs, emissions, mask, transition_inputs=None, subject_index=None):
     def _one_draw(key, draw_params):
-        log_likelihoods = batched_log_likelihoods(draw_params, inputs, emissions)
+        log_likelihoods = batched_log_likelihoods(draw_params, inputs, emissions, subject_index)
         transitions, transition_axis = batched_transitions(draw_params, transition_inputs)
         sequence_keys = jax.random.split(key, emissions.shape[0])
         ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, transition_axis, 0, 0))
@@ -104,8 +114,14 @@ def _ffbs_per_draw(keys, params, inputs, emissions, mask, transition_inputs=None
 
 
 @jit_per_draw
-def _predictive_per_draw(keys, params, inputs, transition_inputs=None):
-    return jax.vmap(lambda key, draw_params: simulate(key, draw_params, inputs, transition_inputs))(keys, params)
+def _predictive_per_draw(keys, params, inputs, transition_inputs=None, subject_index=None):
+    if subject_index is None:
+        return jax.vmap(lambda key, draw_params: simulate(key, draw_params, inputs, transition_inputs))(keys, params)
+
+    def _one_draw(key, draw_params):
+        return simulate_subjects(key, draw_params, inputs, subject_index, transition_inputs)
+
+    return jax.vmap(_one_draw)(keys, params)
 
 
 @dataclass
@@ -137,6 +153,11 @@ class Posterior:
         transitions: the transition model (stationary by default; input-driven adds
             ``samples["transition_weights"]``, (chain, draw, K, K, M)).
         transition_inputs: (N, T, M) the fitted transition inputs (input-driven only), else None.
+        subjects: for a hierarchical posterior across subjects (:mod:`bayes_glmhmm.hierarchy`),
+            the :class:`~bayes_glmhmm.hierarchy.Subjects` of the fitted sequences; ``weights`` and
+            ``biases`` are then the population means and ``samples`` adds ``weight_spread``,
+            ``bias_spread``, ``subject_weights`` (chain, draw, S, K, ..., D) and
+            ``subject_biases``. None otherwise.
     """
 
     samples: dict
@@ -156,6 +177,7 @@ class Posterior:
     family: EmissionFamily = field(default_factory=lambda: get_family("gaussian"))
     transitions: TransitionModel = STATIONARY
     transition_inputs: np.ndarray | None = None
+    subjects: Subjects | None = None
 
     def valid_steps(self) -> np.ndarray:
         """(N, T) True at real time steps, False at padding (after a sequence's length)."""
@@ -173,17 +195,71 @@ class Posterior:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """The names of the parameters (the keys of ``samples``): the family's, and the transitions'."""
-        return self.family.param_names + self.transitions.param_names
+        """The names of the parameters (the keys of ``samples``): the family's, the transitions', the subjects'."""
+        subject_names = () if self.subjects is None else SUBJECT_PARAM_NAMES
+        return self.family.param_names + self.transitions.param_names + subject_names
 
     def flat_params(self):
-        """All draws as one params NamedTuple (the family's type) with a leading (chain * draw) axis."""
+        """All draws as one params NamedTuple (the family's type) with a leading (chain * draw) axis.
+
+        For a hierarchical posterior, the population's (``weights`` and ``biases`` the means).
+        """
+        names = self.family.param_names + self.transitions.param_names
         return self.family.params_type(
-            **{
-                name: jnp.asarray(self.samples[name].reshape((-1,) + self.samples[name].shape[2:]))
-                for name in self.param_names
-            }
+            **{name: jnp.asarray(self.samples[name].reshape((-1,) + self.samples[name].shape[2:])) for name in names}
         )
+
+    def _flat_samples(self, name: str) -> np.ndarray:
+        return np.asarray(self.samples[name]).reshape((-1,) + self.samples[name].shape[2:])
+
+    def _draw_params(self, with_new_subject: bool = False):
+        """The params each draw's likelihood uses: the population's, or every subject's (hierarchical).
+
+        Args:
+            with_new_subject: append, per draw, one unseen subject's weights and biases drawn from
+                the population (mu + tau * Normal(0, 1), a fixed seed), as subject S: averaged over
+                the draws, its likelihood is the population predictive of a new subject.
+        """
+        params = jax.tree.map(np.asarray, self.flat_params())
+        if self.subjects is None:
+            return params
+        weights, biases = self._flat_samples("subject_weights"), self._flat_samples("subject_biases")
+        if with_new_subject:
+            generator = np.random.default_rng(0)
+            new_weights = params.weights + self._flat_samples("weight_spread") * generator.standard_normal(
+                params.weights.shape
+            )
+            new_biases = params.biases + self._flat_samples("bias_spread") * generator.standard_normal(
+                params.biases.shape
+            )
+            weights = np.concatenate([weights, new_weights[:, None].astype(weights.dtype)], axis=1)
+            biases = np.concatenate([biases, new_biases[:, None].astype(biases.dtype)], axis=1)
+        return with_subject_emissions(params, weights, biases)
+
+    def _per_draw_params(self, subjects, num_sequences: int, new_data: bool):
+        """The draws' params and the (N,) subject of each sequence (None without subjects).
+
+        Args:
+            subjects: the new sequences' subject ids (hierarchical posteriors, new data only).
+            num_sequences: N.
+            new_data: whether the sequences are new (else the fitted ones, whose subjects are known).
+        """
+        if self.subjects is None:
+            if subjects is not None:
+                raise ValueError("subjects were given but this posterior was fitted without subjects")
+            return self._draw_params(), None
+        if not new_data:
+            if subjects is not None:
+                raise ValueError("subjects are given only with new inputs and emissions (the fitted ones are known)")
+            return self._draw_params(), jnp.asarray(self.subjects.index)
+        if subjects is None:
+            raise ValueError(
+                "this posterior is hierarchical across subjects: new data need subjects= (one id per sequence; "
+                "an id not fitted gets the population predictive of a new subject)"
+            )
+        index = subject_index_of(self.subjects, subjects, num_sequences)
+        unseen = bool(np.any(index == self.subjects.num_subjects))
+        return self._draw_params(with_new_subject=unseen), jnp.asarray(index)
 
     def _data(self, inputs=None, emissions=None, mask=None, transition_inputs=None):
         """The fitted data, or new data (validated) when ``inputs`` and ``emissions`` are given.
@@ -238,22 +314,28 @@ class Posterior:
             em=em,
         )
 
-    def _param_chunks(self, chunk_size: int):
-        """The draws in chunks of one size (:func:`_equal_draw_chunks`): ``(start, stop, indices, params)``."""
-        params = jax.tree.map(np.asarray, self.flat_params())  # chunks cut on the host: no gather programs
+    def _param_chunks(self, chunk_size: int, params=None):
+        """The draws in chunks of one size (:func:`_equal_draw_chunks`): ``(start, stop, indices, params)``.
+
+        ``params``: the draws' params (:meth:`_draw_params` by default), NumPy arrays, so that the
+        chunks are cut on the host (no gather programs).
+        """
+        params = self._draw_params() if params is None else params
         for start, stop, indices in _equal_draw_chunks(self.num_chains * self.num_draws, chunk_size):
             yield start, stop, indices, jax.tree.map(lambda p, indices=indices: p[indices], params)
 
-    def _per_draw(self, function, *leading, chunk_size: int = 500):
+    def _per_draw(self, function, *leading, params=None, chunk_size: int = 500):
         """Apply a jitted per-draw function over chunks of draws; returns (chain, draw, ...) NumPy."""
         outputs = []
-        for start, stop, indices, chunk in self._param_chunks(chunk_size):
+        for start, stop, indices, chunk in self._param_chunks(chunk_size, params):
             extra = [np.asarray(array)[indices] for array in leading]
             outputs.append(np.asarray(function(*extra, chunk))[: stop - start])
         stacked = np.concatenate(outputs, axis=0)
         return stacked.reshape((self.num_chains, self.num_draws) + stacked.shape[1:])
 
-    def log_likelihood(self, inputs=None, emissions=None, mask=None, transition_inputs=None) -> np.ndarray:
+    def log_likelihood(
+        self, inputs=None, emissions=None, mask=None, transition_inputs=None, subjects=None
+    ) -> np.ndarray:
         """Log p(y[n] | x[n], u[n], theta_s) for every draw s and sequence n, shape (chain, draw, N).
 
         Args:
@@ -261,11 +343,22 @@ class Posterior:
             emissions: new observations (N, T), given together with ``inputs``.
             mask: optional mask of the new emissions.
             transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
+            subjects: hierarchical posteriors, new data: the (N,) subject ids of the new
+                sequences. A fitted subject's sequence uses that subject's weights and biases; an
+                id never fitted uses, per draw, one new subject drawn from the population
+                (mu + tau * Normal(0, 1)), so that averaged over draws it is the population
+                predictive.
         """
+        new_data = inputs is not None or emissions is not None
         inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
-        return self._per_draw(lambda params: _loglik_per_draw(params, inputs, emissions, mask, transition_inputs))
+        params, index = self._per_draw_params(subjects, emissions.shape[0], new_data)
+        return self._per_draw(
+            lambda chunk: _loglik_per_draw(chunk, inputs, emissions, mask, transition_inputs, index), params=params
+        )
 
-    def log_predictive_density(self, inputs=None, emissions=None, mask=None, transition_inputs=None) -> np.ndarray:
+    def log_predictive_density(
+        self, inputs=None, emissions=None, mask=None, transition_inputs=None, subjects=None
+    ) -> np.ndarray:
         """Log posterior predictive density of each sequence, log p(y_new[n] | x_new[n], u_new[n], data).
 
         The average over posterior draws of p(y_new[n] | x_new[n], u_new[n], theta_s), taken in
@@ -278,16 +371,20 @@ class Posterior:
             emissions: new observations (N, T), given together with ``inputs``.
             mask: optional mask of the new emissions.
             transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
+            subjects: hierarchical posteriors, new data: the (N,) subject ids of the new sequences
+                (see :meth:`log_likelihood`; an unseen subject gets the population predictive).
 
         Returns:
             (N,) log predictive densities in nats.
         """
-        per_draw = self.log_likelihood(inputs, emissions, mask, transition_inputs)
+        per_draw = self.log_likelihood(inputs, emissions, mask, transition_inputs, subjects)
         per_draw = per_draw.reshape(-1, per_draw.shape[-1]).astype(np.float64)
         highest = per_draw.max(axis=0)
         return highest + np.log(np.mean(np.exp(per_draw - highest), axis=0))
 
-    def sample_states(self, key, inputs=None, emissions=None, mask=None, transition_inputs=None) -> np.ndarray:
+    def sample_states(
+        self, key, inputs=None, emissions=None, mask=None, transition_inputs=None, subjects=None
+    ) -> np.ndarray:
         """FFBS: one joint path z[n] ~ p(z[n] | y[n], x[n], theta_s) per posterior draw theta_s.
 
         Args:
@@ -296,18 +393,23 @@ class Posterior:
             emissions: new observations (N, T), given together with ``inputs``.
             mask: optional mask of the new emissions.
             transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
+            subjects: hierarchical posteriors, new data: the (N,) subject ids (see :meth:`log_likelihood`).
 
         Returns:
             (chain, draw, N, T) integer states in the relabeled labeling.
         """
+        new_data = inputs is not None or emissions is not None
         inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
+        params, index = self._per_draw_params(subjects, emissions.shape[0], new_data)
         keys = jax.random.split(key, self.num_chains * self.num_draws)
         return self._per_draw(
-            lambda k, params: _ffbs_per_draw(k, params, inputs, emissions, mask, transition_inputs), keys
+            lambda k, chunk: _ffbs_per_draw(k, chunk, inputs, emissions, mask, transition_inputs, index),
+            keys,
+            params=params,
         )
 
     def state_probabilities(
-        self, inputs=None, emissions=None, mask=None, chunk_size: int = 500, transition_inputs=None
+        self, inputs=None, emissions=None, mask=None, chunk_size: int = 500, transition_inputs=None, subjects=None
     ) -> np.ndarray:
         """Posterior state probabilities p(z[n, t] = k | y, x), shape (N, T, K).
 
@@ -320,12 +422,15 @@ class Posterior:
             mask: optional mask of the new emissions.
             chunk_size: draws per compiled call.
             transition_inputs: the new data's (N, T, M) transition inputs (input-driven only).
+            subjects: hierarchical posteriors, new data: the (N,) subject ids (see :meth:`log_likelihood`).
         """
+        new_data = inputs is not None or emissions is not None
         inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
+        params, index = self._per_draw_params(subjects, emissions.shape[0], new_data)
         accumulated = np.zeros(emissions.shape + (self.num_states,))
-        for start, stop, indices, chunk in self._param_chunks(chunk_size):
+        for start, stop, indices, chunk in self._param_chunks(chunk_size, params):
             weights = (np.arange(indices.size) < stop - start).astype(inputs.dtype)  # repeats count 0
-            summed = _smoothed_sum(chunk, weights, inputs, emissions, mask, transition_inputs)
+            summed = _smoothed_sum(chunk, weights, inputs, emissions, mask, transition_inputs, index)
             accumulated += np.asarray(summed, dtype=float)
         return accumulated / (self.num_chains * self.num_draws)
 
@@ -339,12 +444,19 @@ class Posterior:
             (chain, draw, N, T) replicated emissions.
         """
         inputs, _, _, transition_inputs = self._data()
+        index = None if self.subjects is None else jnp.asarray(self.subjects.index)
         keys = jax.random.split(key, self.num_chains * self.num_draws)
-        return self._per_draw(lambda k, params: _predictive_per_draw(k, params, inputs, transition_inputs)[1], keys)
+        return self._per_draw(
+            lambda k, params: _predictive_per_draw(k, params, inputs, transition_inputs, index)[1], keys
+        )
 
     def posterior_mean(self):
-        """Posterior means of the relabeled parameters (over all chains and draws), the family's params type."""
-        return self.family.params_type(**{name: self.samples[name].mean(axis=(0, 1)) for name in self.param_names})
+        """Posterior means of the relabeled parameters (over all chains and draws), the family's params type.
+
+        For a hierarchical posterior, the population's (``weights`` and ``biases`` the means).
+        """
+        names = self.family.param_names + self.transitions.param_names
+        return self.family.params_type(**{name: self.samples[name].mean(axis=(0, 1)) for name in names})
 
     def to_arviz(self, key=None, include_states: bool = True):
         """An ``arviz.InferenceData`` (see :func:`bayes_glmhmm.convert.to_inference_data`)."""

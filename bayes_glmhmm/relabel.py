@@ -32,8 +32,19 @@ __all__ = [
     "match_params",
 ]
 
-STATE_AXIS = {"initial_probs": 0, "weights": 0, "biases": 0, "scales": 0, "centred_biases": 0}
-# Every parameter of every family has its state axis first; the transition matrix has two.
+STATE_AXIS = {
+    "initial_probs": 0,
+    "weights": 0,
+    "biases": 0,
+    "scales": 0,
+    "centred_biases": 0,
+    "weight_spread": 0,
+    "bias_spread": 0,
+    "subject_weights": 1,
+    "subject_biases": 1,
+}
+# Every parameter of every family has its state axis first (the transition matrix has two);
+# the subjects' weights and biases (bayes_glmhmm.hierarchy) have it after their subject axis.
 
 
 class RelabelResult(NamedTuple):
@@ -110,8 +121,14 @@ def relabel_draws(samples: dict, permutations: np.ndarray) -> dict:
             )
             relabeled[name] = np.take_along_axis(rows, columns, axis=lead + 1)
         elif name in STATE_AXIS:
-            index = permutations.reshape(permutations.shape + (1,) * (value.ndim - lead - 1))
-            relabeled[name] = np.take_along_axis(value, index, axis=lead)
+            axis = lead + STATE_AXIS[name]
+            index = permutations.reshape(
+                permutations.shape[:-1]
+                + (1,) * STATE_AXIS[name]
+                + permutations.shape[-1:]
+                + (1,) * (value.ndim - axis - 1)
+            )
+            relabeled[name] = np.take_along_axis(value, index, axis=axis)
         else:
             relabeled[name] = value
     return relabeled

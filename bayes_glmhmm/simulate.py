@@ -13,7 +13,7 @@ from bayes_glmhmm.emissions import family_of
 from bayes_glmhmm.params import GLMHMMParams
 from bayes_glmhmm.transitions import log_transition_matrices, validate_transition_inputs
 
-__all__ = ["simulate", "article_params", "article_data", "ArticleData"]
+__all__ = ["simulate", "simulate_subjects", "article_params", "article_data", "ArticleData"]
 
 
 @jax.jit
@@ -92,6 +92,38 @@ def _checked_transition_inputs(params, inputs, transition_inputs):
 
 _simulate_batch = jax.jit(jax.vmap(_simulate_one, in_axes=(0, None, 0)))
 _simulate_batch_input_driven = jax.jit(jax.vmap(_simulate_one, in_axes=(0, None, 0, 0)))
+
+
+def simulate_subjects(
+    key: Array,
+    params,
+    inputs: Float[Array, "num_sequences num_timesteps input_dim"],
+    subject_index: Int[Array, " num_sequences"],
+    transition_inputs: Float[Array, "num_sequences num_timesteps transition_input_dim"] | None = None,
+) -> tuple[Int[Array, "num_sequences num_timesteps"], Float[Array, "num_sequences num_timesteps"]]:
+    """Draw states and emissions, each sequence under its subject's GLM (a hierarchical model).
+
+    Args:
+        key: PRNG key.
+        params: the family's params whose ``weights`` (S, K, ..., D) and ``biases`` (S, K, ...)
+            hold every subject's (:mod:`bayes_glmhmm.hierarchy`); the other fields are shared.
+        inputs: (N, T, D) covariates.
+        subject_index: (N,) the subject of each sequence, in 0..S-1.
+        transition_inputs: (N, T, M) inputs of input-driven transitions, or None.
+
+    Returns:
+        ``(states, emissions)``, shapes (N, T).
+    """
+    subject_index = jnp.asarray(subject_index)
+    sequence_params = params._replace(
+        weights=jnp.take(jnp.asarray(params.weights), subject_index, axis=0),
+        biases=jnp.take(jnp.asarray(params.biases), subject_index, axis=0),
+    )
+    axes = type(params)(**{name: 0 if name in ("weights", "biases") else None for name in params._fields})
+    keys = jax.random.split(key, inputs.shape[0])
+    transition_axis = None if transition_inputs is None else 0
+    return jax.vmap(simulate, in_axes=(0, axes, 0, transition_axis))(keys, sequence_params, inputs, transition_inputs)
+
 
 ARTICLE_TRANSITION_MATRIX = np.array([[0.5, 0.4, 0.1], [0.1, 0.5, 0.4], [0.4, 0.1, 0.5]])
 

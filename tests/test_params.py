@@ -13,6 +13,7 @@ PRIOR_FIELDS = [
     "bias_scale",
     "noise_scale",
     "transition_weight_scale",
+    "subject_spread_scale",
 ]
 
 # ---------------------------------------------------------------------------------------------

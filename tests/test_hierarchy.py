@@ -1,0 +1,412 @@
+"""Tests of :mod:`bayes_glmhmm.hierarchy`: subjects, the hierarchical model's density, relabeling, the fit.
+
+The model's log density is checked against one assembled by hand from scipy's densities and the
+public single-model :func:`~bayes_glmhmm.model.log_likelihood` run subject by subject, so the
+gathering of each sequence's subject parameters, the centring of the intercepts and the priors
+are each checked by an independent computation.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import log_density
+from scipy import stats
+
+from bayes_glmhmm.convert import posterior_from_inference_data
+from bayes_glmhmm.emissions import get_family
+from bayes_glmhmm.fit import _relabeled, fit_nuts
+from bayes_glmhmm.hierarchy import (
+    SUBJECT_PARAM_NAMES,
+    draw_subjects,
+    subject_index_of,
+    validate_subjects,
+)
+from bayes_glmhmm.model import glmhmm_model, log_likelihood
+from bayes_glmhmm.params import BernoulliGLMHMMParams, GLMHMMParams, Priors
+from bayes_glmhmm.relabel import relabel_draws
+from bayes_glmhmm.simulate import simulate, simulate_subjects
+
+BERNOULLI = get_family("bernoulli")
+GAUSSIAN = get_family("gaussian")
+
+# ---------------------------------------------------------------------------------------------
+# Subject ids
+# ---------------------------------------------------------------------------------------------
+
+
+def test_subjects_are_numbered_by_first_appearance():
+    subjects = validate_subjects(["b", "a", "b", "c", "a"], 5)
+    assert subjects.names == ("b", "a", "c")
+    np.testing.assert_array_equal(subjects.index, [0, 1, 0, 2, 1])
+    assert subjects.num_subjects == 3
+
+
+def test_integer_and_float_ids_name_the_same_subject():
+    assert validate_subjects(np.array([3.0, 7.0, 3.0]), 3).names == ("3", "7")
+
+
+@pytest.mark.parametrize(
+    ("subjects", "message"),
+    [
+        (["a", "b"], "one id per sequence"),
+        (np.array([["a", "b", "c"]]), "one id per sequence"),
+        (["a", None, "b"], "missing"),
+    ],
+)
+def test_bad_subjects_name_the_argument(subjects, message):
+    with pytest.raises(ValueError, match=f"subjects.*{message}"):
+        validate_subjects(subjects, 3)
+
+
+def test_unseen_subjects_map_past_the_fitted_ones():
+    fitted = validate_subjects(["a", "b", "a"], 3)
+    np.testing.assert_array_equal(subject_index_of(fitted, ["b", "new", "a", "other"], 4), [1, 2, 0, 2])
+
+
+# ---------------------------------------------------------------------------------------------
+# The model's density against a hand-made one
+# ---------------------------------------------------------------------------------------------
+
+
+def _small_problem(family_name="bernoulli", num_subjects=3, seed=0):
+    """Population params, spreads, subject params and data for a tiny hierarchical problem."""
+    generator = np.random.default_rng(seed)
+    num_states, input_dim = 2, 2
+    population = dict(
+        initial_probs=np.array([0.6, 0.4]),
+        transition_matrix=np.array([[0.9, 0.1], [0.2, 0.8]]),
+        weights=generator.normal(size=(num_states, input_dim)),
+        biases=generator.normal(size=num_states),
+    )
+    if family_name == "gaussian":
+        population["scales"] = np.array([0.7, 1.3])
+    params = (BernoulliGLMHMMParams if family_name == "bernoulli" else GLMHMMParams)(**population)
+    weight_spread = np.abs(generator.normal(size=(num_states, input_dim))) + 0.2
+    bias_spread = np.abs(generator.normal(size=num_states)) + 0.2
+    weight_offsets = generator.normal(size=(num_subjects, num_states, input_dim))
+    bias_offsets = generator.normal(size=(num_subjects, num_states))
+    subject_index = np.array([0, 1, 1, 2, 0])[: max(num_subjects, 5)] % num_subjects
+    inputs = generator.normal(loc=0.5, size=(subject_index.size, 7, input_dim))
+    if family_name == "bernoulli":
+        emissions = generator.integers(0, 2, size=inputs.shape[:2]).astype(float)
+    else:
+        emissions = generator.normal(size=inputs.shape[:2])
+    return params, weight_spread, bias_spread, weight_offsets, bias_offsets, subject_index, inputs, emissions
+
+
+def _hand_log_density(
+    params, weight_spread, bias_spread, weight_offsets, bias_offsets, subject_index, inputs, emissions
+):
+    """log p(theta, tau, eps, y) from scipy densities and subject-by-subject public log-likelihoods."""
+    priors = Priors()
+    total = stats.dirichlet.logpdf(params.initial_probs, np.ones(2))
+    total += sum(stats.dirichlet.logpdf(row, np.ones(2)) for row in params.transition_matrix)
+    total += stats.norm.logpdf(params.weights).sum() + stats.norm.logpdf(params.biases).sum()
+    if isinstance(params, GLMHMMParams):
+        total += stats.halfnorm.logpdf(params.scales).sum()
+    total += stats.halfnorm.logpdf(weight_spread, scale=priors.subject_spread_scale).sum()
+    total += stats.halfnorm.logpdf(bias_spread, scale=priors.subject_spread_scale).sum()
+    total += stats.norm.logpdf(weight_offsets).sum() + stats.norm.logpdf(bias_offsets).sum()
+    for subject in range(weight_offsets.shape[0]):
+        own = params._replace(
+            weights=params.weights + weight_spread * weight_offsets[subject],
+            biases=params.biases + bias_spread * bias_offsets[subject],
+        )
+        rows = subject_index == subject
+        if rows.any():
+            total += float(np.sum(log_likelihood(own, inputs[rows], emissions[rows])))
+    return total
+
+
+def _model_log_density(family, params, sites, subject_index, inputs, emissions, parametrization):
+    input_mean = inputs.reshape(-1, inputs.shape[-1]).mean(axis=0)
+    centred_biases = params.biases + params.weights @ input_mean
+    values = dict(
+        initial_probs=params.initial_probs,
+        transition_matrix=params.transition_matrix,
+        weights=params.weights,
+        centred_biases=centred_biases,
+        **{name: getattr(params, name) for name in family.extra_names},
+        **sites,
+    )
+    kwargs = dict(
+        inputs=jnp.asarray(inputs),
+        emissions=jnp.asarray(emissions),
+        mask=jnp.ones(emissions.shape, bool),
+        num_states=2,
+        priors=Priors(),
+        input_mean=jnp.asarray(input_mean),
+        family=family,
+        subject_index=jnp.asarray(subject_index),
+        num_subjects=int(np.max(subject_index)) + 1,
+        subject_parametrization=parametrization,
+    )
+    value, _ = log_density(glmhmm_model, (), kwargs, {k: jnp.asarray(v) for k, v in values.items()})
+    return float(value)
+
+
+@pytest.mark.parametrize("family_name", ["bernoulli", "gaussian"])
+def test_noncentred_model_density_matches_hand_made_one(family_name):
+    params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions = _small_problem(
+        family_name
+    )
+    family = BERNOULLI if family_name == "bernoulli" else GAUSSIAN
+    sites = dict(
+        weight_spread=weight_spread,
+        bias_spread=bias_spread,
+        subject_weight_offsets=weight_offsets,
+        subject_bias_offsets=bias_offsets,
+    )
+    model = _model_log_density(family, params, sites, index, inputs, emissions, "noncentred")
+    hand = _hand_log_density(params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions)
+    # float32 sums of ~100 terms of size ~10: agreement to 1e-4 relative.
+    assert model == pytest.approx(hand, rel=1e-4, abs=1e-3)
+
+
+def test_centred_and_noncentred_are_one_model():
+    """p_centred(w) = p_noncentred(eps) / |dw/deps|, with w = mu + tau eps and |dw/deps| = prod tau."""
+    params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions = _small_problem()
+    noncentred = _model_log_density(
+        BERNOULLI,
+        params,
+        dict(
+            weight_spread=weight_spread,
+            bias_spread=bias_spread,
+            subject_weight_offsets=weight_offsets,
+            subject_bias_offsets=bias_offsets,
+        ),
+        index,
+        inputs,
+        emissions,
+        "noncentred",
+    )
+    centred = _model_log_density(
+        BERNOULLI,
+        params,
+        dict(
+            weight_spread=weight_spread,
+            bias_spread=bias_spread,
+            subject_weights=params.weights + weight_spread * weight_offsets,
+            subject_biases=params.biases + bias_spread * bias_offsets,
+        ),
+        index,
+        inputs,
+        emissions,
+        "centred",
+    )
+    num_subjects = weight_offsets.shape[0]
+    log_jacobian = num_subjects * (np.log(weight_spread).sum() + np.log(bias_spread).sum())
+    assert centred == pytest.approx(noncentred - log_jacobian, rel=1e-5, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulation and relabeling
+# ---------------------------------------------------------------------------------------------
+
+
+def test_simulate_subjects_runs_each_sequence_under_its_subject():
+    params, weight_spread, bias_spread, *_ = _small_problem()
+    subject_weights, subject_biases = draw_subjects(
+        jax.random.PRNGKey(0), 3, params.weights, params.biases, weight_spread, bias_spread
+    )
+    subject_params = params._replace(weights=subject_weights, biases=subject_biases)
+    index = np.array([2, 0, 2, 1])
+    inputs = np.random.default_rng(1).normal(size=(4, 9, 2))
+    states, emissions = simulate_subjects(jax.random.PRNGKey(5), subject_params, inputs, index)
+    keys = jax.random.split(jax.random.PRNGKey(5), 4)
+    for n, subject in enumerate(index):
+        own = params._replace(weights=subject_weights[subject], biases=subject_biases[subject])
+        expected_states, expected_emissions = simulate(keys[n], own, inputs[n])
+        np.testing.assert_array_equal(states[n], expected_states)
+        np.testing.assert_array_equal(emissions[n], expected_emissions)
+
+
+def test_relabeling_moves_subject_parameters_with_their_states():
+    generator = np.random.default_rng(0)
+    samples = {
+        "weights": generator.normal(size=(2, 3, 3, 2)),
+        "weight_spread": generator.normal(size=(2, 3, 3, 2)),
+        "subject_weights": generator.normal(size=(2, 3, 4, 3, 2)),
+        "subject_biases": generator.normal(size=(2, 3, 4, 3)),
+    }
+    permutations = np.stack([generator.permutation(3) for _ in range(6)]).reshape(2, 3, 3)
+    relabeled = relabel_draws(samples, permutations)
+    for chain in range(2):
+        for draw in range(3):
+            order = permutations[chain, draw]
+            for name in ("weights", "weight_spread"):
+                np.testing.assert_array_equal(relabeled[name][chain, draw], samples[name][chain, draw][order])
+            for name in ("subject_weights", "subject_biases"):
+                np.testing.assert_array_equal(relabeled[name][chain, draw], samples[name][chain, draw][:, order])
+
+
+def test_fit_relabeling_follows_the_population_and_carries_the_subjects():
+    """Two draws that are one state-swap of each other end in one labeling, subjects included."""
+    generator = np.random.default_rng(3)
+    weights = np.array([[3.0, 0.0], [-3.0, 1.0]])
+    subject_weights = weights + 0.1 * generator.normal(size=(4, 2, 2))
+    swap = np.array([1, 0])
+    raw = {
+        "initial_probs": np.array([[[0.3, 0.7], [0.7, 0.3]]]),
+        "transition_matrix": np.array([[[[0.9, 0.1], [0.2, 0.8]], [[0.8, 0.2], [0.1, 0.9]]]]),
+        "weights": np.stack([weights, weights[swap]])[None],
+        "biases": np.array([[[1.0, -1.0], [-1.0, 1.0]]]),
+        "weight_spread": np.array([[[[0.1, 0.2], [0.3, 0.4]], [[0.3, 0.4], [0.1, 0.2]]]]),
+        "bias_spread": np.array([[[0.5, 0.6], [0.6, 0.5]]]),
+        "subject_weights": np.stack([subject_weights, subject_weights[:, swap]])[None],
+        "subject_biases": np.array([[[[1.0, -1.0]] * 4, [[-1.0, 1.0]] * 4]]),
+    }
+    result = _relabeled(raw, BERNOULLI, None, np.zeros((1, 2)), extra_names=SUBJECT_PARAM_NAMES)
+    for name in raw:
+        np.testing.assert_allclose(result.samples[name][0, 0], result.samples[name][0, 1], err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# A fit
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hierarchical_fit():
+    """Three simulated mice with 1, 1 and 3 sessions of 60 trials, a short two-chain fit."""
+    params, weight_spread, bias_spread, *_ = _small_problem(seed=4)
+    params = params._replace(weights=params.weights * 2.0)
+    subject_weights, subject_biases = draw_subjects(
+        jax.random.PRNGKey(1), 3, params.weights, params.biases, 0.5 * weight_spread, 0.5 * bias_spread
+    )
+    index = np.array([0, 1, 2, 2, 2])
+    inputs = np.random.default_rng(2).normal(size=(5, 60, 2))
+    subject_params = params._replace(weights=subject_weights, biases=subject_biases)
+    _, emissions = simulate_subjects(jax.random.PRNGKey(3), subject_params, inputs, index)
+    ids = np.array(["mouse_a", "mouse_b", "mouse_c"])[index]
+    posterior = fit_nuts(
+        inputs[:4],
+        np.asarray(emissions)[:4],
+        2,
+        family="bernoulli",
+        subjects=ids[:4],
+        num_chains=2,
+        num_warmup=150,
+        num_samples=100,
+        seed=0,
+        progress_bar=False,
+        standardize=False,
+    )
+    return posterior, inputs, np.asarray(emissions), ids
+
+
+def test_hierarchical_fit_holds_every_subject(hierarchical_fit):
+    posterior, *_ = hierarchical_fit
+    assert posterior.subjects.names == ("mouse_a", "mouse_b", "mouse_c")
+    assert posterior.samples["subject_weights"].shape == (2, 100, 3, 2, 2)
+    assert posterior.samples["subject_biases"].shape == (2, 100, 3, 2)
+    assert posterior.samples["weight_spread"].shape == (2, 100, 2, 2)
+    assert np.all(posterior.samples["weight_spread"] > 0)
+    assert set(SUBJECT_PARAM_NAMES) <= set(posterior.param_names)
+    assert posterior.settings["subject_parametrization"] == "noncentred"
+
+
+def _log_mean_exp(values, axis=0):
+    highest = np.max(values, axis=axis)
+    return highest + np.log(np.mean(np.exp(values - highest), axis=axis))
+
+
+def test_known_subject_predictive_uses_that_subjects_draws(hierarchical_fit):
+    posterior, inputs, emissions, ids = hierarchical_fit
+    held_out = slice(4, 5)  # a further session of mouse_c
+    density = posterior.log_predictive_density(inputs[held_out], emissions[held_out], subjects=ids[held_out])
+    subject_weights = posterior.samples["subject_weights"][:, :, 2].reshape(-1, 2, 2)
+    subject_biases = posterior.samples["subject_biases"][:, :, 2].reshape(-1, 2)
+    flat = posterior.flat_params()
+    per_draw = np.array(
+        [
+            log_likelihood(
+                jax.tree.map(lambda p, s=s: p[s], flat)._replace(weights=subject_weights[s], biases=subject_biases[s]),
+                inputs[held_out],
+                emissions[held_out],
+            )[0]
+            for s in range(subject_weights.shape[0])
+        ]
+    )
+    assert density[0] == pytest.approx(_log_mean_exp(per_draw), abs=1e-3)
+
+
+def test_unseen_subject_gets_the_population_predictive(hierarchical_fit):
+    """The estimate (one new subject per draw) agrees with 20 new subjects per draw within Monte Carlo error."""
+    posterior, inputs, emissions, _ = hierarchical_fit
+    held_out = slice(4, 5)
+    density = posterior.log_predictive_density(inputs[held_out], emissions[held_out], subjects=["a_new_mouse"])[0]
+    flat = jax.tree.map(np.asarray, posterior.flat_params())
+    spread_w = posterior.samples["weight_spread"].reshape(-1, 2, 2)
+    spread_b = posterior.samples["bias_spread"].reshape(-1, 2)
+    generator = np.random.default_rng(123)
+    values = []
+    for s in range(spread_w.shape[0]):
+        draw = jax.tree.map(lambda p, s=s: p[s], flat)
+        for _ in range(20):
+            new = draw._replace(
+                weights=draw.weights + spread_w[s] * generator.standard_normal((2, 2)),
+                biases=draw.biases + spread_b[s] * generator.standard_normal(2),
+            )
+            values.append(float(log_likelihood(new, inputs[held_out], emissions[held_out])[0]))
+    values = np.array(values)
+    reference = _log_mean_exp(values)
+    # Delta method: se(log mean w) = sd(w) / (mean(w) sqrt(n)); the tested estimate uses 200
+    # new subjects (one per draw), so its error dominates: 4 of its standard errors.
+    weights = np.exp(values - values.max())
+    standard_error = np.std(weights) / np.mean(weights) / np.sqrt(spread_w.shape[0])
+    assert abs(density - reference) < 4 * standard_error + 1e-3
+    known = posterior.log_predictive_density(inputs[held_out], emissions[held_out], subjects=["mouse_c"])[0]
+    assert known != pytest.approx(density, abs=1e-3)  # the subject's own draws are used when known
+
+
+def test_states_and_predictive_run_per_subject(hierarchical_fit):
+    posterior, *_ = hierarchical_fit
+    probabilities = posterior.state_probabilities()
+    assert probabilities.shape == (4, 60, 2)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    assert posterior.sample_states(jax.random.PRNGKey(0)).shape == (2, 100, 4, 60)
+    replicated = posterior.posterior_predictive(jax.random.PRNGKey(0))
+    assert replicated.shape == (2, 100, 4, 60)
+    assert set(np.unique(replicated)) <= {0.0, 1.0}
+
+
+def test_subject_arguments_are_checked(hierarchical_fit, small_posterior, small_article_data):
+    posterior, inputs, emissions, _ = hierarchical_fit
+    with pytest.raises(ValueError, match="subjects="):
+        posterior.log_predictive_density(inputs[4:], emissions[4:])
+    with pytest.raises(ValueError, match="subjects"):
+        posterior.log_predictive_density(subjects=["mouse_a"] * 4)
+    data = small_article_data
+    with pytest.raises(ValueError, match="without subjects"):
+        small_posterior.log_predictive_density(data.inputs, data.emissions, subjects=["a"] * 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(subjects=["a", "b"]), "subjects must give one id per sequence"),
+        (dict(subjects=["a"] * 4, subject_parametrization="partly"), "subject_parametrization"),
+        (dict(subjects=["a"] * 4, standardize=True), "standardize=False"),
+    ],
+)
+def test_fit_rejects_bad_subject_settings(small_article_data, kwargs, message):
+    data = small_article_data
+    with pytest.raises(ValueError, match=message):
+        fit_nuts(data.inputs, data.emissions, 2, num_chains=1, num_warmup=5, num_samples=5, **kwargs)
+
+
+def test_inference_data_round_trip_keeps_the_subjects(hierarchical_fit):
+    posterior, inputs, emissions, ids = hierarchical_fit
+    idata = posterior.to_arviz(include_states=False)
+    assert list(idata.posterior["subject"].values) == ["mouse_a", "mouse_b", "mouse_c"]
+    assert idata.posterior["subject_weights"].dims == ("chain", "draw", "subject", "state", "input")
+    restored = posterior_from_inference_data(idata)
+    assert restored.subjects.names == posterior.subjects.names
+    np.testing.assert_array_equal(restored.subjects.index, posterior.subjects.index)
+    np.testing.assert_allclose(
+        restored.log_predictive_density(inputs[4:], emissions[4:], subjects=ids[4:]),
+        posterior.log_predictive_density(inputs[4:], emissions[4:], subjects=ids[4:]),
+        rtol=1e-6,
+    )
