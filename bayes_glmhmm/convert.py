@@ -23,8 +23,9 @@ record the transition model. A stationary posterior's groups are as before, with
 recording ``"stationary"``.
 
 A hierarchical posterior across subjects (:mod:`bayes_glmhmm.hierarchy`) adds ``weight_spread``,
-``bias_spread``, ``subject_weights`` and ``subject_biases`` to the posterior group (dim
-``subject``, whose coordinate holds the subject ids) and ``subject_index`` (dim ``sequence``,
+``bias_spread``, ``subject_weights``, ``subject_biases`` (and ``subject_transition_matrix`` when
+subjects have their own transitions) to the posterior group (dim ``subject``, whose coordinate
+holds the subject ids) and ``subject_index`` (dim ``sequence``,
 the subject of each sequence) to ``constant_data``.
 """
 
@@ -38,7 +39,7 @@ import numpy as np
 from bayes_glmhmm._io import atomic_path
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import get_family
-from bayes_glmhmm.hierarchy import SUBJECT_PARAM_NAMES, Subjects, subject_param_dims
+from bayes_glmhmm.hierarchy import SUBJECT_TRANSITIONS, Subjects, subject_param_dims, subject_param_names
 from bayes_glmhmm.params import Priors
 from bayes_glmhmm.posterior import Posterior
 from bayes_glmhmm.transitions import PARAM_DIMS as TRANSITION_PARAM_DIMS
@@ -229,7 +230,7 @@ def posterior_from_inference_data(idata: az.InferenceData):
     transitions = _transition_model(attrs)
     names = family.param_names + transitions.param_names
     hierarchical = "subject_index" in idata.constant_data
-    names += SUBJECT_PARAM_NAMES if hierarchical else ()
+    names += subject_param_names(SUBJECT_TRANSITIONS in idata.posterior) if hierarchical else ()
     missing = [name for name in names if name not in idata.posterior]
     if missing:
         raise ValueError(

@@ -22,7 +22,13 @@ from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.convergence import ConvergenceThresholds, warn_if_not_converged
 from bayes_glmhmm.em import fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
-from bayes_glmhmm.hierarchy import PARAMETRIZATIONS, SUBJECT_PARAM_NAMES, Subjects, validate_subjects
+from bayes_glmhmm.hierarchy import (
+    PARAMETRIZATIONS,
+    SUBJECT_TRANSITIONS,
+    Subjects,
+    subject_param_names,
+    validate_subjects,
+)
 from bayes_glmhmm.model import centred_sites, free_transition_sites, glmhmm_model, unconstrain_sites
 from bayes_glmhmm.params import Priors, validate_data, validate_num_states
 from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
@@ -243,14 +249,22 @@ def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standar
 
 
 def _subject_initial_values(
-    seed: int, initial: dict, input_mean, subjects: Subjects, parametrization: str, priors, jitter, uniform: bool
+    seed: int,
+    initial: dict,
+    input_mean,
+    subjects: Subjects,
+    parametrization: str,
+    priors,
+    jitter,
+    uniform: bool,
+    subject_transitions: bool = False,
 ) -> dict:
     """Unconstrained starting values of the hierarchy's sites, per chain, beside the population's ``initial``.
 
     From a start (EM or the user's): every subject at the population values (offsets 0, or the
-    subject weights and biases equal to the population's), spreads at half their prior scale, all
-    with Normal(0, ``jitter``) noise. With ``uniform`` (``init="prior"``), NumPyro's
-    Uniform(-2, 2) on every unconstrained coordinate instead.
+    subject weights and biases equal to the population's, and its transition matrix the
+    population's), spreads at half their prior scale, all with Normal(0, ``jitter``) noise. With
+    ``uniform`` (``init="prior"``), NumPyro's Uniform(-2, 2) on every unconstrained coordinate instead.
     """
     generator = np.random.default_rng([seed, 13])  # on the host: no programs to compile
     weights = np.asarray(initial["weights"])  # (chains, K, ..., D), real: unconstrained = constrained
@@ -266,6 +280,10 @@ def _subject_initial_values(
     else:
         centres["subject_weights"] = np.broadcast_to(weights[:, None], stacked + weights.shape[1:])
         centres["subject_biases"] = np.broadcast_to(biases[:, None], stacked + biases.shape[1:])
+    if subject_transitions:
+        # Row-wise stick-breaking: a subject's unconstrained rows equal the population's at the same matrix.
+        population_rows = np.asarray(initial["transition_matrix"])
+        centres[SUBJECT_TRANSITIONS] = np.broadcast_to(population_rows[:, None], stacked + population_rows.shape[1:])
     dtype = weights.dtype
     if uniform:
         return {name: generator.uniform(-2.0, 2.0, value.shape).astype(dtype) for name, value in centres.items()}
@@ -421,6 +439,7 @@ def fit_nuts(
     convergence: ConvergenceThresholds | dict | None = None,
     subjects=None,
     subject_parametrization: str = "noncentred",
+    subject_transitions: bool = False,
 ) -> Posterior:
     """Sample the posterior of a K-state GLM-HMM with NUTS, states marginalized.
 
@@ -502,6 +521,10 @@ def fit_nuts(
             the pooled fit. Not combined with standardization (pass ``standardize=False``).
         subject_parametrization: ``"noncentred"`` (default; suits subjects with little data
             each) or ``"centred"`` (suits subjects with much data each); the same model.
+        subject_transitions: with ``subjects``, give each subject its own transition matrix,
+            partially pooled: row i of subject s's ~ Dirichlet(``priors.subject_transition_concentration``
+            x population row i), in ``samples["subject_transition_matrix"]`` (chain, draw, S, K, K);
+            ``samples["transition_matrix"]`` is then the population's. Stationary transitions only.
 
     Returns:
         A :class:`~bayes_glmhmm.posterior.Posterior`.
@@ -529,6 +552,12 @@ def fit_nuts(
     )
     if subject_parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"subject_parametrization must be one of {PARAMETRIZATIONS}, got {subject_parametrization!r}")
+    if subject_transitions and (subjects is None or transition_inputs is not None):
+        raise ValueError(
+            "subject_transitions=True needs subjects and stationary transitions (no transition_inputs), "
+            f"got subjects={'None' if subjects is None else 'given'} and transition_inputs="
+            f"{'None' if transition_inputs is None else 'given'}"
+        )
     family = resolve_family(family, emissions, mask, num_classes)
     transitions = get_transitions(transitions, transition_inputs)
     method = _chain_method(chain_method, num_chains, sequence_devices)
@@ -552,10 +581,22 @@ def fit_nuts(
         model_kwargs |= _transition_model_kwargs(data)
     if subject_groups is not None:
         init_z |= _subject_initial_values(
-            seed, init_z, data.input_mean, subject_groups, subject_parametrization, priors, init_jitter, init == "prior"
+            seed,
+            init_z,
+            data.input_mean,
+            subject_groups,
+            subject_parametrization,
+            priors,
+            init_jitter,
+            init == "prior",
+            bool(subject_transitions),
         )
         model_kwargs["subject_index"] = jnp.asarray(subject_groups.index)
-        model_options |= dict(num_subjects=subject_groups.num_subjects, subject_parametrization=subject_parametrization)
+        model_options |= dict(
+            num_subjects=subject_groups.num_subjects,
+            subject_parametrization=subject_parametrization,
+            subject_transitions=bool(subject_transitions),
+        )
     wall = {} if em_result is None else {"em": em_result.wall_seconds}
 
     nuts_start = time.perf_counter()
@@ -580,7 +621,7 @@ def fit_nuts(
     stuck, threshold = detect_stuck_chains(sample_stats["lp"]) if num_chains > 1 else ([], float("nan"))
 
     relabel_start = time.perf_counter()
-    subject_names = () if subject_groups is None else SUBJECT_PARAM_NAMES
+    subject_names = () if subject_groups is None else subject_param_names(bool(subject_transitions))
     relabeled = _relabeled(draws.samples, family, em_result, sample_stats["lp"], transitions, subject_names)
     wall["relabel"] = time.perf_counter() - relabel_start
     final_samples = relabeled.samples
@@ -628,6 +669,7 @@ def fit_nuts(
             standardization=None if data.standardization is None else data.standardization.as_dict(),
             convergence_thresholds=thresholds.as_dict(),
             subject_parametrization=None if subject_groups is None else subject_parametrization,
+            subject_transitions=bool(subject_transitions),
         ),
     )
     posterior = _handle_stuck(posterior, on_stuck)

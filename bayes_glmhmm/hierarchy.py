@@ -9,8 +9,13 @@ biases, drawn around population values:
     tau_w, tau_b ~ HalfNormal(subject_spread_scale)
 
 with one spread per state and coefficient (``weight_spread`` has the shape of the population
-``weights``, ``bias_spread`` that of ``biases``). The initial probabilities, the transitions and
-the family's other parameters (the Gaussian's noise scales) are shared by all subjects. State k
+``weights``, ``bias_spread`` that of ``biases``). The initial probabilities and the family's
+other parameters (the Gaussian's noise scales) are shared by all subjects; so are the
+transitions, unless each subject gets its own transition matrix, partially pooled:
+
+    subject_transition_matrix[s, i] ~ Dirichlet(subject_transition_concentration * A[i])
+
+around the population's rows A[i] (mean A[i]; the larger the concentration, the closer). State k
 is state k of every subject by construction, so relabeling moves each subject's parameters with
 their state.
 
@@ -36,6 +41,9 @@ from jaxtyping import Array, Float, Int
 __all__ = [
     "PARAMETRIZATIONS",
     "SUBJECT_PARAM_NAMES",
+    "subject_param_names",
+    "sample_subject_transitions",
+    "sequence_transition_matrices",
     "Subjects",
     "validate_subjects",
     "subject_index_of",
@@ -52,6 +60,12 @@ PARAMETRIZATIONS = ("noncentred", "centred")
 #: What a hierarchical posterior holds beyond the population parameters (whose ``weights`` and
 #: ``biases`` are the population means mu_w, mu_b).
 SUBJECT_PARAM_NAMES = ("weight_spread", "bias_spread", "subject_weights", "subject_biases")
+SUBJECT_TRANSITIONS = "subject_transition_matrix"
+
+
+def subject_param_names(subject_transitions: bool) -> tuple[str, ...]:
+    """The hierarchy's parameter names, with ``subject_transition_matrix`` when subjects have their own."""
+    return SUBJECT_PARAM_NAMES + ((SUBJECT_TRANSITIONS,) if subject_transitions else ())
 
 
 class Subjects(NamedTuple):
@@ -171,6 +185,36 @@ def sample_subject_sites(
     return subject_weights, subject_biases
 
 
+def sample_subject_transitions(transition_matrix: Array, num_subjects: int, priors) -> Array:
+    """Declare each subject's transition matrix (inside a NumPyro model), rows Dirichlet around the population's.
+
+    Args:
+        transition_matrix: the population's (K, K).
+        num_subjects: S.
+        priors: :class:`~bayes_glmhmm.params.Priors` (``subject_transition_concentration``).
+
+    Returns:
+        (S, K, K) matrices, row i of subject s ~ Dirichlet(concentration * transition_matrix[i]).
+    """
+    # Floored so that a population probability of exactly 0 leaves a proper Dirichlet.
+    concentration = priors.subject_transition_concentration * jnp.maximum(transition_matrix, 1e-6)
+    return numpyro.sample(
+        SUBJECT_TRANSITIONS,
+        dist.Dirichlet(concentration).expand([num_subjects, *transition_matrix.shape[:-1]]).to_event(2),
+    )
+
+
+def sequence_transition_matrices(transition_matrix: Array, subject_index) -> tuple[Array, int | None]:
+    """The transition matrices the kernels take, and their ``vmap`` axis over sequences.
+
+    A shared (K, K) matrix as it is (axis None); subjects' own (S, K, K) matrices gathered per
+    sequence, (N, K, K) (axis 0).
+    """
+    if transition_matrix.ndim == 2:
+        return transition_matrix, None
+    return jnp.take(transition_matrix, subject_index, axis=0), 0
+
+
 def with_subject_emissions(params, subject_weights, subject_biases):
     """The params with each subject's weights and biases, (S, K, ...), in place of the population's."""
     return params._replace(weights=subject_weights, biases=subject_biases)
@@ -231,4 +275,5 @@ def subject_param_dims(param_dims: dict) -> dict:
         "bias_spread": list(param_dims["biases"]),
         "subject_weights": ["subject", *param_dims["weights"]],
         "subject_biases": ["subject", *param_dims["biases"]],
+        SUBJECT_TRANSITIONS: ["subject", "state", "next_state"],
     }

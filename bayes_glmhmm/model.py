@@ -21,7 +21,9 @@ from jaxtyping import Array, Bool, Float, Int
 from bayes_glmhmm.emissions import EmissionFamily, family_of, get_family
 from bayes_glmhmm.hierarchy import (
     sample_subject_sites,
+    sample_subject_transitions,
     sequence_log_likelihoods,
+    sequence_transition_matrices,
     subject_prior_distributions,
     with_subject_emissions,
 )
@@ -121,7 +123,7 @@ def batched_marginal_loglik(
             and biases (see :func:`batched_log_likelihoods`); None otherwise.
     """
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions, subject_index)
-    transitions, transition_axis = batched_transitions(params, transition_inputs)
+    transitions, transition_axis = batched_transitions(params, transition_inputs, subject_index)
     axes = (None, transition_axis, 0, 0)
     if time_parallel:
         per_sequence = jax.vmap(hmm_marginal_loglik_parallel, in_axes=axes)
@@ -133,10 +135,12 @@ def batched_marginal_loglik(
     return filter_one(params.initial_probs, transitions, log_likelihoods, mask).marginal_loglik
 
 
-def batched_transitions(params, transition_inputs):
+def batched_transitions(params, transition_inputs, subject_index=None):
     """The transitions the kernels take, and their ``vmap`` axes over sequences.
 
-    Stationary params: ``(transition_matrix (K, K), None)``, shared by all sequences. Input-driven
+    Stationary params: ``(transition_matrix (K, K), None)``, shared by all sequences; subjects'
+    own matrices (S, K, K) (:mod:`bayes_glmhmm.hierarchy`) gathered by ``subject_index``,
+    ``((N, K, K), 0)``. Input-driven
     params: a :class:`~bayes_glmhmm.inference.DrivenTransitions` whose (N, T - 1, M) inputs are
     split over sequences, p(z_{t+1} = j | z_t = i, u[n, t]) computed step by step by the kernels;
     or, for transition inputs given as a :class:`~bayes_glmhmm.transitions.TransitionInputTable`,
@@ -145,7 +149,7 @@ def batched_transitions(params, transition_inputs):
     if params.transition_weights is None:
         if transition_inputs is not None:
             raise ValueError("transition_inputs were given but the params have no transition_weights (stationary)")
-        return params.transition_matrix, None
+        return sequence_transition_matrices(params.transition_matrix, subject_index)
     if transition_inputs is None:
         raise ValueError("params with transition_weights (input-driven transitions) need transition_inputs")
     if isinstance(transition_inputs, TransitionInputTable):
@@ -166,7 +170,7 @@ def batched_smoother(
     ``subject_index`` as in :func:`batched_log_likelihoods`.
     """
     log_likelihoods = batched_log_likelihoods(params, inputs, emissions, subject_index)
-    transitions, transition_axis = batched_transitions(params, transition_inputs)
+    transitions, transition_axis = batched_transitions(params, transition_inputs, subject_index)
     smoother = jax.vmap(
         lambda initial, matrix, logliks, step_mask: hmm_smoother(initial, matrix, logliks, step_mask, per_step),
         in_axes=(None, transition_axis, 0, 0),
@@ -338,6 +342,7 @@ SITE_SUPPORTS = {
     "subject_bias_offsets": dist.constraints.real,
     "subject_weights": dist.constraints.real,
     "subject_biases": dist.constraints.real,
+    "subject_transition_matrix": dist.constraints.simplex,  # row-wise
 }
 
 
@@ -557,6 +562,7 @@ def glmhmm_model(
     subject_index: Int[Array, " num_sequences"] | None = None,
     num_subjects: int = 0,
     subject_parametrization: str = "noncentred",
+    subject_transitions: bool = False,
 ) -> None:
     """NumPyro model of the GLM-HMM with the hidden states marginalized, for any emission family.
 
@@ -596,6 +602,8 @@ def glmhmm_model(
         num_subjects: S, the number of subjects (0: no hierarchy).
         subject_parametrization: ``"noncentred"`` (default) or ``"centred"``, see
             :mod:`bayes_glmhmm.hierarchy`; the same model.
+        subject_transitions: give each subject its own transition matrix, rows Dirichlet around
+            the population's (stationary transitions only); else the subjects share it.
     """
     input_dim = inputs.shape[-1]
     if transition_input_rows is not None:
@@ -624,6 +632,10 @@ def glmhmm_model(
         )
         # The likelihood takes inputs centred at input_mean, so each subject's intercept is centred too.
         params = with_subject_emissions(params, subject_weights, subject_biases + subject_weights @ input_mean)
+        if subject_transitions:
+            params = params._replace(
+                transition_matrix=sample_subject_transitions(transition_matrix, num_subjects, priors)
+            )
     if transition_inputs is None:
         centred_transition_inputs = None
     elif isinstance(transition_inputs, TransitionInputTable):

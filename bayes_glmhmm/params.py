@@ -164,6 +164,10 @@ class Priors(NamedTuple):
             :mod:`bayes_glmhmm.transitions` (the destination-only form's prior differs).
         subject_spread_scale: subjects only (a hierarchical model, :mod:`bayes_glmhmm.hierarchy`):
             the spread of each weight and bias across subjects ~ HalfNormal(subject_spread_scale).
+        subject_transition_concentration: subjects with their own transitions only: row i of
+            subject s's transition matrix ~ Dirichlet(subject_transition_concentration * A[i]),
+            A the population's; its mean is A[i], and each probability's spread about it is
+            sqrt(A[i, j] (1 - A[i, j]) / (concentration + 1)).
     """
 
     initial_concentration: float = 1.0
@@ -173,6 +177,7 @@ class Priors(NamedTuple):
     noise_scale: float = 1.0
     transition_weight_scale: float = 1.0
     subject_spread_scale: float = 1.0
+    subject_transition_concentration: float = 20.0
 
     def validate(self) -> "Priors":
         """Raise ValueError naming the field if any hyperparameter is not a positive finite number."""

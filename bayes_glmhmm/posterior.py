@@ -17,7 +17,13 @@ from bayes_glmhmm._compile import jit_per_draw
 from bayes_glmhmm.convergence import ConvergenceThresholds, convergence_problems, sampler_diagnostics
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import EmissionFamily, get_family
-from bayes_glmhmm.hierarchy import SUBJECT_PARAM_NAMES, Subjects, subject_index_of, with_subject_emissions
+from bayes_glmhmm.hierarchy import (
+    SUBJECT_TRANSITIONS,
+    Subjects,
+    subject_index_of,
+    subject_param_names,
+    with_subject_emissions,
+)
 from bayes_glmhmm.inference import hmm_sample_states
 from bayes_glmhmm.model import batched_log_likelihoods, batched_marginal_loglik, batched_smoother, batched_transitions
 from bayes_glmhmm.params import Priors, validate_data
@@ -105,7 +111,7 @@ def _smoothed_sum(params, draw_weights, inputs, emissions, mask, transition_inpu
 def _ffbs_per_draw(keys, params, inputs, emissions, mask, transition_inputs=None, subject_index=None):
     def _one_draw(key, draw_params):
         log_likelihoods = batched_log_likelihoods(draw_params, inputs, emissions, subject_index)
-        transitions, transition_axis = batched_transitions(draw_params, transition_inputs)
+        transitions, transition_axis = batched_transitions(draw_params, transition_inputs, subject_index)
         sequence_keys = jax.random.split(key, emissions.shape[0])
         ffbs = jax.vmap(hmm_sample_states, in_axes=(0, None, transition_axis, 0, 0))
         return ffbs(sequence_keys, draw_params.initial_probs, transitions, log_likelihoods, mask)
@@ -196,7 +202,7 @@ class Posterior:
     @property
     def param_names(self) -> tuple[str, ...]:
         """The names of the parameters (the keys of ``samples``): the family's, the transitions', the subjects'."""
-        subject_names = () if self.subjects is None else SUBJECT_PARAM_NAMES
+        subject_names = () if self.subjects is None else subject_param_names(SUBJECT_TRANSITIONS in self.samples)
         return self.family.param_names + self.transitions.param_names + subject_names
 
     def flat_params(self):
@@ -217,8 +223,10 @@ class Posterior:
 
         Args:
             with_new_subject: append, per draw, one unseen subject's weights and biases drawn from
-                the population (mu + tau * Normal(0, 1), a fixed seed), as subject S: averaged over
-                the draws, its likelihood is the population predictive of a new subject.
+                the population (mu + tau * Normal(0, 1), a fixed seed; and, when subjects have their
+                own transitions, a transition matrix with rows Dirichlet around the population's),
+                as subject S: averaged over the draws, its likelihood is the population predictive
+                of a new subject.
         """
         params = jax.tree.map(np.asarray, self.flat_params())
         if self.subjects is None:
@@ -234,7 +242,16 @@ class Posterior:
             )
             weights = np.concatenate([weights, new_weights[:, None].astype(weights.dtype)], axis=1)
             biases = np.concatenate([biases, new_biases[:, None].astype(biases.dtype)], axis=1)
-        return with_subject_emissions(params, weights, biases)
+        params = with_subject_emissions(params, weights, biases)
+        if SUBJECT_TRANSITIONS not in self.samples:
+            return params
+        matrices = self._flat_samples(SUBJECT_TRANSITIONS)
+        if with_new_subject:
+            concentration = self.priors.subject_transition_concentration * np.maximum(params.transition_matrix, 1e-6)
+            new_matrices = generator.gamma(concentration)  # Dirichlet rows as normalized Gamma draws
+            new_matrices /= new_matrices.sum(axis=-1, keepdims=True)
+            matrices = np.concatenate([matrices, new_matrices[:, None].astype(matrices.dtype)], axis=1)
+        return params._replace(transition_matrix=matrices)
 
     def _per_draw_params(self, subjects, num_sequences: int, new_data: bool):
         """The draws' params and the (N,) subject of each sequence (None without subjects).

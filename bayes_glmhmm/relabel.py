@@ -45,6 +45,8 @@ STATE_AXIS = {
 }
 # Every parameter of every family has its state axis first (the transition matrix has two);
 # the subjects' weights and biases (bayes_glmhmm.hierarchy) have it after their subject axis.
+TRANSITION_AXIS = {"transition_matrix": 0, "transition_weights": 0, "subject_transition_matrix": 1}
+# The first of the two state axes (origin, destination) of the transition parameters.
 
 
 class RelabelResult(NamedTuple):
@@ -110,16 +112,18 @@ def relabel_draws(samples: dict, permutations: np.ndarray) -> dict:
     relabeled = {}
     for name, value in samples.items():
         value = np.asarray(value)
-        if name in ("transition_matrix", "transition_weights"):
+        if name in TRANSITION_AXIS:
             # Both state axes (origin and destination); the transition weights' input axis follows.
-            trailing = (1,) * (value.ndim - lead - 2)
+            offset = (1,) * TRANSITION_AXIS[name]
+            first = lead + TRANSITION_AXIS[name]
+            trailing = (1,) * (value.ndim - first - 2)
             rows = np.take_along_axis(
-                value, permutations[..., :, None].reshape(permutations.shape + (1,) + trailing), axis=lead
+                value,
+                permutations.reshape(permutations.shape[:-1] + offset + permutations.shape[-1:] + (1,) + trailing),
+                axis=first,
             )
-            columns = permutations[..., None, :].reshape(
-                permutations.shape[:-1] + (1, permutations.shape[-1]) + trailing
-            )
-            relabeled[name] = np.take_along_axis(rows, columns, axis=lead + 1)
+            columns = permutations.reshape(permutations.shape[:-1] + offset + (1, permutations.shape[-1]) + trailing)
+            relabeled[name] = np.take_along_axis(rows, columns, axis=first + 1)
         elif name in STATE_AXIS:
             axis = lead + STATE_AXIS[name]
             index = permutations.reshape(

@@ -106,7 +106,8 @@ def simulate_subjects(
     Args:
         key: PRNG key.
         params: the family's params whose ``weights`` (S, K, ..., D) and ``biases`` (S, K, ...)
-            hold every subject's (:mod:`bayes_glmhmm.hierarchy`); the other fields are shared.
+            hold every subject's (:mod:`bayes_glmhmm.hierarchy`), and ``transition_matrix`` too
+            when it is (S, K, K); the other fields are shared.
         inputs: (N, T, D) covariates.
         subject_index: (N,) the subject of each sequence, in 0..S-1.
         transition_inputs: (N, T, M) inputs of input-driven transitions, or None.
@@ -115,11 +116,11 @@ def simulate_subjects(
         ``(states, emissions)``, shapes (N, T).
     """
     subject_index = jnp.asarray(subject_index)
+    per_subject = ["weights", "biases"] + (["transition_matrix"] if jnp.ndim(params.transition_matrix) == 3 else [])
     sequence_params = params._replace(
-        weights=jnp.take(jnp.asarray(params.weights), subject_index, axis=0),
-        biases=jnp.take(jnp.asarray(params.biases), subject_index, axis=0),
+        **{name: jnp.take(jnp.asarray(getattr(params, name)), subject_index, axis=0) for name in per_subject}
     )
-    axes = type(params)(**{name: 0 if name in ("weights", "biases") else None for name in params._fields})
+    axes = type(params)(**{name: 0 if name in per_subject else None for name in params._fields})
     keys = jax.random.split(key, inputs.shape[0])
     transition_axis = None if transition_inputs is None else 0
     return jax.vmap(simulate, in_axes=(0, axes, 0, transition_axis))(keys, sequence_params, inputs, transition_inputs)

@@ -96,7 +96,15 @@ def _small_problem(family_name="bernoulli", num_subjects=3, seed=0):
 
 
 def _hand_log_density(
-    params, weight_spread, bias_spread, weight_offsets, bias_offsets, subject_index, inputs, emissions
+    params,
+    weight_spread,
+    bias_spread,
+    weight_offsets,
+    bias_offsets,
+    subject_index,
+    inputs,
+    emissions,
+    subject_matrices=None,
 ):
     """log p(theta, tau, eps, y) from scipy densities and subject-by-subject public log-likelihoods."""
     priors = Priors()
@@ -113,6 +121,10 @@ def _hand_log_density(
             weights=params.weights + weight_spread * weight_offsets[subject],
             biases=params.biases + bias_spread * bias_offsets[subject],
         )
+        if subject_matrices is not None:
+            own = own._replace(transition_matrix=subject_matrices[subject])
+            concentration = priors.subject_transition_concentration * params.transition_matrix
+            total += sum(stats.dirichlet.logpdf(subject_matrices[subject][i], concentration[i]) for i in range(2))
         rows = subject_index == subject
         if rows.any():
             total += float(np.sum(log_likelihood(own, inputs[rows], emissions[rows])))
@@ -120,6 +132,7 @@ def _hand_log_density(
 
 
 def _model_log_density(family, params, sites, subject_index, inputs, emissions, parametrization):
+    """The model's log joint density (numpyro's ``log_density``) at population ``params`` and hierarchy ``sites``."""
     input_mean = inputs.reshape(-1, inputs.shape[-1]).mean(axis=0)
     centred_biases = params.biases + params.weights @ input_mean
     values = dict(
@@ -141,6 +154,7 @@ def _model_log_density(family, params, sites, subject_index, inputs, emissions, 
         subject_index=jnp.asarray(subject_index),
         num_subjects=int(np.max(subject_index)) + 1,
         subject_parametrization=parametrization,
+        subject_transitions="subject_transition_matrix" in sites,
     )
     value, _ = log_density(glmhmm_model, (), kwargs, {k: jnp.asarray(v) for k, v in values.items()})
     return float(value)
@@ -162,6 +176,27 @@ def test_noncentred_model_density_matches_hand_made_one(family_name):
     hand = _hand_log_density(params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions)
     # float32 sums of ~100 terms of size ~10: agreement to 1e-4 relative.
     assert model == pytest.approx(hand, rel=1e-4, abs=1e-3)
+
+
+def test_subject_transitions_density_matches_hand_made_one():
+    params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions = _small_problem()
+    matrices = np.random.default_rng(7).dirichlet(np.ones(2), size=(3, 2))
+    sites = dict(
+        weight_spread=weight_spread,
+        bias_spread=bias_spread,
+        subject_weight_offsets=weight_offsets,
+        subject_bias_offsets=bias_offsets,
+        subject_transition_matrix=matrices,
+    )
+    model = _model_log_density(BERNOULLI, params, sites, index, inputs, emissions, "noncentred")
+    hand = _hand_log_density(
+        params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions, matrices
+    )
+    shared = _hand_log_density(
+        params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions
+    )
+    assert model == pytest.approx(hand, rel=1e-4, abs=1e-3)
+    assert abs(hand - shared) > 1.0  # the subjects' own matrices change the density: the test can fail
 
 
 def test_centred_and_noncentred_are_one_model():
@@ -229,6 +264,7 @@ def test_relabeling_moves_subject_parameters_with_their_states():
         "weight_spread": generator.normal(size=(2, 3, 3, 2)),
         "subject_weights": generator.normal(size=(2, 3, 4, 3, 2)),
         "subject_biases": generator.normal(size=(2, 3, 4, 3)),
+        "subject_transition_matrix": generator.normal(size=(2, 3, 4, 3, 3)),
     }
     permutations = np.stack([generator.permutation(3) for _ in range(6)]).reshape(2, 3, 3)
     relabeled = relabel_draws(samples, permutations)
@@ -239,6 +275,10 @@ def test_relabeling_moves_subject_parameters_with_their_states():
                 np.testing.assert_array_equal(relabeled[name][chain, draw], samples[name][chain, draw][order])
             for name in ("subject_weights", "subject_biases"):
                 np.testing.assert_array_equal(relabeled[name][chain, draw], samples[name][chain, draw][:, order])
+            matrices = samples["subject_transition_matrix"][chain, draw]
+            np.testing.assert_array_equal(
+                relabeled["subject_transition_matrix"][chain, draw], matrices[:, order][:, :, order]
+            )
 
 
 def test_fit_relabeling_follows_the_population_and_carries_the_subjects():
@@ -269,7 +309,11 @@ def test_fit_relabeling_follows_the_population_and_carries_the_subjects():
 
 @pytest.fixture(scope="module")
 def hierarchical_fit():
-    """Three simulated mice with 1, 1 and 3 sessions of 60 trials, a short two-chain fit."""
+    """Three simulated mice with 1, 1 and 2 sessions of 60 trials (and one held out), a short two-chain fit.
+
+    Each mouse has its own transition matrix (``subject_transitions=True``), which exercises every
+    per-subject path: weights, biases and transitions.
+    """
     params, weight_spread, bias_spread, *_ = _small_problem(seed=4)
     params = params._replace(weights=params.weights * 2.0)
     subject_weights, subject_biases = draw_subjects(
@@ -277,7 +321,9 @@ def hierarchical_fit():
     )
     index = np.array([0, 1, 2, 2, 2])
     inputs = np.random.default_rng(2).normal(size=(5, 60, 2))
-    subject_params = params._replace(weights=subject_weights, biases=subject_biases)
+    matrices = np.random.default_rng(5).dirichlet(20 * params.transition_matrix[0], size=(3, 2))
+    matrices[:, 1] = np.random.default_rng(6).dirichlet(20 * params.transition_matrix[1], size=3)
+    subject_params = params._replace(weights=subject_weights, biases=subject_biases, transition_matrix=matrices)
     _, emissions = simulate_subjects(jax.random.PRNGKey(3), subject_params, inputs, index)
     ids = np.array(["mouse_a", "mouse_b", "mouse_c"])[index]
     posterior = fit_nuts(
@@ -292,6 +338,7 @@ def hierarchical_fit():
         seed=0,
         progress_bar=False,
         standardize=False,
+        subject_transitions=True,
     )
     return posterior, inputs, np.asarray(emissions), ids
 
@@ -304,7 +351,10 @@ def test_hierarchical_fit_holds_every_subject(hierarchical_fit):
     assert posterior.samples["weight_spread"].shape == (2, 100, 2, 2)
     assert np.all(posterior.samples["weight_spread"] > 0)
     assert set(SUBJECT_PARAM_NAMES) <= set(posterior.param_names)
+    assert posterior.samples["subject_transition_matrix"].shape == (2, 100, 3, 2, 2)
+    np.testing.assert_allclose(posterior.samples["subject_transition_matrix"].sum(-1), 1.0, atol=1e-5)
     assert posterior.settings["subject_parametrization"] == "noncentred"
+    assert posterior.settings["subject_transitions"] is True
 
 
 def _log_mean_exp(values, axis=0):
@@ -318,11 +368,14 @@ def test_known_subject_predictive_uses_that_subjects_draws(hierarchical_fit):
     density = posterior.log_predictive_density(inputs[held_out], emissions[held_out], subjects=ids[held_out])
     subject_weights = posterior.samples["subject_weights"][:, :, 2].reshape(-1, 2, 2)
     subject_biases = posterior.samples["subject_biases"][:, :, 2].reshape(-1, 2)
+    subject_matrices = posterior.samples["subject_transition_matrix"][:, :, 2].reshape(-1, 2, 2)
     flat = posterior.flat_params()
     per_draw = np.array(
         [
             log_likelihood(
-                jax.tree.map(lambda p, s=s: p[s], flat)._replace(weights=subject_weights[s], biases=subject_biases[s]),
+                jax.tree.map(lambda p, s=s: p[s], flat)._replace(
+                    weights=subject_weights[s], biases=subject_biases[s], transition_matrix=subject_matrices[s]
+                ),
                 inputs[held_out],
                 emissions[held_out],
             )[0]
@@ -348,6 +401,9 @@ def test_unseen_subject_gets_the_population_predictive(hierarchical_fit):
             new = draw._replace(
                 weights=draw.weights + spread_w[s] * generator.standard_normal((2, 2)),
                 biases=draw.biases + spread_b[s] * generator.standard_normal(2),
+                transition_matrix=np.stack(
+                    [generator.dirichlet(20.0 * np.maximum(row, 1e-6)) for row in draw.transition_matrix]
+                ),
             )
             values.append(float(log_likelihood(new, inputs[held_out], emissions[held_out])[0]))
     values = np.array(values)

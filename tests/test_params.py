@@ -14,6 +14,7 @@ PRIOR_FIELDS = [
     "noise_scale",
     "transition_weight_scale",
     "subject_spread_scale",
+    "subject_transition_concentration",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -21,10 +22,11 @@ PRIOR_FIELDS = [
 # ---------------------------------------------------------------------------------------------
 
 
-def test_prior_defaults_are_one():
+def test_prior_defaults_are_one_but_the_subjects_transition_concentration():
     priors = Priors()
     assert list(priors._fields) == PRIOR_FIELDS
-    assert all(value == 1.0 for value in priors)
+    assert all(value == 1.0 for name, value in priors._asdict().items() if name != "subject_transition_concentration")
+    assert priors.subject_transition_concentration == 20.0  # a probability's sd about the population's <= 0.11
     assert priors.validate() is priors
 
 
