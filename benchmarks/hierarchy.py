@@ -22,6 +22,17 @@ animal's posterior-mean (or estimated) weights against its true weights, after m
 
 Writes results/benchmarks/hierarchy.csv (one row per animal and replication) and hierarchy.md.
 
+``--pst`` scores the same three fits on real data: the probabilistic selection task data HDDM
+ships (:func:`bayes_glmhmm.datasets.pst_design`; 28 human participants, one run each, split into
+one sequence per stimulus pair: AB, CD, EF). The last ``--unseen`` participants are never fitted;
+every other participant is fitted on two of its pairs and scored on the third (participant i
+holds out pair i mod 3), a known subject's new sequence. Inputs: reward gap, previous choice,
+win-stay-lose-switch; K = 2. Writes results/benchmarks/hierarchy_pst.csv and hierarchy_pst.md.
+
+``--scale-fit`` fits the full posterior at that size (13 animals, 84 sessions of 600 trials, K = 2,
+2 chains x (``--warmup`` + ``--samples``)) and writes its wall time, gradients and verdict to
+results/benchmarks/hierarchy_scale_fit.csv.
+
 ``--scale`` instead times one gradient of the log posterior (what NUTS pays per leapfrog step) at
 the field's sizes: 13 and 40 animals, 50,000 and 180,000 trials in sessions of 600, K = 3,
 4 inputs, with and without the hierarchy, the first call (compile included) and warm calls
@@ -72,15 +83,19 @@ def _inputs(generator, num_sessions: int, num_trials: int) -> np.ndarray:
     return np.stack([stimulus, cue], axis=-1)
 
 
-def simulate_animals(seed: int, num_animals: int, num_trials: int):
-    """Training and held-out sessions of ``num_animals`` animals, plus an unseen one (the last)."""
+def simulate_animals(seed: int, num_animals: int, num_trials: int, train_sessions=None):
+    """Training and held-out sessions of ``num_animals`` animals, plus an unseen one (the last).
+
+    ``train_sessions``: sessions per animal (default ``1 + a % 10`` for animal a).
+    """
     generator = np.random.default_rng(seed)
     key_animals, key_train, key_test = jax.random.split(jax.random.PRNGKey(seed), 3)
     weights, biases = draw_subjects(
         key_animals, num_animals + 1, POPULATION.weights, POPULATION.biases, WEIGHT_SPREAD, BIAS_SPREAD
     )
     animals = POPULATION._replace(weights=np.asarray(weights), biases=np.asarray(biases))
-    train_sessions = np.array([1 + a % 10 for a in range(num_animals)])
+    if train_sessions is None:
+        train_sessions = np.array([1 + a % 10 for a in range(num_animals)])
     train_animal = np.repeat(np.arange(num_animals), train_sessions)
     test_animal = np.repeat(np.arange(num_animals + 1), HELD_OUT_SESSIONS)
     train_inputs = _inputs(generator, train_animal.size, num_trials)
@@ -188,7 +203,7 @@ COLUMNS = [
 ]
 
 
-def _summary(rows: list[dict], fits: list[dict], args) -> str:
+def _summary(rows: list[dict], fits: list[dict], args, title: str | None = None) -> str:
     table = []
     groups = [
         ("1-3 sessions", lambda r: 1 <= r["train_sessions"] <= 3),
@@ -236,14 +251,25 @@ def _summary(rows: list[dict], fits: list[dict], args) -> str:
         "pooled",
         "two-stage",
     ]
+    if title is not None:
+        setting = (
+            f"{title}: every fitted participant trained on 2 pair sequences and scored on the third; "
+            f"{args.unseen} participants never fitted (their 3 sequences scored); "
+        )
+        groups_note = "(`1-3 sessions` = every fitted participant: 2 training sequences each)"
+    else:
+        title = "simulated animals"
+        setting = (
+            f"{args.replications} replication(s), {args.animals} fitted animals with 1..10 training sessions of "
+            f"{args.trials} trials each and {HELD_OUT_SESSIONS} held-out sessions, plus one unseen animal; "
+        )
+        groups_note = ""
     lines = [
-        "# Hierarchical vs pooled vs two-stage on held-out sessions (simulated animals)",
+        f"# Hierarchical vs pooled vs two-stage on held-out sessions ({title})",
         "",
-        f"{args.replications} replication(s), {args.animals} fitted animals with 1..10 training sessions of "
-        f"{args.trials} trials each and {HELD_OUT_SESSIONS} held-out sessions, plus one unseen animal; "
-        f"NUTS 2 chains x ({args.warmup} + {args.samples}), {args.parametrization} hierarchy. "
+        setting + f"NUTS 2 chains x ({args.warmup} + {args.samples}), {args.parametrization} hierarchy. "
         "Scores: mean held-out log predictive density "
-        "per trial (higher is better); weight RMSE: posterior mean (or estimate) against the truth.",
+        "per trial (higher is better); weight RMSE: posterior mean (or estimate) against the truth. " + groups_note,
         "",
         *markdown_table(header, table),
         "",
@@ -314,6 +340,39 @@ def _gradient_seconds(num_animals: int, num_trials: int, hierarchical: bool, see
     return first, float(np.median(times))
 
 
+def scale_fit(args) -> int:
+    """The full posterior at the field's size: 13 animals, 84 sessions of 600 trials (50,400), 2 chains."""
+    sessions = np.array([7] * 6 + [6] * 7)  # 84 sessions
+    data = simulate_animals(7, 13, 600, train_sessions=sessions)
+    inputs, choices, animal = data["train"]
+    start = time.perf_counter()
+    posterior = fit_nuts(
+        inputs,
+        choices,
+        2,
+        family="bernoulli",
+        subjects=_names(animal),
+        num_chains=2,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        seed=0,
+        progress_bar=False,
+        standardize=False,
+    )
+    wall = time.perf_counter() - start
+    diagnostics = posterior.diagnostics()
+    gradients = int(np.sum(posterior.settings["warmup_gradients"]) + np.sum(posterior.sample_stats["n_steps"]))
+    header = ["animals", "sessions", "trials", "chains", "warmup", "samples", "wall_s", "nuts_s", "gradients"]
+    header += ["max_rhat", "min_ess_bulk", "divergences", "load_average_1min"]
+    row = [13, int(sessions.sum()), int(choices.size), 2, args.warmup, args.samples, wall]
+    row += [posterior.wall_seconds["nuts"], gradients, diagnostics["max_rhat"], diagnostics["min_ess_bulk"]]
+    row += [diagnostics["divergences"], os.getloadavg()[0]]
+    os.makedirs(args.out, exist_ok=True)
+    write_text_atomic(os.path.join(args.out, "hierarchy_scale_fit.csv"), csv_text(header, [row]))
+    print(dict(zip(header, row, strict=True)))
+    return 0
+
+
 def scale(args) -> int:
     """Time per gradient at the field's sizes (see the module docstring)."""
     rows = []
@@ -329,6 +388,105 @@ def scale(args) -> int:
     return 0
 
 
+def pst_data(num_unseen: int):
+    """Training and held-out sequences of the PST data, as :func:`simulate_animals` gives them (no truth)."""
+    from bayes_glmhmm.datasets import pst_design
+
+    design = pst_design(inputs=("reward_gap", "previous_choice", "win_stay_lose_switch"), sequences="subject_pair")
+    names = list(dict.fromkeys(design.subject_ids.tolist()))
+    position = np.array([names.index(subject) for subject in design.subject_ids])
+    pair = np.array(["AB", "CD", "EF"]).searchsorted(design.pair_ids)
+    unseen = position >= len(names) - num_unseen
+    held_out = unseen | (pair == position % 3)
+    train, test = ~held_out, held_out
+    emissions = design.choices.astype(float)
+    return dict(
+        train=(design.inputs[train], emissions[train], position[train], design.lengths[train]),
+        test=(design.inputs[test], np.where(design.mask[test], emissions[test], np.nan), position[test]),
+        test_mask=design.mask[test],
+        num_fitted=len(names) - num_unseen,
+    )
+
+
+def pst(args) -> int:
+    """Hierarchical, pooled and two-stage fits of the PST data, scored on held-out sequences."""
+    data = pst_data(args.unseen)
+    inputs, choices, subject, lengths = data["train"]
+    settings = dict(
+        family="bernoulli",
+        lengths=lengths,
+        num_chains=2,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        seed=0,
+        progress_bar=False,
+        standardize=False,
+    )
+    wall = {}
+    start = time.perf_counter()
+    hierarchical = fit_nuts(inputs, choices, 2, subjects=_names(subject), **settings)
+    wall["hierarchical"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pooled = fit_nuts(inputs, choices, 2, **settings)
+    wall["pooled"] = time.perf_counter() - start
+    start = time.perf_counter()
+    mask = np.arange(inputs.shape[1])[None, :] < lengths[:, None]
+    em_settings = dict(family="bernoulli", priors=Priors(), standardize=False)
+    pooled_em = fit_em(inputs, choices, 2, mask=mask, num_restarts=10, seed=0, **em_settings).params
+    per_subject = {}
+    for s in np.unique(subject):
+        rows = subject == s
+        per_subject[int(s)] = fit_em(
+            inputs[rows], choices[rows], 2, mask=mask[rows], init_params=pooled_em, **em_settings
+        ).params
+    wall["two_stage"] = time.perf_counter() - start
+    test_inputs, test_choices, test_subject = data["test"]
+    test_mask = data["test_mask"]
+    hierarchical_density = hierarchical.log_predictive_density(
+        test_inputs, test_choices, test_mask, subjects=_names(test_subject)
+    )
+    pooled_density = pooled.log_predictive_density(test_inputs, test_choices, test_mask)
+    rows = []
+    for s in np.unique(test_subject):
+        sequences = test_subject == s
+        trials = int(test_mask[sequences].sum())
+        estimate = per_subject.get(int(s), pooled_em)
+        two_stage = np.sum(
+            log_likelihood(estimate, test_inputs[sequences], test_choices[sequences], test_mask[sequences])
+        )
+        rows.append(
+            dict(
+                animal=int(s),
+                train_sessions=2 if s < data["num_fitted"] else 0,
+                hierarchical=float(np.sum(hierarchical_density[sequences])) / trials,
+                pooled=float(np.sum(pooled_density[sequences])) / trials,
+                two_stage=float(two_stage) / trials,
+                weight_error_hierarchical=float("nan"),
+                weight_error_pooled=float("nan"),
+                weight_error_two_stage=float("nan"),
+            )
+        )
+    diagnostics = hierarchical.diagnostics()
+    fits = [
+        dict(
+            replication=0,
+            **wall,
+            max_rhat=diagnostics["max_rhat"],
+            min_ess_bulk=diagnostics["min_ess_bulk"],
+            divergences=diagnostics["divergences"],
+        )
+    ]
+    rows = [dict(replication=0, **row) for row in rows]
+    os.makedirs(args.out, exist_ok=True)
+    write_text_atomic(
+        os.path.join(args.out, "hierarchy_pst.csv"), csv_text(COLUMNS, [[r[c] for c in COLUMNS] for r in rows])
+    )
+    summary = _summary(rows, fits, args, title="PST data (28 human participants, HDDM, BSD-3)")
+    write_text_atomic(os.path.join(args.out, "hierarchy_pst.md"), summary)
+    print(summary)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replications", type=int, default=3)
@@ -339,10 +497,17 @@ def main(argv=None) -> int:
     parser.add_argument("--parametrization", default="noncentred", choices=["noncentred", "centred"])
     parser.add_argument("--quick", action="store_true", help="1 replication, 4 animals, 60 trials, 150 + 150 draws")
     parser.add_argument("--scale", action="store_true", help="time per gradient at 13-40 animals, 50k-180k trials")
+    parser.add_argument("--scale-fit", action="store_true", help="the full posterior of 13 animals, 50,400 trials")
+    parser.add_argument("--pst", action="store_true", help="real data: HDDM's PST participants, held-out pairs")
+    parser.add_argument("--unseen", type=int, default=4, help="--pst: participants never fitted")
     parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args(argv)
     if args.scale:
         return scale(args)
+    if args.scale_fit:
+        return scale_fit(args)
+    if args.pst:
+        return pst(args)
     if args.quick:
         args.replications, args.animals, args.trials, args.warmup, args.samples = 1, 4, 60, 150, 150
     rows, fits = [], []

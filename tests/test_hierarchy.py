@@ -23,12 +23,17 @@ from bayes_glmhmm.hierarchy import (
     validate_subjects,
 )
 from bayes_glmhmm.model import glmhmm_model, log_likelihood
-from bayes_glmhmm.params import BernoulliGLMHMMParams, GLMHMMParams, Priors
+from bayes_glmhmm.params import (
+    BernoulliGLMHMMParams,
+    CategoricalGLMHMMParams,
+    GLMHMMParams,
+    PoissonGLMHMMParams,
+    Priors,
+)
 from bayes_glmhmm.relabel import relabel_draws
 from bayes_glmhmm.simulate import simulate, simulate_subjects
 
 BERNOULLI = get_family("bernoulli")
-GAUSSIAN = get_family("gaussian")
 
 # ---------------------------------------------------------------------------------------------
 # Subject ids
@@ -69,29 +74,37 @@ def test_unseen_subjects_map_past_the_fitted_ones():
 # ---------------------------------------------------------------------------------------------
 
 
+FAMILY_PROBLEMS = {
+    # name: (params type, class axes of the weights, emissions drawn given a generator and a shape)
+    "bernoulli": (BernoulliGLMHMMParams, (), lambda generator, shape: generator.integers(0, 2, shape)),
+    "gaussian": (GLMHMMParams, (), lambda generator, shape: generator.normal(size=shape)),
+    "poisson": (PoissonGLMHMMParams, (), lambda generator, shape: generator.poisson(2.0, shape)),
+    "categorical": (CategoricalGLMHMMParams, (2,), lambda generator, shape: generator.integers(0, 3, shape)),
+}
+
+
 def _small_problem(family_name="bernoulli", num_subjects=3, seed=0):
-    """Population params, spreads, subject params and data for a tiny hierarchical problem."""
+    """Population params, spreads, subject offsets and data for a tiny hierarchical problem of a family."""
     generator = np.random.default_rng(seed)
     num_states, input_dim = 2, 2
+    params_type, classes, draw = FAMILY_PROBLEMS[family_name]
+    weight_shape = (num_states, *classes, input_dim)
     population = dict(
         initial_probs=np.array([0.6, 0.4]),
         transition_matrix=np.array([[0.9, 0.1], [0.2, 0.8]]),
-        weights=generator.normal(size=(num_states, input_dim)),
-        biases=generator.normal(size=num_states),
+        weights=0.5 * generator.normal(size=weight_shape),
+        biases=0.5 * generator.normal(size=weight_shape[:-1]),
     )
     if family_name == "gaussian":
         population["scales"] = np.array([0.7, 1.3])
-    params = (BernoulliGLMHMMParams if family_name == "bernoulli" else GLMHMMParams)(**population)
-    weight_spread = np.abs(generator.normal(size=(num_states, input_dim))) + 0.2
-    bias_spread = np.abs(generator.normal(size=num_states)) + 0.2
-    weight_offsets = generator.normal(size=(num_subjects, num_states, input_dim))
-    bias_offsets = generator.normal(size=(num_subjects, num_states))
+    params = params_type(**population)
+    weight_spread = np.abs(generator.normal(size=weight_shape)) + 0.2
+    bias_spread = np.abs(generator.normal(size=weight_shape[:-1])) + 0.2
+    weight_offsets = generator.normal(size=(num_subjects, *weight_shape))
+    bias_offsets = generator.normal(size=(num_subjects, *weight_shape[:-1]))
     subject_index = np.array([0, 1, 1, 2, 0])[: max(num_subjects, 5)] % num_subjects
     inputs = generator.normal(loc=0.5, size=(subject_index.size, 7, input_dim))
-    if family_name == "bernoulli":
-        emissions = generator.integers(0, 2, size=inputs.shape[:2]).astype(float)
-    else:
-        emissions = generator.normal(size=inputs.shape[:2])
+    emissions = draw(generator, inputs.shape[:2]).astype(float)
     return params, weight_spread, bias_spread, weight_offsets, bias_offsets, subject_index, inputs, emissions
 
 
@@ -160,12 +173,12 @@ def _model_log_density(family, params, sites, subject_index, inputs, emissions, 
     return float(value)
 
 
-@pytest.mark.parametrize("family_name", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("family_name", list(FAMILY_PROBLEMS))
 def test_noncentred_model_density_matches_hand_made_one(family_name):
     params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions = _small_problem(
         family_name
     )
-    family = BERNOULLI if family_name == "bernoulli" else GAUSSIAN
+    family = get_family(family_name, 3 if family_name == "categorical" else None)
     sites = dict(
         weight_spread=weight_spread,
         bias_spread=bias_spread,
@@ -437,6 +450,59 @@ def test_subject_arguments_are_checked(hierarchical_fit, small_posterior, small_
     data = small_article_data
     with pytest.raises(ValueError, match="without subjects"):
         small_posterior.log_predictive_density(data.inputs, data.emissions, subjects=["a"] * 4)
+
+
+def test_subjects_with_input_driven_transitions():
+    """Subjects compose with input-driven transitions: the predictive of a known subject's new sequence
+    is the average over draws of the public likelihood with that subject's weights and the shared V."""
+    params, weight_spread, bias_spread, *_ = _small_problem(seed=8)
+    subject_weights, subject_biases = draw_subjects(
+        jax.random.PRNGKey(2), 2, params.weights, params.biases, weight_spread, bias_spread
+    )
+    generator = np.random.default_rng(9)
+    transition_inputs = generator.integers(0, 2, size=(4, 40, 1)).astype(float)
+    driven = params._replace(
+        weights=subject_weights, biases=subject_biases, transition_weights=np.array([[[0.0], [1.5]], [[-1.5], [0.0]]])
+    )
+    index = np.array([0, 1, 1, 0])
+    inputs = generator.normal(size=(4, 40, 2))
+    _, emissions = simulate_subjects(jax.random.PRNGKey(4), driven, inputs, index, transition_inputs)
+    emissions = np.asarray(emissions)
+    posterior = fit_nuts(
+        inputs[:3],
+        emissions[:3],
+        2,
+        family="bernoulli",
+        subjects=index[:3],
+        transition_inputs=transition_inputs[:3],
+        num_chains=1,
+        num_warmup=30,
+        num_samples=20,
+        progress_bar=False,
+        standardize=False,
+        convergence={"min_ess_bulk": 1, "min_ess_tail": 1, "max_rhat": 10.0},
+    )
+    assert posterior.samples["transition_weights"].shape == (1, 20, 2, 2, 1)
+    assert posterior.samples["subject_weights"].shape == (1, 20, 2, 2, 2)
+    density = posterior.log_predictive_density(
+        inputs[3:], emissions[3:], transition_inputs=transition_inputs[3:], subjects=["0"]
+    )
+    flat = jax.tree.map(np.asarray, posterior.flat_params())
+    per_draw = [
+        float(
+            log_likelihood(
+                jax.tree.map(lambda p, s=s: p[s], flat)._replace(
+                    weights=posterior.samples["subject_weights"][0, s, 0],
+                    biases=posterior.samples["subject_biases"][0, s, 0],
+                ),
+                inputs[3:],
+                emissions[3:],
+                transition_inputs=transition_inputs[3:],
+            )[0]
+        )
+        for s in range(20)
+    ]
+    assert density[0] == pytest.approx(_log_mean_exp(np.array(per_draw)), abs=1e-3)
 
 
 @pytest.mark.parametrize(
