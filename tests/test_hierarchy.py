@@ -532,3 +532,54 @@ def test_inference_data_round_trip_keeps_the_subjects(hierarchical_fit):
         posterior.log_predictive_density(inputs[4:], emissions[4:], subjects=ids[4:]),
         rtol=1e-6,
     )
+
+
+def test_sequences_split_over_devices_give_the_same_density_and_gradient():
+    """Under ``shard_map`` over 2 devices, with the 5 sequences padded to 6 (a fully masked sequence of
+    subject 0), the hierarchical model's potential and its gradient equal those on one device."""
+    from functools import partial
+
+    from jax.sharding import PartitionSpec
+    from numpyro.infer.util import potential_energy
+
+    from bayes_glmhmm.model import centred_sites, unconstrain_sites
+    from bayes_glmhmm.sampler import SEQUENCE_AXIS, SEQUENCE_FIELDS, _pad_sequences, sequence_mesh
+
+    params, weight_spread, bias_spread, weight_offsets, bias_offsets, index, inputs, emissions = _small_problem()
+    input_mean = jnp.asarray(inputs.reshape(-1, 2).mean(axis=0))
+    constrained = centred_sites(params, input_mean) | dict(
+        weight_spread=weight_spread,
+        bias_spread=bias_spread,
+        subject_weight_offsets=weight_offsets,
+        subject_bias_offsets=bias_offsets,
+    )
+    z = unconstrain_sites({name: jnp.asarray(value, jnp.float32) for name, value in constrained.items()}, BERNOULLI)
+    kwargs = dict(
+        inputs=jnp.asarray(inputs, jnp.float32),
+        emissions=jnp.asarray(emissions, jnp.float32),
+        mask=jnp.ones(emissions.shape, bool),
+        subject_index=jnp.asarray(index),
+        priors=Priors(),
+        input_mean=input_mean,
+    )
+    options = dict(num_states=2, family=BERNOULLI, num_subjects=3)
+
+    def potential(point, model_kwargs, axis_name=None):
+        model = partial(glmhmm_model, **options, sequence_axis_name=axis_name)
+        return potential_energy(model, (), model_kwargs, point)
+
+    one_device = jax.value_and_grad(potential)(z, kwargs)
+    padded = _pad_sequences(kwargs, 2)
+    assert padded["emissions"].shape[0] == 6
+    specs = {name: PartitionSpec(SEQUENCE_AXIS) if name in SEQUENCE_FIELDS else PartitionSpec() for name in padded}
+    sharded = jax.shard_map(
+        jax.value_and_grad(partial(potential, axis_name=SEQUENCE_AXIS)),
+        mesh=sequence_mesh(1, 2),
+        in_specs=(PartitionSpec(), specs),
+        out_specs=PartitionSpec(),
+        check_vma=False,
+    )
+    two_devices = jax.jit(sharded)(z, padded)
+    assert float(two_devices[0]) == pytest.approx(float(one_device[0]), rel=1e-5)
+    for name in one_device[1]:
+        np.testing.assert_allclose(two_devices[1][name], one_device[1][name], rtol=1e-4, atol=1e-4, err_msg=name)
