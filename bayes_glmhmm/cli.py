@@ -3,9 +3,10 @@
 * ``bayes-glmhmm demo``: simulate the article's conveyor-belt data, fit EM and NUTS, recover the
   states, compare, and write a results folder with a diagnostic report.
 * ``bayes-glmhmm fit DATA.csv --states K --target COL --inputs COL[,COL...] [--family F]
-  [--transition-inputs COL[,COL...] [--transition-form full|destination]]``: fit a user's
-  long-format CSV with any emission family (gaussian, bernoulli, categorical, poisson; see
-  :mod:`bayes_glmhmm.csv_fit`), with stationary or input-driven transitions.
+  [--transition-inputs COL[,COL...] [--transition-form full|destination]] [--subject COL]``: fit a
+  user's long-format CSV with any emission family (gaussian, bernoulli, categorical, poisson; see
+  :mod:`bayes_glmhmm.csv_fit`), with stationary or input-driven transitions, and optionally
+  hierarchical across subjects (:mod:`bayes_glmhmm.hierarchy`).
 * ``bayes-glmhmm select DATA.csv --states 1-5 --target COL --inputs COL[,COL...] [--method loo|kfold]
   [--folds 5] [--rule one_se|max]``: choose the number of states by held-out prediction of whole
   sequences, Bayes and EM side by side (see :mod:`bayes_glmhmm.selection`); writes
@@ -545,6 +546,8 @@ _PRIOR_OPTIONS = {
     "bias_scale": "sd of the Normal prior on biases",
     "noise_scale": "scale of the HalfNormal prior on noise sds (gaussian family only; unused by others)",
     "transition_weight_scale": "sd of the Normal prior on transition weights (with --transition-inputs)",
+    "subject_spread_scale": "scale of the HalfNormal prior on the spread of each weight and bias across subjects "
+    "(fit --subject only; unused otherwise)",
 }
 
 
@@ -565,17 +568,38 @@ def _add_sampler_arguments(parser) -> None:
         default="auto",
         help="fit on standardized inputs and, for the gaussian family only, standardized targets (priors then "
         "apply to standardized parameters; results are reported in the data's units); auto: only for data far "
-        "from unit scale (default: auto)",
+        "from unit scale; never with fit --subject, where auto means no (default: auto)",
     )
     for field, help_text in _PRIOR_OPTIONS.items():
         parser.add_argument(_flag(field), type=float, default=1.0, help=f"{help_text} (default: 1)")
     parser.add_argument("--float64", action="store_true", help="compute in 64-bit floats")
 
 
+#: The choices of ``--subject-parametrization`` (:data:`bayes_glmhmm.hierarchy.PARAMETRIZATIONS`, which imports JAX).
+_SUBJECT_PARAMETRIZATIONS = ("noncentred", "centred")
+
+
 def _add_fit_parser(commands) -> None:
     """The ``fit`` subcommand's options."""
     fit = commands.add_parser("fit", help="fit a long-format CSV (one row per time step)")
     _add_data_arguments(fit, "classes.csv and summary.json")
+    fit.add_argument(
+        "--subject",
+        default=None,
+        help="column of subject ids (e.g. the animal of each session), the same on every row of a sequence: a "
+        "hierarchical model in which each subject has its own weights and biases, drawn around the population's "
+        "with a spread per state and coefficient; initial and transition probabilities are shared. "
+        "parameters.csv then gives the population's weight and biases rows, their spreads (weight_spread, "
+        "bias_spread) and each subject's (subject_weights, subject_biases). A fit across subjects is never "
+        "standardized (--standardize auto means no; yes is an error) (default: none, one set of parameters)",
+    )
+    fit.add_argument(
+        "--subject-parametrization",
+        choices=list(_SUBJECT_PARAMETRIZATIONS),
+        default=None,
+        help="with --subject: noncentred (suits subjects with little data each) or centred (subjects with "
+        "thousands of trials each); the same model, sampled differently (default: noncentred)",
+    )
     fit.add_argument("--states", type=int, required=True, help="number of hidden states K")
     fit.add_argument("--out", default="fit_results", help="output folder (default: fit_results)")
     _add_sampler_arguments(fit)
@@ -682,6 +706,7 @@ _COLUMN_FLAGS = {
     "inputs": "--inputs",
     "sequence": "--sequence",
     "transition_inputs": "--transition-inputs",
+    "subject": "--subject",
 }
 
 
@@ -739,8 +764,9 @@ def _check_data(args, transition_inputs: list[str] | None, num_states: int) -> N
 
     Catches, before JAX is imported, what NumPy and the csv module can: a missing, empty or
     unreadable file, unknown columns, missing or non-numeric inputs, a non-numeric target of a
-    numeric family, more text labels than classes, sequences shorter than 2 steps, and more states
-    than the longest sequence has steps. The family's own checks of the target values (e.g. counts
+    numeric family, more text labels than classes, sequences shorter than 2 steps, a subject column
+    that is unknown, misses an id or gives a sequence two, and more states than the longest
+    sequence has steps. The family's own checks of the target values (e.g. counts
     for the Poisson family) follow in the fit.
 
     Raises:
@@ -755,9 +781,24 @@ def _check_data(args, transition_inputs: list[str] | None, num_states: int) -> N
         _column_list(args.inputs),
         args.sequence,
         transition_inputs=transition_inputs,
+        subject=getattr(args, "subject", None),  # fit only
         **csv_target_options(args.family, args.num_classes),
     )
     check_supported_states(table, num_states)
+
+
+def _subject_checks(args) -> None:
+    """Check the subject options of ``fit``, without JAX. ValueError naming the flag."""
+    if args.subject is None:
+        if args.subject_parametrization is not None:
+            raise ValueError("--subject-parametrization applies only with --subject")
+        return
+    if args.standardize == "yes":
+        raise ValueError(
+            "--standardize yes cannot be combined with --subject: a fit across subjects is never standardized (the "
+            "spreads across subjects would not map back to the data's units); rescale the input columns yourself "
+            "if they are far from unit scale"
+        )
 
 
 def _priors(args) -> "Priors":
@@ -822,6 +863,7 @@ def _run_fit_command(args) -> int:
     try:
         _check_counts(args, [("--states", "states", 1), ("--sequence-devices", "sequence_devices", 1)])
         transition_inputs = _model_checks(args)
+        _subject_checks(args)
         _check_data(args, transition_inputs, args.states)
     except ValueError as error:
         return _error(_with_flag_names(str(error)))
@@ -853,6 +895,8 @@ def _run_fit_command(args) -> int:
                 num_classes=args.num_classes,
                 transition_inputs=transition_inputs,
                 transition_form=args.transition_form,
+                subject=args.subject,
+                subject_parametrization=args.subject_parametrization or _SUBJECT_PARAMETRIZATIONS[0],
             )
     except ValueError as error:
         return _error(_with_flag_names(str(error)))
@@ -864,9 +908,11 @@ def _run_fit_command(args) -> int:
         if transitions["model"] == "stationary"
         else f", {transitions['form']} input-driven transitions on {', '.join(transitions['inputs'])}"
     )
+    data = summary["data"]
+    subjects = "" if data["subject"] is None else f" of {data['num_subjects']} subjects ({data['subject']})"
     print(
         f"wrote {args.out}/: {summary['family']} family{classes}{driven}, {summary['data']['num_rows']} rows in "
-        f"{summary['data']['num_sequences']} sequence(s), NUTS {nuts['wall_seconds']:.1f} s, "
+        f"{summary['data']['num_sequences']} sequence(s){subjects}, NUTS {nuts['wall_seconds']:.1f} s, "
         f"max R-hat {nuts['max_rhat']:.3f}, min bulk ESS {nuts['min_ess_bulk']:.0f}, "
         f"divergences {nuts['divergences']}, stuck chains {nuts['stuck_chains']}"
     )

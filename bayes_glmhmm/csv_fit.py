@@ -138,6 +138,7 @@ def read_fit_data(
     family: str = "gaussian",
     num_classes: int | None = None,
     transition_inputs: list[str] | None = None,
+    subject: str | None = None,
 ) -> FitData:
     """Read a long-format CSV for an emission family and check its targets (step 1 of :func:`run_fit`).
 
@@ -152,15 +153,18 @@ def read_fit_data(
         transition_inputs: columns that drive the state transitions (input-driven transitions,
             see :mod:`bayes_glmhmm.transitions`), read into ``table.transition_inputs``; None for
             stationary transitions.
+        subject: the column of subject ids, one per sequence (a hierarchical model across
+            subjects), read into ``table.subject_ids``; None for no subjects.
 
     Returns:
         A :class:`FitData`.
 
     Raises:
         ValueError: for an unknown family, ``num_classes`` with another family, a bad file, a
-            target outside the family's support (naming the column and data row), or a transition
+            target outside the family's support (naming the column and data row), a transition
             input column that is unknown or holds a missing or non-numeric value (naming
-            ``transition_inputs`` and the column).
+            ``transition_inputs`` and the column), or a subject column that is unknown, misses
+            an id or gives a sequence two (naming ``subject``, the column, sequence and row).
     """
     if family not in FAMILY_NAMES:
         raise ValueError(f"family must be one of {', '.join(FAMILY_NAMES)}, got {family!r}")
@@ -172,6 +176,7 @@ def read_fit_data(
         inputs=inputs,
         sequence=sequence,
         transition_inputs=transition_inputs,
+        subject=subject,
         **csv_target_options(family, num_classes),
     )
     resolved = resolve_family(family, table.emissions, table.mask, num_classes)
@@ -225,7 +230,12 @@ def check_supported_states(data: FitData, num_states: int) -> None:
 
 
 def conditional_predictive_mean(
-    samples: dict, states: np.ndarray, inputs: np.ndarray, family="gaussian", chunk_size: int = 50
+    samples: dict,
+    states: np.ndarray,
+    inputs: np.ndarray,
+    family="gaussian",
+    chunk_size: int = 50,
+    subject_index: np.ndarray | None = None,
 ) -> np.ndarray:
     """E[y_t | all observed data]: the mean over draws s of ``family.mean(theta_s, x_t)[z_t^s]``.
 
@@ -234,15 +244,18 @@ def conditional_predictive_mean(
     everything observed, the natural imputation of a missing target. It is the predictive mean for
     the Gaussian, the expected count (rate) for the Poisson, p(y_t = 1) for the Bernoulli and the
     C class probabilities (summing to 1) for the categorical family. Computed in chunks of draws so
-    memory stays at chunk_size x N x T x K (x C).
+    memory stays at chunk_size x N x T x K (x C). In a hierarchical posterior across subjects, each
+    sequence's mean uses its subject's weights and biases (``subject_weights``, ``subject_biases``).
 
     Args:
         samples: (chain, draw, ...) parameter draws; the emission parameters (weights, biases and
-            the family's extra parameters) are required.
+            the family's extra parameters) are required, and ``subject_weights`` and
+            ``subject_biases`` with ``subject_index``.
         states: (chain, draw, N, T) FFBS paths, -1 at padding.
         inputs: (N, T, D).
         family: the emission family (or its name) of the samples.
         chunk_size: draws per chunk.
+        subject_index: (N,) the subject of each sequence, for a hierarchical posterior; None otherwise.
 
     Returns:
         (N, T) means, or (N, T, C) class probabilities for the categorical family; NaN at padding.
@@ -256,15 +269,31 @@ def conditional_predictive_mean(
         for name in family.param_names
         if name in samples
     }
+    if subject_index is not None:
+        # Each sequence's own subject's emission parameters, (draws, N, K, ...).
+        subject_index = np.asarray(subject_index)
+        for name, subject_name in (("weights", "subject_weights"), ("biases", "subject_biases")):
+            draws = np.asarray(samples[subject_name])
+            flat[name] = draws.reshape((-1,) + draws.shape[2:])[:, subject_index]
     flat_states = np.asarray(states).reshape((-1,) + np.shape(states)[2:]).astype(np.int64)
     inputs = jnp.asarray(inputs)
+    mean_of_draw = jax.vmap(family.mean, in_axes=(0, None))
+    if subject_index is not None:
+
+        def sequence_mean(params, weights, biases, sequence_inputs):
+            return family.mean(params._replace(weights=weights, biases=biases), sequence_inputs)
+
+        def subjects_mean(params, all_inputs):
+            return jax.vmap(sequence_mean, in_axes=(None, 0, 0, 0))(params, params.weights, params.biases, all_inputs)
+
+        mean_of_draw = jax.vmap(subjects_mean, in_axes=(0, None))
     total = 0.0
     for start in range(0, flat_states.shape[0], chunk_size):
         stop = start + chunk_size
         params = family.params_type(
             **{name: jnp.asarray(flat[name][start:stop]) if name in flat else None for name in family.param_names}
         )
-        means = np.asarray(jax.vmap(family.mean, in_axes=(0, None))(params, inputs))  # (S, N, T, K[, C])
+        means = np.asarray(mean_of_draw(params, inputs))  # (S, N, T, K[, C])
         z = np.clip(flat_states[start:stop], 0, None)
         chosen = np.take_along_axis(means, z.reshape(z.shape + (1,) * (means.ndim - 3)), axis=3)
         total = total + np.sum(chosen[:, :, :, 0], axis=0)
@@ -322,9 +351,16 @@ def state_probability_rows(table: TabularData, probabilities: np.ndarray, predic
 
 
 def _index_label(
-    dim: str, position: int, input_names: list, class_labels: list | None, transition_input_names: list | None = None
+    dim: str,
+    position: int,
+    input_names: list,
+    class_labels: list | None,
+    transition_input_names: list | None = None,
+    subject_names: list | None = None,
 ) -> str:
-    """The label of one index of a parameter along an ArviZ dim (state, next_state, class, input, transition_input)."""
+    """The label of one index along an ArviZ dim (state, next_state, class, input, transition_input, subject)."""
+    if dim == "subject":
+        return str(subject_names[position]) if subject_names is not None else f"subject {position}"
     if dim == "input":
         return str(input_names[position])
     if dim == "transition_input":
@@ -344,6 +380,7 @@ def parameter_rows(
     point_estimate=None,
     prob: float = 0.94,
     transition_input_names: list | None = None,
+    subject_names: list | None = None,
 ) -> list[list]:
     """Posterior summary rows ``[label, mean, sd, lower, upper, point estimate]`` of every scalar parameter.
 
@@ -352,23 +389,33 @@ def parameter_rows(
     ``biases[state, <class> vs <reference class>]``), ``transition_matrix[state, next_state]``, ...
     With input-driven transitions (``samples`` holds ``transition_weights``), the rows
     ``transition_weights[i, j, <transition input>]`` follow, one per i != j (V[i, i] = 0 by
-    construction) and transition input.
+    construction) and transition input. A hierarchical posterior across subjects (``samples`` holds
+    ``subject_weights``, see :mod:`bayes_glmhmm.hierarchy`) adds, after them, the spreads across
+    subjects ``weight_spread[state, input]`` and ``bias_spread[state]`` and each subject's
+    ``subject_weights[<subject>, state, input]`` and ``subject_biases[<subject>, state]`` (and
+    ``subject_transition_matrix[<subject>, state, next_state]`` when subjects have their own
+    transitions); ``weight`` and ``biases`` are then the population means.
 
     Args:
         samples: (chain, draw, ...) draws of every parameter of the family (and of
-            ``transition_weights`` for input-driven transitions).
+            ``transition_weights`` for input-driven transitions, and of the hierarchy's parameters
+            for a hierarchical posterior).
         family: the emission family.
         input_names: the D input names.
         class_labels: the label of each class code (categorical), else None.
         point_estimate: optional params of the family (e.g. the EM MAP), NaN when absent.
         prob: mass of the equal-tailed interval.
         transition_input_names: the M transition input names (default ``u0``, ``u1``, ...).
+        subject_names: the S subject ids, in the order of the subject axis (default
+            ``subject 0``, ``subject 1``, ...).
     """
+    from bayes_glmhmm.hierarchy import subject_param_dims
     from bayes_glmhmm.transitions import PARAM_DIMS as TRANSITION_PARAM_DIMS
 
     rows = []
-    dims = {**family.param_dims(), **TRANSITION_PARAM_DIMS}
-    names = family.param_names + tuple(name for name in TRANSITION_PARAM_DIMS if name in samples)
+    subject_dims = subject_param_dims(family.param_dims())
+    dims = {**family.param_dims(), **TRANSITION_PARAM_DIMS, **subject_dims}
+    names = family.param_names + tuple(name for name in (*TRANSITION_PARAM_DIMS, *subject_dims) if name in samples)
     for name in names:
         draws = np.asarray(samples[name])
         flat = draws.reshape((-1,) + draws.shape[2:])
@@ -381,7 +428,7 @@ def parameter_rows(
             if name in TRANSITION_PARAM_DIMS and index[0] == index[1]:
                 continue
             parts = [
-                _index_label(dim, i, input_names, class_labels, transition_input_names)
+                _index_label(dim, i, input_names, class_labels, transition_input_names, subject_names)
                 for dim, i in zip(dims[name], index, strict=True)
             ]
             rows.append(
@@ -406,7 +453,9 @@ def _start_output(out) -> None:
 def _write_posterior(posterior, data: FitData, out, seed: int):
     """Write ``posterior.nc`` (with input, target, sequence and class names as attributes); return the InferenceData.
 
-    The transition inputs' names (input-driven transitions) name the ``transition_input`` coordinate.
+    The transition inputs' names (input-driven transitions) name the ``transition_input`` coordinate;
+    with subjects, their ids name the ``subject`` coordinate and the attribute ``subject_name``
+    holds the subject column's name.
     """
     import json
 
@@ -422,6 +471,8 @@ def _write_posterior(posterior, data: FitData, out, seed: int):
     idata.posterior.attrs["target_name"] = data.table.target_name
     idata.posterior.attrs["sequence_ids"] = ",".join(map(str, data.table.sequence_ids))
     idata.posterior.attrs["class_labels"] = json.dumps(data.class_labels)
+    if data.table.subject_name is not None:
+        idata.posterior.attrs["subject_name"] = data.table.subject_name
     write_netcdf_atomic(idata, os.path.join(out, "posterior.nc"))
     return idata
 
@@ -430,7 +481,11 @@ def _write_state_probabilities(posterior, idata, data: FitData, out) -> None:
     """Write ``state_probabilities.csv``: per data row, state probabilities and the target's prediction."""
     probabilities = idata.posterior_states["state_probabilities"].values
     predictive = conditional_predictive_mean(
-        posterior.samples, idata.posterior_states["states"].values, data.table.inputs, family=data.family
+        posterior.samples,
+        idata.posterior_states["states"].values,
+        data.table.inputs,
+        family=data.family,
+        subject_index=None if posterior.subjects is None else posterior.subjects.index,
     )
     prediction_header, predictions = _prediction_columns(data, predictive)
     header = [
@@ -457,6 +512,7 @@ def _write_parameters(posterior, data: FitData, out) -> None:
         class_labels=data.class_labels,
         point_estimate=posterior.em.params if posterior.em else None,
         transition_input_names=data.table.transition_input_names,
+        subject_names=None if posterior.subjects is None else list(posterior.subjects.names),
     )
     header = ["parameter", "posterior_mean", "posterior_sd", "lower_94", "upper_94", "em_map"]
     write_text_atomic(os.path.join(out, "parameters.csv"), csv_text(header, rows))
@@ -620,6 +676,8 @@ def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]
             "num_missing_targets": int(table.lengths.sum() - table.mask.sum()),
             "num_states": posterior.num_states,
             "transition_inputs": table.transition_input_names,
+            "subject": table.subject_name,
+            "num_subjects": None if table.subject_ids is None else len(set(table.subject_ids)),
         },
         "transitions": _transitions_summary(posterior, data),
         "family": data.family.name,
@@ -644,6 +702,37 @@ def _fit_summary(posterior, data: FitData, data_path, sequence, files: list[str]
     }
 
 
+#: Why a fit across subjects is not standardized (the message of ``standardize=True`` with a subject column).
+_SUBJECTS_NOT_STANDARDIZED = (
+    "a fit across subjects is never standardized (the spreads across subjects would not map back to the "
+    "data's units); rescale the input columns yourself if they are far from unit scale"
+)
+
+
+def _subjects_standardize(standardize, arrays: ModelArrays, family: EmissionFamily) -> bool:
+    """False for a fit across subjects given False or ``"auto"``; a warning where ``"auto"`` would standardize."""
+    import warnings
+
+    from bayes_glmhmm.standardize import fit_standardization, needs_standardization
+
+    if standardize not in (False, "auto"):
+        return standardize  # fit_nuts names what is wrong with it
+    if standardize == "auto":
+        moments = fit_standardization(
+            arrays.inputs, arrays.emissions, arrays.mask, emissions_too=family.standardizes_emissions
+        )
+        if needs_standardization(moments):
+            warnings.warn(
+                "the data are far from unit scale (a spread outside [0.1, 10] or a mean beyond +-10, in the target "
+                "or an input), where standardize='auto' would standardize them, but a fit across subjects is fitted "
+                "in the data's units: the priors (weight_scale, bias_scale, noise_scale, subject_spread_scale) "
+                "apply there; rescale the columns or widen the priors",
+                UserWarning,
+                stacklevel=3,
+            )
+    return False
+
+
 def run_fit(
     data_path,
     num_states: int,
@@ -664,6 +753,8 @@ def run_fit(
     num_classes: int | None = None,
     transition_inputs: list[str] | None = None,
     transition_form: str | None = None,
+    subject: str | None = None,
+    subject_parametrization: str = "noncentred",
 ) -> dict:
     """Fit NUTS to a long-format CSV and write the results folder (steps in the module docstring).
 
@@ -678,6 +769,13 @@ def run_fit(
     transition input (input-driven transitions) and ``summary.json`` (with ``family``, ``num_classes``,
     ``classes``, ``transitions``, the data's size (rows, sequences, sequence lengths, missing targets)
     and the convergence verdict ``nuts["converged"]``, ``nuts["problems"]``).
+
+    With a subject column, the model is hierarchical across subjects (:mod:`bayes_glmhmm.hierarchy`):
+    ``parameters.csv`` adds the spreads across subjects and every subject's weights and biases
+    (:func:`parameter_rows`), ``state_probabilities.csv`` predicts each row with its subject's
+    parameters, ``posterior.nc`` holds the ``subject`` coordinate (the ids) and the attribute
+    ``subject_name``, and ``summary.json`` records ``data.subject`` and ``data.num_subjects`` (and
+    ``nuts.settings.subject_parametrization``). The figures show the population's parameters.
 
     A fit that fails a convergence check issues a
     :class:`~bayes_glmhmm.convergence.ConvergenceWarning` (from :func:`~bayes_glmhmm.fit.fit_nuts`)
@@ -696,7 +794,9 @@ def run_fit(
         num_samples: draws per chain.
         seed: seed.
         standardize: see :func:`bayes_glmhmm.fit_nuts` (inputs for every family, targets for the
-            Gaussian only).
+            Gaussian only). With ``subject``, ``"auto"`` means False (a fit across subjects is
+            never standardized; a ``UserWarning`` says so when the data are far from unit scale,
+            where ``"auto"`` would have standardized them) and True is an error.
         progress_bar: show progress.
         sequence_devices: devices sharing each chain's sequences; see :func:`bayes_glmhmm.fit_nuts`.
         time_parallel: parallel-in-time likelihood; see :func:`bayes_glmhmm.fit_nuts`.
@@ -707,6 +807,11 @@ def run_fit(
             end is filled with 0 and masked out); None for stationary transitions.
         transition_form: ``"full"`` (default; a weight per origin, destination and input) or
             ``"destination"`` (a weight per destination and input); only with ``transition_inputs``.
+        subject: the column of subject ids, one per sequence (e.g. the animal of each session):
+            a hierarchical model across subjects (``subjects=`` of :func:`~bayes_glmhmm.fit.fit_nuts`);
+            None for one set of parameters shared by every sequence.
+        subject_parametrization: ``"noncentred"`` (default) or ``"centred"``; see
+            :func:`~bayes_glmhmm.fit.fit_nuts`. Used only with ``subject``.
 
     Returns:
         The summary written to ``summary.json``.
@@ -714,7 +819,8 @@ def run_fit(
     Raises:
         ValueError: naming the argument, for a bad file, column or value (see :func:`read_fit_data`),
             a ``transition_form`` other than ``"full"`` or ``"destination"`` or given without
-            ``transition_inputs``, or more states than the longest sequence has steps.
+            ``transition_inputs``, more states than the longest sequence has steps, or
+            ``standardize=True`` with ``subject``.
     """
     import matplotlib
 
@@ -724,6 +830,8 @@ def run_fit(
 
     num_states = validate_num_states(num_states)
     transitions = transitions_argument(transition_inputs, transition_form)
+    if subject is not None and standardize is True:
+        raise ValueError(f"standardize: {_SUBJECTS_NOT_STANDARDIZED}")
     data = read_fit_data(
         data_path,
         target,
@@ -732,9 +840,14 @@ def run_fit(
         family=family,
         num_classes=num_classes,
         transition_inputs=transition_inputs,
+        subject=subject,
     )
     check_supported_states(data, num_states)
     arrays = model_arrays(data)
+    subject_arguments = {}
+    if subject is not None:
+        standardize = _subjects_standardize(standardize, arrays, data.family)
+        subject_arguments = dict(subjects=data.table.subject_ids, subject_parametrization=subject_parametrization)
     posterior = fit_nuts(
         arrays.inputs,
         arrays.emissions,
@@ -753,6 +866,7 @@ def run_fit(
         time_parallel=time_parallel,
         transition_inputs=arrays.transition_inputs,
         transitions=transitions,
+        **subject_arguments,
     )
     _start_output(out)
     idata = _write_posterior(posterior, data, out, seed)

@@ -19,6 +19,10 @@ missing target in every case.
 Transition inputs (columns u_t that drive the state transitions t -> t+1, see
 :mod:`bayes_glmhmm.transitions`) are read like inputs: numbers, never missing; a column may serve
 both as an input and as a transition input. Their padding steps hold zeros (masked out).
+
+A subject column (optional) names the subject of each sequence (e.g. the animal of each session, for
+a hierarchical model across subjects, :mod:`bayes_glmhmm.hierarchy`): every row of a sequence
+carries the same id, never missing; ids are text (stripped of surrounding spaces).
 """
 
 import csv
@@ -51,6 +55,9 @@ class TabularData(NamedTuple):
         transition_inputs: (N, T, M) transition inputs (padding steps hold zeros), or None when no
             transition input column was asked for.
         transition_input_names: the M transition input column names, or None.
+        subject_ids: the subject id (text) of each of the N sequences, or None when no subject
+            column was asked for.
+        subject_name: the subject column name, or None.
     """
 
     inputs: np.ndarray
@@ -64,6 +71,8 @@ class TabularData(NamedTuple):
     class_labels: list | None = None
     transition_inputs: np.ndarray | None = None
     transition_input_names: list | None = None
+    subject_ids: list | None = None
+    subject_name: str | None = None
 
 
 def _is_missing(text: str) -> bool:
@@ -93,6 +102,35 @@ def _parse_transition_input(text: str, column: str, row: int) -> float:
     except ValueError as error:
         message = str(error).replace("(inputs may not be missing)", "(transition inputs may not be missing)")
         raise ValueError(f"transition_inputs: {message}") from None
+
+
+def _sequence_subjects(rows: list[dict], sequence: str | None, subject: str) -> dict:
+    """The subject id of every sequence, ``{sequence label: id}``, checked row by row in file order.
+
+    Raises:
+        ValueError: naming ``subject``, the column, the sequence and the data row of the first row
+            whose id is missing (empty, ``nan``/``na``/``null``/``None``) or differs from the
+            sequence's earlier rows.
+    """
+    subjects: dict = {}
+    first_rows: dict = {}
+    for row_number, row in enumerate(rows, start=1):
+        label = row[sequence] if sequence is not None else "all"
+        where = f"sequence {label!r}" if sequence is not None else "the one sequence (no sequence column)"
+        cell = row[subject].strip()
+        if _is_missing(cell) or cell == "None":
+            raise ValueError(
+                f"subject: column {subject!r} is missing a value at data row {row_number} ({where}); every row "
+                "needs its subject's id"
+            )
+        known = subjects.setdefault(label, cell)
+        first_rows.setdefault(label, row_number)
+        if cell != known:
+            raise ValueError(
+                f"subject: column {subject!r} holds {cell!r} at data row {row_number} but {known!r} at data row "
+                f"{first_rows[label]} in {where}; every row of a sequence must carry the same subject"
+            )
+    return subjects
 
 
 def _is_number(text: str) -> bool:
@@ -159,6 +197,7 @@ def tabulate(
     class_target: bool = False,
     num_classes: int | None = None,
     transition_inputs: list[str] | None = None,
+    subject: str | None = None,
 ) -> TabularData:
     """Turn row dicts of strings (as from ``csv.DictReader``) into padded arrays.
 
@@ -173,16 +212,18 @@ def tabulate(
         num_classes: the most classes text labels may fill (e.g. 2 for binary targets); None: any.
         transition_inputs: names of the transition input columns u (numbers, never missing), or
             None for a stationary model.
+        subject: name of the column of subject ids (one per sequence), or None.
 
     Returns:
         A :class:`TabularData`.
 
     Raises:
         ValueError: for an empty table, an unknown column (naming its role: ``target``, ``inputs``,
-            ``sequence`` or ``transition_inputs``), an empty or repeated ``transition_inputs``, a
-            non-numeric or missing input or transition input value (naming the column), a
-            non-numeric target (or, with class labels, more text labels than ``num_classes``), or a
-            sequence with fewer than 2 rows.
+            ``sequence``, ``transition_inputs`` or ``subject``), an empty or repeated
+            ``transition_inputs``, a non-numeric or missing input or transition input value
+            (naming the column), a non-numeric target (or, with class labels, more text labels
+            than ``num_classes``), a sequence with fewer than 2 rows, or a missing subject id or a
+            sequence with two (naming ``subject``, the column, the sequence and the data row).
     """
     if not rows:
         raise ValueError("the table has no data rows")
@@ -201,6 +242,7 @@ def tabulate(
         *(("inputs", name) for name in inputs),
         ("sequence", sequence),
         *(("transition_inputs", name) for name in transition_inputs or ()),
+        ("subject", subject),
     ]
     for role, name in roles:
         if name is not None and name not in columns:
@@ -212,6 +254,7 @@ def tabulate(
     for label, members in order.items():
         if len(members) < 2:
             raise ValueError(f"sequence {label!r} has {len(members)} row; every sequence needs at least 2 steps")
+    subjects = None if subject is None else _sequence_subjects(rows, sequence, subject)
     targets, labels = _target_values([row[target] for row in rows], target, class_target, num_classes)
     num_sequences, max_length, input_dim = len(order), max(len(m) for m in order.values()), len(inputs)
     input_array = np.zeros((num_sequences, max_length, input_dim))
@@ -247,6 +290,8 @@ def tabulate(
         class_labels=labels,
         transition_inputs=transition_array,
         transition_input_names=None if transition_inputs is None else list(transition_inputs),
+        subject_ids=None if subjects is None else [subjects[label] for label in order],
+        subject_name=subject,
     )
 
 
@@ -258,6 +303,7 @@ def read_long_csv(
     class_target: bool = False,
     num_classes: int | None = None,
     transition_inputs: list[str] | None = None,
+    subject: str | None = None,
 ) -> TabularData:
     """Read a long-format CSV (header row, one row per time step) into padded, masked arrays.
 
@@ -269,6 +315,7 @@ def read_long_csv(
         class_target: the target holds class labels, possibly text; see :func:`tabulate`.
         num_classes: the most classes text labels may fill; see :func:`tabulate`.
         transition_inputs: the transition input columns, or None; see :func:`tabulate`.
+        subject: the column of subject ids (one id per sequence), or None; see :func:`tabulate`.
 
     Returns:
         A :class:`TabularData`; "data row" numbers in errors count from 1 after the header.
@@ -296,7 +343,7 @@ def read_long_csv(
     if not rows:
         raise ValueError(f"DATA: the file {name!r} has a header but no data rows")
     # csv.DictReader keeps the last of two equal names: a column asked for must be unambiguous.
-    asked = {target, *inputs, sequence, *(transition_inputs or ())}
+    asked = {target, *inputs, sequence, *(transition_inputs or ()), subject}
     repeated = sorted({column for column in columns if column in asked and columns.count(column) > 1})
     if repeated:
         raise ValueError(f"DATA: the header of {name!r} names the columns {repeated} more than once")
@@ -312,6 +359,7 @@ def read_long_csv(
         class_target=class_target,
         num_classes=num_classes,
         transition_inputs=transition_inputs,
+        subject=subject,
     )
 
 

@@ -508,6 +508,70 @@ def test_fit_command_with_transition_inputs_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(draws.values[..., 1, 0, 0], -draws.values[..., 0, 1, 0], atol=1e-5)
 
 
+# --- fit --subject: a hierarchical model across subjects ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--subject-parametrization", "centred"], "--subject-parametrization applies only with --subject"),
+        (["--subject", "mouse", "--standardize", "yes"], "--standardize yes cannot be combined with --subject"),
+        (["--subject", "mouse", "--subject-spread-scale", "0"], "--subject-spread-scale must be a positive finite"),
+        (
+            ["--subject", "mouse", "--sequence", "session"],
+            "--subject: column 'mouse' holds 'm2' at data row 3 but 'm1' at data row 1 in sequence 's1'",
+        ),
+    ],
+)
+def test_fit_command_subject_errors(tmp_path, capsys, extra, message):
+    path = tmp_path / "data.csv"
+    path.write_text("session,mouse,x,y\ns1,m1,1,2\ns1,m1,2,3\ns1,m2,3,4\ns2,m2,1,2\ns2,m2,3,4\n")
+    arguments = ["fit", str(path), "--target", "y", "--inputs", "x", "--states", "2", "--out", str(tmp_path / "o")]
+    assert main(arguments + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_fit_command_with_subjects_end_to_end(tmp_path, capsys):
+    """--subject: three mice over four sessions; parameters.csv adds the spreads and each mouse's weights
+    and biases, summary.json and posterior.nc name the column and the mice, the options reach the fit."""
+    import arviz as az
+
+    rng = np.random.default_rng(3)
+    mice = ["m1", "m2", "m3", "m1"]
+    path = tmp_path / "choices.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["session", "mouse", "contrast", "choice"])
+        for n, mouse in enumerate(mice):
+            bias = {"m1": -0.5, "m2": 0.5, "m3": 0.0}[mouse]
+            for x in rng.normal(size=30):
+                writer.writerow([f"s{n}", mouse, f"{x:.4f}", int(rng.random() < 1 / (1 + np.exp(-2 * x - bias)))])
+    out = tmp_path / "out"
+    arguments = ["fit", str(path), "--target", "choice", "--inputs", "contrast", "--sequence", "session"]
+    arguments += ["--family", "bernoulli", "--subject", "mouse", "--subject-parametrization", "centred"]
+    arguments += ["--subject-spread-scale", "0.5", "--out", str(out), "--states", "2", "--no-progress"]
+    assert main(arguments + ["--chains", "1", "--warmup", "30", "--samples", "30"]) == 0
+    assert "4 sequence(s) of 3 subjects (mouse)" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    for name in summary["files"]:
+        assert (out / name).stat().st_size > 0, name
+    assert (summary["data"]["subject"], summary["data"]["num_subjects"]) == ("mouse", 3)
+    assert summary["nuts"]["settings"]["subject_parametrization"] == "centred"
+    assert summary["nuts"]["settings"]["standardization"] is None
+    assert summary["priors"]["subject_spread_scale"] == 0.5
+    rows = {row["parameter"]: row for row in _read_rows(out / "parameters.csv")}
+    expected = {"weight_spread[1, contrast]", "bias_spread[0]", "subject_weights[m3, 1, contrast]"}
+    assert expected | {"subject_biases[m1, 0]", "subject_biases[m2, 1]", "weight[0, contrast]"} <= set(rows)
+    assert sum(name.startswith("subject_") for name in rows) == 3 * 2 + 3 * 2
+    assert rows["subject_biases[m2, 1]"]["em_map"] == "nan" and rows["biases[1]"]["em_map"] != "nan"
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert idata.posterior.attrs["subject_name"] == "mouse"
+    assert idata.posterior["subject_biases"].coords["subject"].values.tolist() == ["m1", "m2", "m3"]
+    draws = idata.posterior["subject_biases"].sel(subject="m2").values[..., 1].ravel()
+    assert float(rows["subject_biases[m2, 1]"]["posterior_mean"]) == pytest.approx(draws.mean(), rel=1e-5, abs=1e-6)
+
+
 # --- select: choosing the number of states ---------------------------------------------------------
 
 
@@ -670,6 +734,10 @@ def _run_cli(arguments: list[str], cwd, cache: str = "off", script: str = _REPOR
             "non-numeric value 'up' at data row 2",
         ),
         (["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--bias-scale", "nan"], "--bias-scale"),
+        (
+            ["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--subject", "mouse"],
+            "--subject: unknown column 'mouse'",
+        ),
         (["select", "data.csv", "--states", "1-2", "--target", "y", "--inputs", "w"], "--inputs: unknown column 'w'"),
         (["select", "data.csv", "--states", "1-4", "--target", "y", "--inputs", "x"], "--states 4 is larger"),
         (["demo", "--chains", "0"], "--chains must be >= 1, got 0"),

@@ -217,6 +217,30 @@ def test_conditional_predictive_mean_by_hand_bernoulli():
     np.testing.assert_allclose(mean[0], 1 / (1 + np.exp(-np.array([-1.0 + 0.5, 2.0]))), rtol=1e-6)
 
 
+def test_conditional_predictive_mean_uses_each_subjects_parameters():
+    """A hierarchical posterior: sequence n is predicted with its subject's weights and biases, not the
+    population's (which are set far off here)."""
+    samples = {
+        "weights": np.full((1, 2, 2, 1), 100.0),  # (chain 1, draw 2, K 2, D 1): the population, unused
+        "biases": np.full((1, 2, 2), 100.0),
+        "subject_weights": np.array([[[[[1.0], [2.0]], [[3.0], [4.0]]], [[[5.0], [6.0]], [[7.0], [8.0]]]]]),  # S 2
+        "subject_biases": np.array([[[[0.1, 0.2], [0.3, 0.4]], [[0.5, 0.6], [0.7, 0.8]]]]),
+    }
+    states = np.array([[[[0, 1], [1, 1], [0, -1]], [[1, 0], [0, 0], [1, -1]]]])  # (1, 2, N 3, T 2), one padded
+    inputs = np.array([[[1.0], [2.0]], [[-1.0], [0.5]], [[2.0], [0.0]]])
+    subject_index = np.array([1, 0, 1])
+    mean = conditional_predictive_mean(samples, states, inputs, subject_index=subject_index)
+    weights, biases = samples["subject_weights"][0], samples["subject_biases"][0]
+    expected = np.zeros((3, 2))
+    for draw in range(2):
+        for n, t in np.ndindex(3, 2):
+            k, s = states[0, draw, n, t], subject_index[n]
+            expected[n, t] += (weights[draw, s, k, 0] * inputs[n, t, 0] + biases[draw, s, k]) / 2
+    np.testing.assert_allclose(mean[:, :1], expected[:, :1], rtol=1e-6)
+    np.testing.assert_allclose(mean[:2, 1], expected[:2, 1], rtol=1e-6)
+    assert np.isnan(mean[2, 1])
+
+
 def _csv(tmp_path, targets):
     path = tmp_path / "d.csv"
     path.write_text("x,y\n" + "".join(f"{t}.0,{target}\n" for t, target in enumerate(targets)))
@@ -295,6 +319,59 @@ def test_parameter_rows_name_the_transition_inputs():
         row[0] for row in parameter_rows(samples, family, ["contrast"]) if row[0].startswith("transition_weights")
     ]
     assert unnamed[0] == "transition_weights[0, 1, u0]"
+
+
+def test_parameter_rows_label_the_subjects():
+    """A hierarchical posterior: the spreads and every subject's weights and biases follow the population's
+    rows, named by the subject ids, without an EM value."""
+    from bayes_glmhmm import BernoulliGLMHMMParams
+
+    family = get_family("bernoulli")
+    samples = {name: np.zeros((1, 3, *shape)) for name, shape in family.param_shapes(2, 1).items()}
+    samples |= {
+        "weight_spread": np.ones((1, 3, 2, 1)),
+        "bias_spread": np.ones((1, 3, 2)),
+        "subject_weights": np.zeros((1, 3, 2, 2, 1)),
+        "subject_biases": np.zeros((1, 3, 2, 2)),
+    }
+    samples["subject_weights"][0, :, 1, 0, 0] = [1.0, 2.0, 6.0]  # mouse "m7", state 0, input "contrast"
+    em = BernoulliGLMHMMParams(np.full(2, 0.5), np.full((2, 2), 0.5), np.full((2, 1), 0.25), np.zeros(2))
+    rows = parameter_rows(samples, family, ["contrast"], point_estimate=em, subject_names=["m3", "m7"])
+    labels = [row[0] for row in rows]
+    pooled = [row[0] for row in parameter_rows({name: samples[name] for name in family.param_names}, family, ["c"])]
+    assert len(labels) == len(pooled) + 2 + 2 + 4 + 4
+    assert labels[len(pooled) :] == [
+        "weight_spread[0, contrast]",
+        "weight_spread[1, contrast]",
+        "bias_spread[0]",
+        "bias_spread[1]",
+        "subject_weights[m3, 0, contrast]",
+        "subject_weights[m3, 1, contrast]",
+        "subject_weights[m7, 0, contrast]",
+        "subject_weights[m7, 1, contrast]",
+        "subject_biases[m3, 0]",
+        "subject_biases[m3, 1]",
+        "subject_biases[m7, 0]",
+        "subject_biases[m7, 1]",
+    ]
+    row = rows[labels.index("subject_weights[m7, 0, contrast]")]
+    assert row[1] == pytest.approx(3.0) and np.isnan(row[5])
+    assert rows[labels.index("weight[1, contrast]")][5] == 0.25  # the population's EM value stays
+
+
+def test_subjects_are_never_standardized(tmp_path):
+    """standardize=True with a subject column is refused before the file is read; "auto" fits in the data's
+    units, saying so where it would have standardized."""
+    from bayes_glmhmm.csv_fit import _subjects_standardize, model_arrays
+
+    path = tmp_path / "d.csv"
+    path.write_text("m,x,y\na,100,1\na,350,0\nb,-200,1\nb,20,0\n")
+    with pytest.raises(ValueError, match="^standardize: a fit across subjects is never standardized"):
+        run_fit(tmp_path / "absent.csv", 2, "y", ["x"], "m", subject="m", standardize=True, family="bernoulli")
+    data = read_fit_data(path, "y", ["x"], "m", family="bernoulli", subject="m")
+    with pytest.warns(UserWarning, match="far from unit scale"):
+        assert _subjects_standardize("auto", model_arrays(data), data.family) is False
+    assert _subjects_standardize(False, model_arrays(data), data.family) is False
 
 
 def test_read_fit_data_reads_transition_inputs(tmp_path):

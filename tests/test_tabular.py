@@ -215,6 +215,50 @@ def test_transition_input_errors_name_the_argument_and_column(tmp_path, cells, c
         )
 
 
+# --- subjects -------------------------------------------------------------------------------------------
+
+
+def _subjects_csv(tmp_path, mice):
+    """Sessions b (4 rows), a (2 rows) and c (2 rows), with the mouse column's cells as given (file order)."""
+    sessions = ["b", "b", "a", "b", "a", "c", "b", "c"]
+    rows = [
+        (session, float(t), float(t % 2), mouse) for t, (session, mouse) in enumerate(zip(sessions, mice, strict=True))
+    ]
+    return _write_csv(tmp_path / "subjects.csv", rows, header=("session", "x", "y", "mouse"))
+
+
+def test_subject_ids_one_per_sequence(tmp_path):
+    """One id per sequence, in the order of the sequences; stripped of spaces; the column's name kept."""
+    path = _subjects_csv(tmp_path, ["m2", "m2 ", "m1", "m2", "m1", "7", "m2", "7"])
+    table = read_long_csv(path, target="y", inputs=["x"], sequence="session", subject="mouse")
+    assert table.sequence_ids == ["b", "a", "c"]
+    assert table.subject_ids == ["m2", "m1", "7"] and table.subject_name == "mouse"
+    with pytest.raises(ValueError, match="holds 'm1' at data row 3 but 'm2' at data row 1 in the one sequence"):
+        read_long_csv(path, target="y", inputs=["x"], subject="mouse")  # no sequence column: one sequence, one id
+    single = read_long_csv(_subjects_csv(tmp_path, ["m1"] * 8), target="y", inputs=["x"], subject="mouse")
+    assert single.subject_ids == ["m1"]
+    plain = read_long_csv(path, target="y", inputs=["x"], sequence="session")
+    assert plain.subject_ids is None and plain.subject_name is None
+
+
+@pytest.mark.parametrize(
+    "mice, subject, message",
+    [
+        (
+            ["m1", "m1", "m1", "m2", "m1", "m1", "m3", "m1"],
+            "mouse",
+            r"^subject: column 'mouse' holds 'm2' at data row 4 but 'm1' at data row 1 in sequence 'b'; every row",
+        ),
+        (["m1", "m1", "m1", "m1", "", "m1", "m1", "m1"], "mouse", r"missing a value at data row 5 \(sequence 'a'\)"),
+        (["m1", "m1", "NaN", "m1", "m1", "m1", "m1", "m1"], "mouse", r"^subject: column 'mouse' is missing a value"),
+        (["m1"] * 8, "animal", r"^subject: unknown column 'animal'"),
+    ],
+)
+def test_subject_errors_name_the_column_sequence_and_row(tmp_path, mice, subject, message):
+    with pytest.raises(ValueError, match=message):
+        read_long_csv(_subjects_csv(tmp_path, mice), target="y", inputs=["x"], sequence="session", subject=subject)
+
+
 @pytest.fixture(scope="module")
 def padded_fit():
     """Three article sequences cut to lengths 60, 35, 48 and padded to 60, with two missing targets."""
