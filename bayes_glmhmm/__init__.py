@@ -29,6 +29,8 @@ _EXPORTS = {
     "get_family": "emissions",
     "FAMILY_NAMES": "family_names",
     "fit_nuts": "fit",
+    "Subjects": "hierarchy",
+    "draw_subjects": "hierarchy",
     "glmhmm_model": "model",
     "log_likelihood": "model",
     "most_likely_states": "model",
@@ -50,6 +52,7 @@ _EXPORTS = {
     "article_data": "simulate",
     "article_params": "simulate",
     "simulate": "simulate",
+    "simulate_subjects": "simulate",
     "TransitionModel": "transitions",
 }
 

@@ -7,6 +7,16 @@ noise scale: an ECM step), a damped Newton step on each state's expected complet
 log-likelihood for the others (generalized EM). Either way the objective
 log p(y | theta) [+ log p(theta)] never decreases.
 Restarts run in parallel with ``jax.vmap``; the best final objective is kept.
+
+With subjects (a hierarchical model, :mod:`bayes_glmhmm.hierarchy`) the emission M-step has three
+blocks, each never decreasing the objective: a Newton step that shifts the population's and every
+subject's coefficients together (the direction a strong coupling would otherwise stall: with a
+small spread, subject and population steps alone barely move), then each subject's own step
+under a Normal prior centred at the population's, with a fixed spread (``subject_spread``), then
+the population's best given the subjects'. This is the MAP of the hierarchy with its spreads
+fixed, as ssm ties children to a parent. The spreads themselves cannot be MAP-estimated (the
+joint density grows without bound as they shrink to 0 with every subject at the population
+values); ``fit_nuts(..., subjects=)`` samples them.
 """
 
 import functools
@@ -22,6 +32,7 @@ from jaxtyping import Array, Float
 from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.emissions._glm import design_matrix
+from bayes_glmhmm.hierarchy import Subjects, sequence_log_likelihoods, validate_subjects
 from bayes_glmhmm.model import batched_smoother, log_prior, transition_log_prior
 from bayes_glmhmm.params import Priors, validate_data, validate_num_states
 from bayes_glmhmm.standardize import standardize_if_requested
@@ -50,6 +61,9 @@ class EMResult(NamedTuple):
         converged: whether the best restart met the tolerance before ``num_iters``.
         restart_log_probs: final objective of every restart.
         wall_seconds: time of the whole fit, compile included.
+        population: with subjects, the population's params (``weights`` and ``biases`` the means
+            the subjects' are drawn around); ``params`` then holds every subject's weights
+            (S, K, ..., D) and biases (S, K, ...). None without subjects.
     """
 
     params: NamedTuple
@@ -57,6 +71,7 @@ class EMResult(NamedTuple):
     converged: bool
     restart_log_probs: np.ndarray
     wall_seconds: float
+    population: tuple | None = None
 
 
 def em_step(
@@ -88,19 +103,146 @@ def em_step(
     objective = jnp.sum(posterior.marginal_loglik)
     if priors is not None:
         objective = objective + log_prior(params, priors, transitions)
-    if transitions.is_input_driven:
-        initial_probs = _initial_m_step(params, posterior, priors, inputs.dtype)
-        transition_matrix, transition_weights = _input_driven_m_step(
-            params, posterior.expected_transitions, transition_inputs, priors, transitions
-        )
-        chain = dict(initial_probs=initial_probs, transition_matrix=transition_matrix)
-        chain["transition_weights"] = transition_weights
-    else:
-        initial_probs, transition_matrix = _markov_chain_m_step(params, posterior, priors, inputs.dtype)
-        chain = dict(initial_probs=initial_probs, transition_matrix=transition_matrix)
+    chain = _chain_m_step(params, posterior, transition_inputs, priors, transitions, inputs.dtype)
     step_weights = posterior.smoothed_probs * mask[..., None]  # (N, T, K)
     emission_params = family_of(params).m_step(params, design_matrix(inputs), emissions, step_weights, priors)
     return params._replace(**chain, **emission_params), objective
+
+
+def _chain_m_step(params, posterior, transition_inputs, priors, transitions: TransitionModel, dtype) -> dict:
+    """The initial and transition probabilities' M-step (and the transition weights' when input-driven)."""
+    if transitions.is_input_driven:
+        initial_probs = _initial_m_step(params, posterior, priors, dtype)
+        transition_matrix, transition_weights = _input_driven_m_step(
+            params, posterior.expected_transitions, transition_inputs, priors, transitions
+        )
+        return dict(
+            initial_probs=initial_probs, transition_matrix=transition_matrix, transition_weights=transition_weights
+        )
+    initial_probs, transition_matrix = _markov_chain_m_step(params, posterior, priors, dtype)
+    return dict(initial_probs=initial_probs, transition_matrix=transition_matrix)
+
+
+def subject_em_step(
+    state,
+    inputs,
+    emissions,
+    mask,
+    subject_index,
+    spread,
+    priors: Priors | None,
+    transition_inputs=None,
+    transitions: TransitionModel = STATIONARY,
+):
+    """One EM iteration of the hierarchical model with its spreads fixed (see the module docstring).
+
+    Args:
+        state: ``(params, population)``: the params with every subject's ``weights`` (S, K, ..., D)
+            and ``biases`` (S, K, ...), and the population's ``(weights, biases)``.
+        inputs: (N, T, D) covariates.
+        emissions: (N, T) observations.
+        mask: (N, T), False where missing.
+        subject_index: (N,) the subject of each sequence.
+        spread: the fixed spread tau of every subject coefficient around the population's.
+        priors: None (maximum likelihood for the population's and the chain's parameters) or MAP.
+        transition_inputs: (N, T, M) inputs of input-driven transitions, else None.
+        transitions: the transition model.
+
+    Returns:
+        ``(new_state, objective)``, the objective log p(y | theta_subjects) + sum_s log N(beta_s;
+        mu, tau^2) (+ log p(mu, chain) under priors) at the *input* state.
+    """
+    params, population = state
+    posterior = batched_smoother(
+        params,
+        inputs,
+        emissions,
+        mask,
+        transition_inputs,
+        per_step=transitions.is_input_driven,
+        subject_index=subject_index,
+    )
+    objective = jnp.sum(posterior.marginal_loglik) + _subject_log_prior(params, population, spread)
+    if priors is not None:
+        population_params = params._replace(weights=population[0], biases=population[1])
+        objective = objective + log_prior(population_params, priors, transitions)
+    chain = _chain_m_step(params, posterior, transition_inputs, priors, transitions, inputs.dtype)
+    step_weights = posterior.smoothed_probs * mask[..., None]
+    params, population = _common_shift_step(params, population, inputs, emissions, step_weights, subject_index, priors)
+    design = design_matrix(inputs)
+    subject_priors = Priors(weight_scale=spread, bias_scale=spread)
+
+    def one_subject(subject, weights, biases):
+        own = params._replace(weights=weights, biases=biases)
+        own_steps = step_weights * (subject_index == subject)[:, None, None]
+        return family_of(params).m_step(own, design, emissions, own_steps, subject_priors, prior_mean=population)
+
+    num_subjects = params.weights.shape[0]
+    emission = jax.vmap(one_subject)(jnp.arange(num_subjects), params.weights, params.biases)
+    population = _population_m_step(emission["weights"], emission["biases"], spread, priors)
+    return (params._replace(**chain, **emission), population), objective
+
+
+SHIFT_STEP_SIZES = (1.0, 0.5, 0.25, 0.1, 0.0)
+
+
+def _common_shift_step(params, population, inputs, emissions, step_weights, subject_index, priors):
+    """One Newton step on a shift added to the population's and every subject's coefficients alike.
+
+    Such a shift leaves every subject's offset from the population, hence its Normal prior,
+    unchanged; it maximizes sum_{n, t, k} w[n, t, k] log p(y | x, z = k, theta_subject(n) + shift)
+    (+ the population's log prior under ``priors``), the step being the best of
+    :data:`SHIFT_STEP_SIZES` (0 included, so it never decreases the objective).
+    """
+    family = family_of(params)
+    start, unravel = ravel_pytree((jnp.zeros_like(population[0]), jnp.zeros_like(population[1])))
+
+    def objective(flat):
+        weights_shift, biases_shift = unravel(flat)
+        shifted = params._replace(weights=params.weights + weights_shift, biases=params.biases + biases_shift)
+        per_state = sequence_log_likelihoods(family.log_likelihoods, shifted, inputs, emissions, subject_index)
+        value = jnp.sum(jnp.where(step_weights > 0, step_weights * per_state, 0.0))
+        if priors is not None:
+            value = (
+                value
+                + jnp.sum(-0.5 * ((population[0] + weights_shift) / priors.weight_scale) ** 2)
+                + jnp.sum(-0.5 * ((population[1] + biases_shift) / priors.bias_scale) ** 2)
+            )
+        return value
+
+    gradient = jax.grad(objective)(start)
+    hessian = jax.hessian(objective)(start)
+    scale = jnp.maximum(jnp.trace(-hessian) / start.shape[0], 1.0)
+    direction = jnp.linalg.solve(-hessian + 1e-6 * scale * jnp.eye(start.shape[0], dtype=start.dtype), gradient)
+    direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, 0.0)
+    candidates = jnp.asarray(SHIFT_STEP_SIZES, start.dtype)[:, None] * direction[None]
+    values = jax.vmap(objective)(candidates)
+    best = candidates[jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))]
+    weights_shift, biases_shift = unravel(best)
+    shifted = params._replace(weights=params.weights + weights_shift, biases=params.biases + biases_shift)
+    return shifted, (population[0] + weights_shift, population[1] + biases_shift)
+
+
+def _subject_log_prior(params, population, spread):
+    """sum_s log N(beta_s; mu, spread^2) over every subject coefficient."""
+    normal = lambda values, mean: jnp.sum(  # noqa: E731
+        -0.5 * ((values - mean) / spread) ** 2 - jnp.log(spread) - 0.5 * jnp.log(2 * jnp.pi)
+    )
+    return normal(params.weights, population[0][None]) + normal(params.biases, population[1][None])
+
+
+def _population_m_step(subject_weights, subject_biases, spread, priors: Priors | None):
+    """The population's coefficients given the subjects': mu = sum_s beta_s / (S + tau^2 / sigma^2).
+
+    The maximum of sum_s log N(beta_s; mu, tau^2) + log N(mu; 0, sigma^2) in mu (sigma the prior's
+    weight or bias scale); without priors, the subjects' mean.
+    """
+    num_subjects = subject_weights.shape[0]
+    if priors is None:
+        return jnp.mean(subject_weights, axis=0), jnp.mean(subject_biases, axis=0)
+    shrink_weights = num_subjects + (spread / priors.weight_scale) ** 2
+    shrink_biases = num_subjects + (spread / priors.bias_scale) ** 2
+    return jnp.sum(subject_weights, axis=0) / shrink_weights, jnp.sum(subject_biases, axis=0) / shrink_biases
 
 
 def _initial_m_step(params, posterior, priors: Priors | None, dtype):
@@ -250,8 +392,31 @@ def initialize_params(
     )
 
 
-def _run_em(params, inputs, emissions, mask, priors, num_iters, tol, transition_inputs=None, transitions=STATIONARY):
-    """EM until the relative change of the objective is below tol, or num_iters steps."""
+def _run_em(
+    params,
+    inputs,
+    emissions,
+    mask,
+    priors,
+    num_iters,
+    tol,
+    transition_inputs=None,
+    transitions=STATIONARY,
+    hierarchy=None,
+):
+    """EM until the relative change of the objective is below tol, or num_iters steps.
+
+    ``hierarchy``: None, or ``(subject_index, spread)`` for subjects (:func:`subject_em_step`),
+    ``params`` being then the state ``(params, population)``.
+    """
+
+    def _step(state):
+        if hierarchy is None:
+            return em_step(state, inputs, emissions, mask, priors, transition_inputs, transitions)
+        subject_index, spread = hierarchy
+        return subject_em_step(
+            state, inputs, emissions, mask, subject_index, spread, priors, transition_inputs, transitions
+        )
 
     def _cond(carry):
         _, log_probs, iteration, done = carry
@@ -259,7 +424,7 @@ def _run_em(params, inputs, emissions, mask, priors, num_iters, tol, transition_
 
     def _body(carry):
         params, log_probs, iteration, _ = carry
-        new_params, objective = em_step(params, inputs, emissions, mask, priors, transition_inputs, transitions)
+        new_params, objective = _step(params)
         log_probs = log_probs.at[iteration].set(objective)
         previous = jnp.where(iteration > 0, log_probs[iteration - 1], -jnp.inf)
         done = jnp.abs(objective - previous) <= tol * jnp.abs(objective)
@@ -277,11 +442,15 @@ _initialize_restarts = jit_one_off(
 
 
 @functools.partial(jax.jit, static_argnames=("num_iters", "transitions"))
-def _run_em_restarts(starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions):
+def _run_em_restarts(
+    starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions, hierarchy=None
+):
     """:func:`_run_em` from every start at once (``vmap`` over the restarts)."""
 
     def _one(start):
-        return _run_em(start, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions)
+        return _run_em(
+            start, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions, hierarchy
+        )
 
     return jax.vmap(_one)(starts)
 
@@ -303,6 +472,8 @@ def fit_em(
     standardize="auto",
     transition_inputs=None,
     transitions=None,
+    subjects=None,
+    subject_spread: float = 1.0,
 ) -> EMResult:
     """Fit the GLM-HMM by EM from several random starts and keep the best.
 
@@ -331,9 +502,18 @@ def fit_em(
         transitions: ``"full"`` (default with transition inputs) or ``"destination"`` (ssm's
             v_ij = v_j), or None / ``"stationary"``. The transition M-step is then a weighted
             multinomial logistic regression of the expected transitions on u (Newton steps).
+        subjects: (N,) one subject id per sequence: the hierarchical model of
+            :mod:`bayes_glmhmm.hierarchy` with its spreads fixed at ``subject_spread`` (see this
+            module's docstring); each subject's weights and biases are a MAP estimate under
+            Normal(population, ``subject_spread``^2), the population's under ``priors``. GLM
+            families without extra parameters only (Bernoulli, categorical, Poisson); never
+            standardized. The restarts and ``init_params`` give the population's start, every
+            subject starting there.
+        subject_spread: the fixed spread of every subject coefficient around the population's.
 
     Returns:
-        An :class:`EMResult`; ``params`` is the family's params type.
+        An :class:`EMResult`; ``params`` is the family's params type (with subjects: every
+        subject's weights and biases, and ``population`` the population's params).
     """
     import time
 
@@ -352,9 +532,15 @@ def fit_em(
     if transition_inputs is not None:
         transition_inputs = validate_transition_inputs(transition_inputs, emissions.shape)
         num_transition_inputs = int(transition_inputs.shape[-1])
+    subject_groups = None if subjects is None else _checked_subjects(subjects, subject_spread, family, emissions)
     inputs, emissions, standardization = standardize_if_requested(
         inputs, emissions, mask, standardize, emissions_too=family.standardizes_emissions
     )
+    if subject_groups is not None and standardization is not None:
+        raise ValueError(
+            "subjects cannot be combined with standardization (the fixed spread would not map back to the "
+            "data's units): pass standardize=False, rescaling the inputs yourself if they are far from unit scale"
+        )
     if init_params is not None and not isinstance(init_params, family.params_type):
         raise ValueError(f"init_params must be {family.params_type.__name__} for the {family.name} family")
     if standardization is not None and init_params is not None:
@@ -366,14 +552,21 @@ def fit_em(
     else:
         keys = jax.random.split(jax.random.PRNGKey(seed), num_restarts)
         starts = _initialize_restarts(keys, inputs, emissions, mask, num_states, family, num_transition_inputs)
-    params, log_probs, iterations, done = _run_em_restarts(
-        starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions
+    hierarchy = None
+    if subject_groups is not None:
+        starts = _subject_starts(starts, subject_groups.num_subjects)
+        hierarchy = (jnp.asarray(subject_groups.index), jnp.asarray(subject_spread, inputs.dtype))
+    states, log_probs, iterations, done = _run_em_restarts(
+        starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions, hierarchy
     )
     # On the host, so that picking the best restart compiles no programs of its own.
-    params, log_probs, iterations, done = jax.tree.map(np.asarray, (params, log_probs, iterations, done))
+    states, log_probs, iterations, done = jax.tree.map(np.asarray, (states, log_probs, iterations, done))
     finals = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else -np.inf for row in log_probs])
     best = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
+    params, population = (states, None) if hierarchy is None else states
     best_params = family.params_type(*(None if p is None else p[best] for p in params))
+    if population is not None:
+        population = best_params._replace(weights=population[0][best], biases=population[1][best])
     if standardization is not None:
         # Back to the data's units: the parameters exactly, the objective by the Jacobian of y.
         best_params = standardization.params_to_original(best_params)
@@ -385,7 +578,32 @@ def fit_em(
         converged=bool(done[best]),
         restart_log_probs=finals,
         wall_seconds=time.perf_counter() - start,
+        population=population,
     )
+
+
+def _checked_subjects(subjects, subject_spread, family: EmissionFamily, emissions) -> Subjects:
+    """The subjects of :func:`fit_em`, checked with their spread and family."""
+    if family.extra_names:
+        raise ValueError(
+            f"subjects: fit_em with subjects supports the families without extra parameters (bernoulli, "
+            f"categorical, poisson), not {family.name} (its {', '.join(family.extra_names)} are shared across "
+            "subjects); use fit_nuts(..., subjects=) for it"
+        )
+    if isinstance(subject_spread, bool) or not np.isfinite(float(subject_spread)) or float(subject_spread) <= 0:
+        raise ValueError(f"subject_spread must be a positive finite number, got {subject_spread!r}")
+    return validate_subjects(subjects, emissions.shape[0])
+
+
+def _subject_starts(starts, num_subjects: int):
+    """Restart states ``(params, population)``: every subject at the population's start."""
+    weights, biases = np.asarray(starts.weights), np.asarray(starts.biases)  # on the host: nothing to compile
+    population = (weights, biases)
+    subject_level = starts._replace(
+        weights=np.repeat(weights[:, None], num_subjects, axis=1),
+        biases=np.repeat(biases[:, None], num_subjects, axis=1),
+    )
+    return subject_level, population
 
 
 def _check_transition_weights(init_params, num_states: int, num_transition_inputs: int) -> None:

@@ -122,3 +122,89 @@ def test_bad_arguments_raise(data, kwargs, message):
     _, inputs, emissions = data
     with pytest.raises(ValueError, match=message):
         fit_em(inputs, emissions, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subjects: the hierarchy with its spreads fixed
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def subject_data():
+    """Four simulated subjects with 1..3 sessions of 50 choices (Bernoulli, K = 2)."""
+    from bayes_glmhmm.hierarchy import draw_subjects
+    from bayes_glmhmm.params import BernoulliGLMHMMParams
+    from bayes_glmhmm.simulate import simulate_subjects
+
+    population = BernoulliGLMHMMParams(
+        np.array([0.5, 0.5]),
+        np.array([[0.95, 0.05], [0.05, 0.95]]),
+        np.array([[3.0, 0.5], [0.5, -1.0]]),
+        np.array([0.0, 1.0]),
+    )
+    weights, biases = draw_subjects(
+        jax.random.PRNGKey(2), 4, population.weights, population.biases, 0.7 * np.ones((2, 2)), 0.5 * np.ones(2)
+    )
+    index = np.repeat(np.arange(4), [1, 2, 2, 3])
+    inputs = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (index.size, 50, 2)))
+    _, choices = simulate_subjects(
+        jax.random.PRNGKey(4), population._replace(weights=weights, biases=biases), inputs, index
+    )
+    return inputs, np.asarray(choices), index
+
+
+def test_subject_em_objective_never_decreases(subject_data):
+    inputs, choices, index = subject_data
+    result = fit_em(inputs, choices, 2, family="bernoulli", subjects=index, priors=Priors(), standardize=False)
+    assert result.params.weights.shape == (4, 2, 2) and result.population.weights.shape == (2, 2)
+    # float32 sums of ~800 log-probabilities: a decrease within 1e-6 relative is rounding.
+    steps = np.diff(result.log_probs)
+    assert np.all(steps >= -1e-6 * np.abs(result.log_probs[1:])), steps.min()
+    assert result.log_probs[-1] > result.log_probs[0] + 10.0
+
+
+def test_subject_em_with_a_tiny_spread_is_the_pooled_fit(subject_data):
+    """As the spread -> 0 every subject is the population, and the population the pooled MAP fit."""
+    inputs, choices, index = subject_data
+    pooled = fit_em(inputs, choices, 2, family="bernoulli", priors=Priors(), standardize=False, seed=1)
+    tied = fit_em(
+        inputs, choices, 2, family="bernoulli", subjects=index, subject_spread=1e-3, priors=Priors(), standardize=False
+    )
+    population = tied.population.permute(match_params(tied.population, pooled.params))
+    # Both are converged MAP fits of the same objective (up to O(spread^2)); 5e-3 is EM's tolerance.
+    np.testing.assert_allclose(population.weights, pooled.params.weights, atol=5e-3)
+    np.testing.assert_allclose(population.biases, pooled.params.biases, atol=5e-3)
+    np.testing.assert_allclose(tied.params.weights, np.broadcast_to(tied.population.weights, (4, 2, 2)), atol=1e-3)
+
+
+def test_subject_em_with_one_state_and_a_wide_spread_is_each_subjects_logistic_regression(subject_data):
+    """K = 1 without priors and a spread of 1000: each subject's coefficients are its own maximum
+    likelihood logistic regression (statsmodels, an independent oracle)."""
+    statsmodels = pytest.importorskip("statsmodels.api")
+    inputs, choices, index = subject_data
+    result = fit_em(
+        inputs, choices, 1, family="bernoulli", subjects=index, subject_spread=1e3, standardize=False, tol=1e-9
+    )
+    for subject in range(4):
+        rows = index == subject
+        design = statsmodels.add_constant(inputs[rows].reshape(-1, 2), prepend=False)
+        oracle = statsmodels.Logit(choices[rows].reshape(-1), design).fit(disp=0).params
+        estimate = np.append(result.params.weights[subject, 0], result.params.biases[subject, 0])
+        # Prior precision 1e-6 moves the maximum by ~1e-6 x coefficient / Fisher information: negligible.
+        np.testing.assert_allclose(estimate, oracle, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(family="gaussian"), "subjects: fit_em with subjects supports"),
+        (dict(family="bernoulli", subject_spread=0.0), "subject_spread must be a positive"),
+        (dict(family="bernoulli", subjects=["a", "b"]), "subjects must give one id per sequence"),
+        (dict(family="bernoulli", standardize=True), "standardize=False"),
+    ],
+)
+def test_subject_em_rejects_bad_settings(subject_data, kwargs, message):
+    inputs, choices, index = subject_data
+    arguments = dict(subjects=index, num_iters=2, num_restarts=1) | kwargs
+    with pytest.raises(ValueError, match=message):
+        fit_em(inputs, choices, 2, **arguments)

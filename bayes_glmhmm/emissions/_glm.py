@@ -79,10 +79,10 @@ def prior_precision(coefficient_shape: tuple, priors, dtype) -> Array:
     return jnp.concatenate([weight_precision, bias_precision], axis=-1).astype(dtype)
 
 
-def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_weights, priors):
+def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_weights, priors, prior_mean=None):
     """A generalized-EM M-step for a GLM family: one damped Newton step per state.
 
-    Per state k it increases Q_k(beta) = sum_t w_tk log p(y_t | eta_t = X_t beta) + log N(beta; 0, prior),
+    Per state k it increases Q_k(beta) = sum_t w_tk log p(y_t | eta_t = X_t beta) + log N(beta; m, prior),
     the expected complete-data log-likelihood of the state's coefficients (plus their log prior
     for MAP). The Newton direction uses the exact Hessian (Q_k is concave for the canonical links
     used here); the step is the best of a few step sizes including 0, so Q_k never decreases and
@@ -98,12 +98,18 @@ def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_
         emissions: (N, T) observations.
         step_weights: (N, T, K) responsibilities times the mask.
         priors: :class:`~bayes_glmhmm.params.Priors` for MAP, or None for maximum likelihood.
+        prior_mean: optional ``(weights, biases)`` mean m of the Normal prior (zero by default), e.g.
+            the population's values in a hierarchical model.
 
     Returns:
         ``(weights, biases)`` after the step.
     """
     coefficients = jnp.concatenate([weights, biases[..., None]], axis=-1)  # (K, *classes, D + 1)
     shape = coefficients.shape[1:]
+    if prior_mean is None:
+        mean = jnp.zeros((coefficients.shape[0], math.prod(shape)), coefficients.dtype)
+    else:
+        mean = jnp.concatenate([prior_mean[0], prior_mean[1][..., None]], axis=-1).reshape(coefficients.shape[0], -1)
     precision = prior_precision(shape, priors, design.dtype).reshape(-1)
     flat_design = design.reshape(-1, design.shape[-1])  # (S, P), S = N T steps
     flat_emissions = emissions.reshape(-1)
@@ -112,17 +118,17 @@ def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_
         eta = jnp.tensordot(flat_design, flat.reshape(shape), axes=[[-1], [-1]])  # (S, *classes)
         return step_log_likelihood(eta, flat_emissions)
 
-    def objective_change(candidate, flat, state_weights):
+    def objective_change(candidate, flat, state_weights, state_mean):
         # Summed per step, the change keeps its precision where the objectives themselves (|Q| >> |change|)
         # would round it away in float32 and stall the step short of the maximum.
         fit = jnp.sum(state_weights * (step_objectives(candidate) - step_objectives(flat)))
-        return fit - 0.5 * jnp.sum(precision * (candidate - flat) * (candidate + flat))
+        return fit - 0.5 * jnp.sum(precision * (candidate - flat) * (candidate + flat - 2.0 * state_mean))
 
-    def one_state(flat, state_weights):
+    def one_state(flat, state_weights, state_mean):
         gradient, negative_hessian = _glm_gradient_and_hessian(
             step_log_likelihood, flat.reshape(shape), flat_design, flat_emissions, state_weights
         )
-        gradient = gradient - precision * flat
+        gradient = gradient - precision * (flat - state_mean)
         negative_hessian = negative_hessian + jnp.diag(precision)
         scale = jnp.maximum(jnp.trace(negative_hessian) / flat.shape[0], 1.0)
         regularized = negative_hessian + 1e-6 * scale * jnp.eye(flat.shape[0], dtype=flat.dtype)
@@ -130,7 +136,7 @@ def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_
         direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, 0.0)
         steps = jnp.asarray(NEWTON_STEP_SIZES, flat.dtype)
         candidates = flat + steps[:, None] * direction
-        changes = jax.vmap(objective_change, in_axes=(0, None, None))(candidates, flat, state_weights)
+        changes = jax.vmap(objective_change, in_axes=(0, None, None, None))(candidates, flat, state_weights, state_mean)
         best = jnp.argmax(jnp.where(jnp.isfinite(changes), changes, -jnp.inf))
         # Near the maximum the full step's gain (~ g' H^-1 g / 2) falls below the rounding of the
         # summed change; the full step is then taken, else the iteration stalls short of the maximum.
@@ -139,7 +145,7 @@ def newton_m_step(step_log_likelihood, weights, biases, design, emissions, step_
 
     flat = coefficients.reshape(coefficients.shape[0], -1)
     state_weights = step_weights.reshape(-1, step_weights.shape[-1])
-    new = jax.vmap(one_state, in_axes=(0, -1))(flat, state_weights).reshape(coefficients.shape)
+    new = jax.vmap(one_state, in_axes=(0, -1, 0))(flat, state_weights, mean).reshape(coefficients.shape)
     return new[..., :-1], new[..., -1]
 
 
@@ -271,10 +277,10 @@ def _sample(draw, key, params, inputs, states):
     return draw(key, jnp.take_along_axis(eta, index, axis=1)[:, 0]).astype(inputs.dtype)
 
 
-def _m_step(step_log_likelihood, params, design, emissions, step_weights, priors) -> dict:
+def _m_step(step_log_likelihood, params, design, emissions, step_weights, priors, prior_mean=None) -> dict:
     """One damped Newton step of each state's weighted GLM (:func:`newton_m_step`)."""
     weights, biases = newton_m_step(
-        step_log_likelihood, params.weights, params.biases, design, emissions, step_weights, priors
+        step_log_likelihood, params.weights, params.biases, design, emissions, step_weights, priors, prior_mean
     )
     return {"weights": weights, "biases": biases}
 

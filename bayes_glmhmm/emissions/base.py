@@ -38,7 +38,9 @@ class EmissionFamily(NamedTuple):
             ``numpyro.distributions.constraints`` (names keep the family hashable).
         m_step: ``(params, design (N, T, D + 1), emissions, weights_per_step (N, T, K), priors | None)
             -> dict`` of new ``weights``, ``biases`` and extra parameters, not decreasing the
-            expected complete-data log-likelihood (+ log prior).
+            expected complete-data log-likelihood (+ log prior). The GLM families also take
+            ``prior_mean=(weights, biases)``, the mean of the Normal prior (zero by default), which
+            the hierarchical EM uses (each subject's coefficients around the population's).
         initialize: ``(key, inputs, emissions, mask, num_states) -> dict`` random starting emission
             parameters on the data's own scale.
         prepare_emissions: ``(emissions (N, T) NumPy float, mask (N, T) bool) -> (N, T)`` the emissions in
