@@ -49,6 +49,7 @@ __all__ = [
     "plot_lp_by_chain",
     "plot_em_log_probs",
     "plot_selection",
+    "plot_subject_weights",
 ]
 
 #: Okabe-Ito colours, ordered so that the first three (the article's belts) are blue, orange and
@@ -1709,4 +1710,143 @@ def plot_selection(selection, ax=None, score: str = "bits_per_trial") -> Figure:
     )
     what = "bits per trial" if score == "bits_per_trial" else "log predictive density"
     ax.set_title(f"Choosing the number of states: held-out {what}")
+    return fig
+
+
+# --- subjects of a hierarchical posterior ----------------------------------------------------------
+
+
+def plot_subject_weights(
+    posterior,
+    state: int,
+    input_index: int,
+    truth=None,
+    point_estimates=None,
+    input_names=None,
+    order=None,
+    subject_labels=None,
+    prob: float = 0.94,
+) -> Figure:
+    """Each subject's GLM weight of one state and input: posterior mean and interval, around the population's.
+
+    For a hierarchical posterior (``fit_nuts(..., subjects=...)``): per subject s, the posterior
+    mean of ``subject_weights[s, state, input_index]`` with its equal-tailed ``prob`` interval
+    (blue); behind them the population mean mu_w (its posterior mean as a line, its ``prob``
+    interval as a band) and, dotted, the posterior mean of mu_w +- tau_w, where the population
+    places a typical subject. Subjects whose own data say little sit close to the population line
+    (shrinkage); those with much data sit near their own estimate. Optionally the true values
+    (open diamonds) and point estimates per subject, e.g. the two-stage EM fit (crosses, one
+    marker per estimator).
+
+    Args:
+        posterior: a hierarchical :class:`~bayes_glmhmm.posterior.Posterior`, or any object with
+            ``samples`` holding ``subject_weights`` (chain, draw, S, K, D), ``weights`` (chain,
+            draw, K, D) and ``weight_spread`` (chain, draw, K, D), and ``subjects.names`` (S ids).
+        state: the state k whose weights are drawn.
+        input_index: the input d whose weights are drawn.
+        truth: optional (S,) true weights of the subjects (in the posterior's subject order).
+        point_estimates: optional ``{label: (S,) estimates}`` (or one (S,) array, labelled "point
+            estimate"); NaN leaves a subject without a marker.
+        input_names: optional D names of the inputs (the y label and title); default ``input d``.
+        order: optional order of the subjects along the x axis, a permutation of 0..S-1 (e.g. by
+            the amount of data of each); default the posterior's order.
+        subject_labels: optional S tick labels, in the posterior's subject order; default the ids.
+        prob: mass of the intervals, in (0, 1).
+
+    Returns:
+        A figure with one axes. Artists carry gids: ``subject-mean``, ``subject-interval``,
+        ``population-mean``, ``population-band``, ``truth`` and ``estimate-<i>`` (the i-th point
+        estimate), with x positions 0..S-1 in the drawn order.
+
+    Raises:
+        ValueError: for a posterior without subjects, non-GLM weights of another shape, an index
+            out of range, a bad ``order``, ``prob``, or arrays of the wrong length.
+    """
+    samples = posterior.samples
+    if "subject_weights" not in samples or getattr(posterior, "subjects", None) is None:
+        raise ValueError("plot_subject_weights needs a hierarchical posterior (fit_nuts(..., subjects=...))")
+    draws = np.asarray(samples["subject_weights"], dtype=float)
+    if draws.ndim != 5:
+        raise ValueError(
+            f"subject_weights must have shape (chain, draw, S, K, D) (one weight vector per state), got {draws.shape}"
+        )
+    num_subjects, num_states, input_dim = draws.shape[2:]
+    if not 0 <= state < num_states:
+        raise ValueError(f"state must lie in 0..{num_states - 1}, got {state}")
+    if not 0 <= input_index < input_dim:
+        raise ValueError(f"input_index must lie in 0..{input_dim - 1}, got {input_index}")
+    if not 0.0 < prob < 1.0:
+        raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    if input_names is not None and len(input_names) != input_dim:
+        raise ValueError(f"input_names has {len(input_names)} names for {input_dim} inputs")
+    order = np.arange(num_subjects) if order is None else np.asarray(order, dtype=int)
+    if sorted(order.tolist()) != list(range(num_subjects)):
+        raise ValueError(f"order must be a permutation of 0..{num_subjects - 1}")
+    names = [str(name) for name in posterior.subjects.names] if subject_labels is None else list(subject_labels)
+    if len(names) != num_subjects:
+        raise ValueError(f"subject_labels has {len(names)} labels for {num_subjects} subjects")
+    if point_estimates is not None and not isinstance(point_estimates, Mapping):
+        point_estimates = {"point estimate": point_estimates}
+    references = {"truth": truth, **(point_estimates or {})}
+    for label, values in references.items():
+        if values is not None and np.shape(values) != (num_subjects,):
+            raise ValueError(f"{label} must have shape ({num_subjects},), got {np.shape(values)}")
+
+    tail = (1.0 - prob) / 2.0
+    per_subject = draws[..., state, input_index].reshape(-1, num_subjects)[:, order]
+    lower, upper = np.quantile(per_subject, [tail, 1.0 - tail], axis=0)
+    population = np.asarray(samples["weights"], dtype=float)[..., state, input_index].reshape(-1)
+    spread = np.asarray(samples["weight_spread"], dtype=float)[..., state, input_index].reshape(-1)
+    x = np.arange(num_subjects)
+    input_name = input_names[input_index] if input_names is not None else f"input {input_index}"
+
+    fig = Figure(figsize=(max(6.0, 0.55 * num_subjects + 3.0), 4.2), layout="constrained")
+    ax = fig.subplots()
+    band = ax.axhspan(
+        *np.quantile(population, [tail, 1.0 - tail]),
+        color="0.85",
+        label=f"population mean $\\mu_w$, {prob:.0%} interval",
+    )
+    band.set_gid("population-band")
+    ax.axhline(population.mean(), color="0.35", lw=1.2, gid="population-mean")
+    for sign in (-1.0, 1.0):
+        ax.axhline(
+            population.mean() + sign * spread.mean(),
+            color="0.35",
+            ls=":",
+            lw=1.0,
+            label=r"$\mu_w \pm \tau_w$ (posterior means)" if sign > 0 else None,
+        )
+    collection = ax.vlines(x, lower, upper, color=_BAYES_COLOR, lw=2.0, label=f"subject, {prob:.0%} interval")
+    collection.set_gid("subject-interval")
+    ax.plot(x, per_subject.mean(axis=0), "o", color=_BAYES_COLOR, markersize=7, label="subject, posterior mean")[
+        0
+    ].set_gid("subject-mean")
+    if truth is not None:
+        ax.plot(x, np.asarray(truth, dtype=float)[order], **_TRUTH_STYLE, label="truth")[0].set_gid("truth")
+    markers = ("X", "s", "^", "v")
+    for i, (label, values) in enumerate((point_estimates or {}).items()):
+        (line,) = ax.plot(
+            x + 0.18,
+            np.asarray(values, dtype=float)[order],
+            marker=markers[i % len(markers)],
+            color=_EM_COLOR if i == 0 else STATE_COLORS[(i + 1) % len(STATE_COLORS)],
+            markeredgecolor="black",
+            markersize=7,
+            ls="none",
+            label=label,
+        )
+        line.set_gid(f"estimate-{i}")
+    ax.set_xticks(
+        x,
+        [names[s] for s in order],
+        rotation=45 if num_subjects > 6 else 0,
+        ha="right" if num_subjects > 6 else "center",
+    )
+    ax.set_xlim(-0.6, num_subjects - 0.4)
+    ax.set_xlabel("subject")
+    ax.set_ylabel(f"weight of {input_name}, state {state}")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.set_title(f"Subjects' weights of {input_name} in state {state}: partial pooling")
     return fig

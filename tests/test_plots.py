@@ -638,3 +638,50 @@ def test_plot_selection_from_its_json_into_given_axes(tmp_path):
 def test_plot_selection_rejects_an_unknown_score():
     with pytest.raises(ValueError, match="score must be one of"):
         plots.plot_selection(synthetic_selection(), score="accuracy")
+
+
+# --- subjects of a hierarchical posterior -------------------------------------------------------------
+
+
+def test_plot_subject_weights_draws_each_subject_in_the_given_order(rng, tmp_path):
+    """Posterior means and equal-tailed intervals of subject_weights[s, k, d], in ``order``, with the references."""
+    from types import SimpleNamespace
+
+    num_subjects, num_states, input_dim = 3, 2, 2
+    lead = (NUM_CHAINS, NUM_DRAWS)
+    samples = {
+        "subject_weights": rng.standard_normal(lead + (num_subjects, num_states, input_dim)),
+        "weights": rng.standard_normal(lead + (num_states, input_dim)),
+        "weight_spread": rng.uniform(0.1, 1.0, lead + (num_states, input_dim)),
+    }
+    posterior = SimpleNamespace(samples=samples, subjects=SimpleNamespace(names=("a", "b", "c")))
+    truth, estimates = np.array([1.0, 2.0, 3.0]), np.array([0.5, np.nan, 1.5])
+    order = [2, 0, 1]
+    fig = plots.plot_subject_weights(
+        posterior,
+        1,
+        0,
+        truth=truth,
+        point_estimates={"two-stage EM": estimates},
+        input_names=["stim", "cue"],
+        order=order,
+    )
+    ax = fig.axes[0]
+    draws = samples["subject_weights"][..., 1, 0].reshape(-1, num_subjects)[:, order]
+    np.testing.assert_allclose(_gid(ax, "subject-mean").get_ydata(), draws.mean(axis=0))
+    segments = _gid(ax, "subject-interval").get_segments()
+    np.testing.assert_allclose([segment[:, 1].min() for segment in segments], np.quantile(draws, 0.03, axis=0))
+    np.testing.assert_allclose([segment[:, 1].max() for segment in segments], np.quantile(draws, 0.97, axis=0))
+    np.testing.assert_allclose(_gid(ax, "truth").get_ydata(), truth[order])
+    np.testing.assert_allclose(_gid(ax, "estimate-0").get_ydata(), estimates[order])
+    assert _gid(ax, "population-mean").get_ydata()[0] == pytest.approx(samples["weights"][..., 1, 0].mean())
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["c", "a", "b"]
+    assert ax.get_ylabel() == "weight of stim, state 1"
+    assert "two-stage EM" in [text.get_text() for text in ax.get_legend().get_texts()]
+    _check(fig, tmp_path, 1)
+    with pytest.raises(ValueError, match="hierarchical"):
+        plots.plot_subject_weights(SimpleNamespace(samples={}, subjects=None), 0, 0)
+    with pytest.raises(ValueError, match="order"):
+        plots.plot_subject_weights(posterior, 0, 0, order=[0, 0, 1])
+    with pytest.raises(ValueError, match="truth"):
+        plots.plot_subject_weights(posterior, 0, 0, truth=np.zeros(2))
