@@ -47,7 +47,7 @@ __all__ = ["fit_nuts"]
 
 
 def _chain_method(requested: str, num_chains: int, sequence_devices: int) -> str:
-    available = jax.local_device_count()
+    available = jax.device_count()  # every process's devices when several run the fit
     if sequence_devices > available:
         raise ValueError(f"sequence_devices={sequence_devices} exceeds the {available} available devices")
     if requested == "auto":
@@ -341,6 +341,20 @@ def _prepared_subjects(subjects, data: _Data) -> Subjects:
     return groups
 
 
+def _process_zero_em(em_result):
+    """With several processes, process 0's EM fit on every process, so that all relabel to one reference.
+
+    Each process runs EM on the same data; where sums are not bitwise reproducible across machines
+    a process could pick another restart and label its posterior otherwise.
+    """
+    if em_result is None or jax.process_count() == 1:
+        return em_result
+    from jax.experimental import multihost_utils
+
+    fields = multihost_utils.broadcast_one_to_all(tuple(em_result.params))
+    return em_result._replace(params=type(em_result.params)(*(None if f is None else np.asarray(f) for f in fields)))
+
+
 def _transition_model_kwargs(data: _Data) -> dict:
     """The model's transition-input arguments: the distinct-row table when the inputs take few values."""
     table = tabulate_transition_inputs(data.transition_inputs)
@@ -485,7 +499,9 @@ def fit_nuts(
             likelihood and gradient of its slice). With ``chain_method="parallel"`` the fit uses
             ``num_chains * sequence_devices`` devices. On CPU, create host devices with
             ``numpyro.set_host_device_count`` before JAX starts; on GPUs they are the GPUs.
-            Results agree with one device up to floating-point summation order.
+            Results agree with one device up to floating-point summation order. With several
+            processes (after ``jax.distributed.initialize``), the devices are every process's; each
+            process passes the whole data and returns the whole posterior (README, "Many processes").
         time_parallel: compute the likelihood with the parallel-in-time (associative) reduction,
             O(log T) sequential depth instead of O(T). Same posterior; it pays on accelerators with
             few long sequences and is 1.6-8x slower per gradient on CPUs
@@ -567,6 +583,7 @@ def fit_nuts(
     init_z, em_result = _starting_points(
         key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter, transitions
     )
+    em_result = _process_zero_em(em_result)
     model_kwargs = dict(
         inputs=data.inputs, emissions=data.emissions, mask=data.mask, priors=priors, input_mean=data.input_mean
     )

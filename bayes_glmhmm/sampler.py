@@ -12,8 +12,17 @@ arguments, so that
   computes its part of the log-likelihood and its gradient, and a ``psum`` adds them, so every
   device of a chain follows the same trajectory. The same code runs on CPU host devices
   (``XLA_FLAGS=--xla_force_host_platform_device_count=8`` or
-  ``numpyro.set_host_device_count``) and on the GPUs of one process (multi-host runs would need
-  the outputs gathered across processes, which this runner does not do).
+  ``numpyro.set_host_device_count``), on the GPUs of one process, and on the devices of many
+  processes (a cluster).
+
+Many processes: each process calls :func:`jax.distributed.initialize` before anything else uses
+JAX, then every process calls :func:`run_nuts` (or :func:`~bayes_glmhmm.fit.fit_nuts`) with the
+same arguments, the full data included. The mesh is laid over the global ``jax.devices()``
+(process by process, so with S dividing a process's devices the ``psum`` of every gradient stays
+within a process and the chains spread over processes); each process places on its own devices
+only their shards of the sequences and of the chains' states; the chains' keys and starting
+points are process 0's; and every chunk's draws are gathered onto every process, so each returns
+all chains' draws. In one process none of this adds a compiled program.
 
 The iterations run in chunks of one compiled length, so a progress bar can advance between them.
 """
@@ -27,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental import multihost_utils
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -92,8 +102,13 @@ def sequence_mesh(num_chain_devices: int, num_sequence_devices: int, devices=Non
         num_sequence_devices: S, devices that share the sequences of one chain.
         devices: devices to use; ``jax.devices()`` by default.
 
+    With several processes ``jax.devices()`` lists every process's devices, process by process, so
+    row c of the mesh (the devices of chain group c) lies within one process when S divides the
+    number of devices per process.
+
     Raises:
-        ValueError: if fewer than C * S devices are available.
+        ValueError: if fewer than C * S devices are available, or, with several processes, if the
+            first C * S devices leave a process without one (every process takes part in every step).
     """
     devices = jax.devices() if devices is None else list(devices)
     needed = num_chain_devices * num_sequence_devices
@@ -101,6 +116,15 @@ def sequence_mesh(num_chain_devices: int, num_sequence_devices: int, devices=Non
         raise ValueError(
             f"need {num_chain_devices} x {num_sequence_devices} = {needed} devices, only {len(devices)} available "
             "(on CPU: numpyro.set_host_device_count or XLA_FLAGS=--xla_force_host_platform_device_count)"
+        )
+    left_out = sorted(
+        {device.process_index for device in devices} - {device.process_index for device in devices[:needed]}
+    )
+    if left_out:
+        raise ValueError(
+            f"a {num_chain_devices} x {num_sequence_devices} mesh takes the first {needed} of {len(devices)} devices, "
+            f"which leaves process(es) {left_out} without one; use every process's devices "
+            "(num_chains x sequence_devices = all devices, or launch fewer processes)"
         )
     grid = np.asarray(devices[:needed], dtype=object).reshape(num_chain_devices, num_sequence_devices)
     return Mesh(grid, (CHAIN_AXIS, SEQUENCE_AXIS))
@@ -221,10 +245,11 @@ def _local_advance(settings, states, num_valid, model_kwargs):
 
 @functools.lru_cache(maxsize=16)
 def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices: int, replicated: tuple, split: tuple):
-    """The mesh and the jitted init, chunk and constrain functions, cached per setting and mesh shape.
+    """The mesh and the jitted init, chunk, constrain and gather functions, cached per setting and mesh shape.
 
     ``replicated`` names the model arguments every device holds whole, ``split`` those split
-    along the sequences.
+    along the sequences. ``gather`` copies chain-sharded outputs onto every device of the mesh; it
+    is called (and compiled) only when the mesh spans several processes.
 
     Being cached, each function is traced and compiled once per data shape.
     """
@@ -252,9 +277,10 @@ def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices:
         one = functools.partial(constrain_fn, constrain_model, (), model_kwargs, return_deterministic=True)
         return jax.vmap(jax.vmap(one))(z)
 
+    gather = jit_one_off(lambda tree: tree, out_shardings=NamedSharding(mesh, P()))
     # The transitions run thousands of times and keep XLA's default optimization; the
     # initialization and the constraining run once.
-    functions = (jit_one_off(init), jax.jit(advance), jit_one_off(constrain))
+    functions = (jit_one_off(init), jax.jit(advance), jit_one_off(constrain), gather)
     _JITTED.extend(functions)
     return (mesh, *functions)
 
@@ -265,6 +291,69 @@ _JITTED: list = []  # every jitted function _compiled has made, for compiled_pro
 def compiled_programs() -> int:
     """How many programs the runner has compiled in this process (one per function and shape)."""
     return sum(function._cache_size() for function in _JITTED)
+
+
+def _on_host(tree, gather):
+    """The values of a pytree of arrays, as the same pytree of NumPy arrays on this process.
+
+    Arrays whose shards all lie on this process's devices are copied as they are (in one process,
+    always: no program runs). Others, sharded over several processes' devices, are first copied
+    onto every device by ``gather`` (a compiled all-gather), since a process can read only its own
+    devices.
+    """
+    if all(leaf.is_fully_addressable for leaf in jax.tree.leaves(tree)):
+        return jax.tree.map(np.asarray, tree)
+    return jax.tree.map(np.asarray, gather(tree))
+
+
+def _placed(value, sharding: NamedSharding) -> jax.Array:
+    """``value`` (the whole array, as every process holds it) laid out by ``sharding``.
+
+    Each process copies onto its own devices only their shards, sliced on the host; in one
+    process this is ``jax.device_put(value, sharding)`` without a program to compile.
+    """
+    whole = np.asarray(value)
+    return jax.make_array_from_callback(whole.shape, sharding, lambda index: whole[index])
+
+
+def _process_zero_arguments(key, init_z: dict, model_kwargs: dict) -> tuple:
+    """Process 0's key, starting points and model arguments, on every process (as NumPy arrays).
+
+    The devices of one chain may lie on several processes, each of which copies the chain's key
+    and starting point from its own arguments, so these must agree bitwise: they are taken from
+    process 0 (an EM start computed on another process may differ in the last bits where
+    reductions are not bitwise reproducible, e.g. on some GPUs). The model arguments are taken
+    from process 0 too, and compared with each process's own: floats must agree to float32
+    rounding (``rtol=1e-5``), the others exactly. Python scalars (e.g. the priors' fields) stay
+    as given, so that they keep their weak type in the compiled programs. The data cross the
+    network once per fit, in the broadcast.
+
+    Raises:
+        ValueError: on every process, if any process's model arguments differ from process 0's
+            (e.g. each passed only its own sequences).
+    """
+    local = jax.tree.map(np.asarray, (key, init_z, model_kwargs))
+    shared = jax.tree.map(
+        lambda value, own: np.asarray(value, dtype=own.dtype), multihost_utils.broadcast_one_to_all(local), local
+    )
+
+    def agrees(value, own):
+        if np.issubdtype(own.dtype, np.floating):
+            return bool(np.allclose(value, own, rtol=1e-5, atol=1e-6, equal_nan=True))
+        return bool(np.array_equal(value, own))
+
+    agreement = np.asarray(jax.tree.leaves(jax.tree.map(agrees, shared[2], local[2])), dtype=bool).all()
+    verdicts = multihost_utils.process_allgather(agreement)
+    if not verdicts.all():
+        raise ValueError(
+            f"process(es) {np.flatnonzero(~verdicts).tolist()} passed other model arguments than process 0; "
+            "every process must pass the same (whole) data"
+        )
+    return jax.tree.map(
+        lambda value, given: given if isinstance(given, (bool, int, float)) else value,
+        shared,
+        (key, init_z, model_kwargs),
+    )
 
 
 def _pad_sequences(model_kwargs: dict, multiple: int) -> dict:
@@ -307,8 +396,9 @@ def run_nuts(
         model: the NumPyro model, a function of ``**model_kwargs, **model_options`` that accepts a
             ``sequence_axis_name`` keyword (the mesh axis along which its sequences are split, or None).
         model_kwargs: the model's array arguments (traced: a new value reuses the compiled sampler);
-            ``inputs``, ``emissions``, ``mask`` (and ``transition_inputs`` when given) have a
-            leading sequence axis and are split over devices.
+            the fields of ``SEQUENCE_FIELDS`` present (``inputs``, ``emissions``, ``mask``, and the
+            transition inputs and subjects when given) have a leading sequence axis and are split
+            over devices. With several processes every process passes all of them, whole.
         model_options: the model's static keyword arguments (hashable values, e.g. ``num_states``, the
             family); a new value compiles a new sampler.
         num_warmup: adaptation iterations per chain (discarded).
@@ -325,7 +415,11 @@ def run_nuts(
         progress_bar: show a progress bar over the iterations.
 
     Returns:
-        A :class:`NutsDraws`.
+        A :class:`NutsDraws`, all chains' draws on every process.
+
+    Raises:
+        ValueError: if the settings are invalid, the mesh needs more devices than there are, or
+            (several processes) the processes' model arguments differ.
     """
     if chain_method not in ("parallel", "sequential", "vectorized"):
         raise ValueError(f"chain_method must be parallel, sequential or vectorized, got {chain_method!r}")
@@ -348,14 +442,16 @@ def run_nuts(
     )
     split = tuple(name for name in SEQUENCE_FIELDS if name in model_kwargs)
     replicated = tuple(sorted(set(model_kwargs) - set(split)))
-    mesh, init, advance, constrain = _compiled(settings, num_chain_devices, sequence_devices, replicated, split)
+    mesh, init, advance, constrain, gather = _compiled(settings, num_chain_devices, sequence_devices, replicated, split)
+    if jax.process_count() > 1:
+        key, init_z, model_kwargs = _process_zero_arguments(key, init_z, model_kwargs)
     sharded_kwargs = _pad_sequences(model_kwargs, sequence_devices)
     for name in split:
-        sharded_kwargs[name] = jax.device_put(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
+        sharded_kwargs[name] = _placed(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
     # Placed on the chain devices from the host, so that no resharding program is compiled.
     chain_sharding = NamedSharding(mesh, P(CHAIN_AXIS))
     chain_keys, init_z = jax.tree.map(
-        lambda value: jax.device_put(np.asarray(value), chain_sharding), (jax.random.split(key, num_chains), init_z)
+        lambda value: _placed(value, chain_sharding), (jax.random.split(key, num_chains), init_z)
     )
     states = init(chain_keys, init_z, sharded_kwargs)
     zs, potentials, stats = [], [], []
@@ -366,7 +462,7 @@ def run_nuts(
             num_valid = min(settings.chunk_length, total - done)
             states, outputs = advance(states, jnp.int32(num_valid), sharded_kwargs)
             # On the host, so that slicing and joining compile no programs of their own.
-            z, potential, stat = jax.tree.map(np.asarray, outputs)
+            z, potential, stat = _on_host(outputs, gather)
             keep = slice(max(0, num_warmup - done), num_valid)  # drop warmup and the chunk's idle tail
             warmup_num_steps += stat[2][:, : keep.start].sum(axis=1)
             zs.append(jax.tree.map(lambda value, keep=keep: value[:, keep], z))
