@@ -30,8 +30,8 @@ holds out pair i mod 3), a known subject's new sequence. Inputs: reward gap, pre
 win-stay-lose-switch; K = 2. Writes results/benchmarks/hierarchy_pst.csv and hierarchy_pst.md.
 
 ``--scale-fit`` fits the full posterior at that size (13 animals, 84 sessions of 600 trials, K = 2,
-2 chains x (``--warmup`` + ``--samples``)) and writes its wall time, gradients and verdict to
-results/benchmarks/hierarchy_scale_fit.csv.
+2 chains x (``--warmup`` + ``--samples``), ``--parametrization``) and writes its wall time, gradients and verdict to
+results/benchmarks/hierarchy_scale_fit_<parametrization>.csv.
 
 ``--scale`` instead times one gradient of the log posterior (what NUTS pays per leapfrog step) at
 the field's sizes: 13 and 40 animals, 50,000 and 180,000 trials in sessions of 600, K = 3,
@@ -352,6 +352,7 @@ def scale_fit(args) -> int:
         2,
         family="bernoulli",
         subjects=_names(animal),
+        subject_parametrization=args.parametrization,
         num_chains=2,
         num_warmup=args.warmup,
         num_samples=args.samples,
@@ -362,13 +363,16 @@ def scale_fit(args) -> int:
     wall = time.perf_counter() - start
     diagnostics = posterior.diagnostics()
     gradients = int(np.sum(posterior.settings["warmup_gradients"]) + np.sum(posterior.sample_stats["n_steps"]))
-    header = ["animals", "sessions", "trials", "chains", "warmup", "samples", "wall_s", "nuts_s", "gradients"]
+    header = ["animals", "sessions", "trials", "parametrization", "chains", "warmup", "samples", "wall_s", "nuts_s"]
+    header += ["gradients"]
     header += ["max_rhat", "min_ess_bulk", "divergences", "load_average_1min"]
-    row = [13, int(sessions.sum()), int(choices.size), 2, args.warmup, args.samples, wall]
+    row = [13, int(sessions.sum()), int(choices.size), args.parametrization, 2, args.warmup, args.samples, wall]
     row += [posterior.wall_seconds["nuts"], gradients, diagnostics["max_rhat"], diagnostics["min_ess_bulk"]]
     row += [diagnostics["divergences"], os.getloadavg()[0]]
     os.makedirs(args.out, exist_ok=True)
-    write_text_atomic(os.path.join(args.out, "hierarchy_scale_fit.csv"), csv_text(header, [row]))
+    write_text_atomic(
+        os.path.join(args.out, f"hierarchy_scale_fit_{args.parametrization}.csv"), csv_text(header, [row])
+    )
     print(dict(zip(header, row, strict=True)))
     return 0
 

@@ -244,7 +244,8 @@ def test_objective_is_named(small_posterior, small_article_data):
     relabeled = small_posterior.permute([2, 0, 1])
     assert compare_fits(relabeled, relabeled.em).em_objective == comparison.em_objective
     assert compare_fits(small_posterior, small_posterior.em, em_priors=Priors(bias_scale=3.0)).em_objective.endswith(
-        "bias_scale=3, noise_scale=1, transition_weight_scale=1)"
+        "bias_scale=3, noise_scale=1, transition_weight_scale=1, subject_spread_scale=1, "
+        "subject_transition_concentration=20)"
     )
     assert comparison.reference == "posterior"
     assert comparison.states is None and comparison.heldout is None
