@@ -126,10 +126,9 @@ def _weight_error(estimate_weights, estimate_biases, truth, template) -> float:
     return float(np.sqrt(np.mean(difference**2)))
 
 
-def fit_all(data, args, seed: int):
-    """The three fits of one replication; their wall seconds."""
-    inputs, choices, animal = data["train"]
-    settings = dict(
+def _nuts_settings(args, seed: int = 0, **extra) -> dict:
+    """The sampler settings every fit of this benchmark shares (Bernoulli, 2 chains, never standardized)."""
+    return dict(
         family="bernoulli",
         num_chains=2,
         num_warmup=args.warmup,
@@ -137,7 +136,14 @@ def fit_all(data, args, seed: int):
         seed=seed,
         progress_bar=False,
         standardize=False,
+        **extra,
     )
+
+
+def fit_all(data, args, seed: int):
+    """The three fits of one replication; their wall seconds."""
+    inputs, choices, animal = data["train"]
+    settings = _nuts_settings(args, seed)
     wall = {}
     start = time.perf_counter()
     hierarchical = fit_nuts(
@@ -350,15 +356,9 @@ def scale_fit(args) -> int:
         inputs,
         choices,
         2,
-        family="bernoulli",
         subjects=_names(animal),
         subject_parametrization=args.parametrization,
-        num_chains=2,
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        seed=0,
-        progress_bar=False,
-        standardize=False,
+        **_nuts_settings(args),
     )
     wall = time.perf_counter() - start
     diagnostics = posterior.diagnostics()
@@ -416,16 +416,7 @@ def pst(args) -> int:
     """Hierarchical, pooled and two-stage fits of the PST data, scored on held-out sequences."""
     data = pst_data(args.unseen)
     inputs, choices, subject, lengths = data["train"]
-    settings = dict(
-        family="bernoulli",
-        lengths=lengths,
-        num_chains=2,
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        seed=0,
-        progress_bar=False,
-        standardize=False,
-    )
+    settings = _nuts_settings(args, lengths=lengths)
     wall = {}
     start = time.perf_counter()
     hierarchical = fit_nuts(inputs, choices, 2, subjects=_names(subject), **settings)
