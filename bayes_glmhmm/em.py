@@ -35,6 +35,7 @@ from bayes_glmhmm.emissions._glm import design_matrix
 from bayes_glmhmm.hierarchy import Subjects, sequence_log_likelihoods, validate_subjects
 from bayes_glmhmm.model import batched_smoother, log_prior, transition_log_prior
 from bayes_glmhmm.params import Priors, validate_data, validate_num_states
+from bayes_glmhmm.relabel import match_permutation
 from bayes_glmhmm.standardize import standardize_if_requested
 from bayes_glmhmm.transitions import (
     STATIONARY,
@@ -48,7 +49,7 @@ from bayes_glmhmm.transitions import (
     validate_transition_inputs,
 )
 
-__all__ = ["EMResult", "fit_em", "em_step", "initialize_params"]
+__all__ = ["EMOptima", "EMResult", "distinct_optima", "fit_em", "em_step", "initialize_params"]
 
 
 class EMResult(NamedTuple):
@@ -64,6 +65,9 @@ class EMResult(NamedTuple):
         population: with subjects, the population's params (``weights`` and ``biases`` the means
             the subjects' are drawn around); ``params`` then holds every subject's weights
             (S, K, ..., D) and biases (S, K, ...). None without subjects.
+        restart_params: the final params of every restart, each field with a leading restart
+            axis (R, ...) in the order of ``restart_log_probs`` (with subjects, every subject's
+            weights and biases); None where not recorded (e.g. an EM result read from a file).
     """
 
     params: NamedTuple
@@ -72,6 +76,7 @@ class EMResult(NamedTuple):
     restart_log_probs: np.ndarray
     wall_seconds: float
     population: tuple | None = None
+    restart_params: tuple | None = None
 
 
 def em_step(
@@ -565,11 +570,13 @@ def fit_em(
     best = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
     params, population = (states, None) if hierarchy is None else states
     best_params = family.params_type(*(None if p is None else p[best] for p in params))
+    restart_params = family.params_type(*params)
     if population is not None:
         population = best_params._replace(weights=population[0][best], biases=population[1][best])
     if standardization is not None:
         # Back to the data's units: the parameters exactly, the objective by the Jacobian of y.
         best_params = standardization.params_to_original(best_params)
+        restart_params = standardization.params_to_original(restart_params)
         jacobian = float(np.sum(np.asarray(mask))) * np.log(standardization.emission_scale)
         log_probs, finals = log_probs - jacobian, finals - jacobian
     return EMResult(
@@ -579,7 +586,95 @@ def fit_em(
         restart_log_probs=finals,
         wall_seconds=time.perf_counter() - start,
         population=population,
+        restart_params=restart_params,
     )
+
+
+OPTIMUM_OBJECTIVE_TOLERANCE = 0.1  # nats: restarts closer than this may be one optimum (EM stops ~1e-3 short)
+OPTIMUM_RELATIVE_OBJECTIVE_TOLERANCE = 1e-5  # of |objective|: EM's relative stop (1e-7) leaves more on big data
+OPTIMUM_PARAMETER_TOLERANCE = 0.05  # relative: |a - b| <= tol * (1 + |a|) for every state feature and transition
+
+
+class EMOptima(NamedTuple):
+    """The distinct optima that EM restarts reached (:func:`distinct_optima`), best first.
+
+    Attributes:
+        restart_indices: (O,) for each optimum, the restart with the highest objective among those
+            that reached it (the first is the best restart, i.e. :attr:`EMResult.params`).
+        objectives: (O,) the objective of each optimum (that restart's), non-increasing.
+        num_restarts: (O,) how many restarts reached each optimum.
+        restart_optimum: (R,) the optimum each restart reached, -1 for a restart whose objective
+            is not finite.
+    """
+
+    restart_indices: np.ndarray
+    objectives: np.ndarray
+    num_restarts: np.ndarray
+    restart_optimum: np.ndarray
+
+
+def distinct_optima(
+    objectives,
+    restart_params,
+    objective_tolerance: float = OPTIMUM_OBJECTIVE_TOLERANCE,
+    parameter_tolerance: float = OPTIMUM_PARAMETER_TOLERANCE,
+) -> EMOptima:
+    """Group EM restarts into distinct optima: the same optimum up to a relabeling of the states.
+
+    Two restarts reached the same optimum when their objectives agree within
+    ``objective_tolerance`` nats (or 1e-5 x |objective|, if larger) and their parameters agree up
+    to a permutation of the states: the permutation matching the family's per-state features
+    (Hungarian, as relabeling does), then every feature and every transition probability within
+    ``parameter_tolerance`` x (1 + |value|). The objective alone would merge distinct optima that
+    happen to tie; the parameters compare only restarts whose objectives already agree. Restarts
+    are taken best first, each joining the first optimum it matches, so an optimum's
+    representative is its best restart.
+
+    Args:
+        objectives: (R,) final objective of every restart (:attr:`EMResult.restart_log_probs`).
+        restart_params: the params of every restart with a leading restart axis
+            (:attr:`EMResult.restart_params`), of a model without subjects.
+        objective_tolerance: nats within which two objectives may belong to one optimum (restarts
+            of one optimum were measured within 0.01 nats of each other on the article's data).
+        parameter_tolerance: relative tolerance of the parameters of one optimum.
+
+    Returns:
+        An :class:`EMOptima`.
+    """
+    objectives = np.asarray(objectives, dtype=float)
+    fields = {name: np.asarray(value) for name, value in restart_params._asdict().items() if value is not None}
+    features = family_of(restart_params).relabel_features(fields)  # (R, K, F)
+    transitions = fields["transition_matrix"]  # (R, K, K)
+    restart_optimum = np.full(objectives.shape[0], -1)
+    representatives: list[int] = []
+    for restart in np.argsort(-np.where(np.isfinite(objectives), objectives, -np.inf), kind="stable"):
+        if not np.isfinite(objectives[restart]):
+            continue
+        for optimum, representative in enumerate(representatives):
+            tolerance = max(objective_tolerance, OPTIMUM_RELATIVE_OBJECTIVE_TOLERANCE * abs(objectives[representative]))
+            if abs(objectives[restart] - objectives[representative]) > tolerance:
+                continue
+            scale = np.std(features[representative], axis=0) + 1e-12
+            permutation = match_permutation(features[restart], features[representative], scale)
+            same_features = _close(features[restart][permutation], features[representative], parameter_tolerance)
+            permuted_transitions = transitions[restart][permutation][:, permutation]
+            if same_features and _close(permuted_transitions, transitions[representative], parameter_tolerance):
+                restart_optimum[restart] = optimum
+                break
+        else:
+            restart_optimum[restart] = len(representatives)
+            representatives.append(int(restart))
+    restart_indices = np.asarray(representatives, dtype=int)
+    return EMOptima(
+        restart_indices=restart_indices,
+        objectives=objectives[restart_indices],
+        num_restarts=np.bincount(restart_optimum[restart_optimum >= 0], minlength=len(representatives)),
+        restart_optimum=restart_optimum,
+    )
+
+
+def _close(values, reference, tolerance: float) -> bool:
+    return bool(np.all(np.abs(values - reference) <= tolerance * (1.0 + np.abs(reference))))
 
 
 def _checked_subjects(subjects, subject_spread, family: EmissionFamily, emissions) -> Subjects:

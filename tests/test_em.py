@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bayes_glmhmm import GLMHMMParams, Priors, article_params, fit_em, log_likelihood, match_params, simulate
-from bayes_glmhmm.em import initialize_params
+from bayes_glmhmm.em import distinct_optima, initialize_params
 from bayes_glmhmm.model import log_prior
 
 
@@ -107,6 +107,54 @@ def test_is_equivariant_to_the_data_scale(data):
     np.testing.assert_allclose(back.weights * x_scale / y_scale, base.params.weights, rtol=2e-2, atol=1e-2)
     np.testing.assert_allclose(back.scales / y_scale, base.params.scales, rtol=2e-2)
     np.testing.assert_allclose(scaled.log_probs[-1], base.log_probs[-1] - emissions.size * np.log(y_scale), rtol=1e-4)
+
+
+def _stacked(params_list):
+    """Params of several restarts with a leading restart axis, as :attr:`EMResult.restart_params`."""
+    names = GLMHMMParams._fields[:5]  # without transition weights (stationary transitions)
+    return GLMHMMParams(*(np.stack([np.asarray(getattr(params, name)) for params in params_list]) for name in names))
+
+
+def test_distinct_optima_counts_a_relabeled_optimum_once_and_keeps_the_others():
+    """Same optimum = objectives within the tolerance AND parameters equal up to a relabeling."""
+    truth = article_params()
+    relabeled = truth.permute(np.array([2, 0, 1]))  # the same optimum, states in another order
+    merged = truth._replace(weights=np.array([[1.0], [1.0], [0.2]]), biases=np.array([2.0, 2.1, 0.0]))
+    tie = truth._replace(weights=np.array([[0.5], [-0.8], [0.2]]))  # another optimum, the best's objective
+    nudged = merged._replace(biases=merged.biases + 1e-3)  # EM's stopping short of the merged optimum
+    restarts = _stacked([merged, truth, relabeled, tie, nudged, truth])
+    objectives = np.array([-105.0, -100.0, -100.0 - 1e-3, -100.0, -105.0 + 2e-3, np.nan])
+
+    optima = distinct_optima(objectives, restarts)
+
+    # Each optimum is represented by its best restart: the nudged one for the merged optimum.
+    np.testing.assert_array_equal(optima.restart_indices, [1, 3, 4])
+    np.testing.assert_allclose(optima.objectives, [-100.0, -100.0, -105.0 + 2e-3])
+    np.testing.assert_array_equal(optima.num_restarts, [2, 1, 2])
+    np.testing.assert_array_equal(optima.restart_optimum, [2, 0, 0, 1, 2, -1])
+    # Equal parameters with objectives 1 nat apart are two optima (the objective must agree too).
+    apart = distinct_optima(np.array([-100.0, -101.0]), _stacked([truth, relabeled]))
+    np.testing.assert_array_equal(apart.num_restarts, [1, 1])
+    # A relabeled transition matrix must follow the states: permuting it alone makes another optimum.
+    other_chain = truth._replace(transition_matrix=truth.transition_matrix.T)
+    np.testing.assert_array_equal(
+        distinct_optima(np.array([-100.0, -100.0]), _stacked([truth, other_chain])).num_restarts, [1, 1]
+    )
+
+
+def test_fit_em_keeps_every_restarts_params_in_the_datas_units(data):
+    """restart_params[r] is restart r's estimate (its objective is its log-likelihood), also standardized."""
+    _, inputs, emissions = data
+    emissions = emissions * 1000.0 + 5000.0  # far from unit scale: fitted standardized, mapped back
+    result = fit_em(inputs, emissions, 3, num_restarts=3, seed=1)
+    best = int(np.argmax(result.restart_log_probs))
+    for name in GLMHMMParams._fields[:5]:
+        np.testing.assert_array_equal(getattr(result.restart_params, name)[best], getattr(result.params, name))
+    for restart in range(3):
+        params = GLMHMMParams(*(getattr(result.restart_params, name)[restart] for name in GLMHMMParams._fields[:5]))
+        # The last objective is at the last step's input params: equal at convergence (tol 1e-7).
+        expected = float(jnp.sum(log_likelihood(params, inputs, emissions)))
+        np.testing.assert_allclose(result.restart_log_probs[restart], expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -307,3 +307,85 @@ def test_one_sequence_of_100000_steps():
     probabilities = aligned.state_probabilities(chunk_size=20)
     assert probabilities.shape == (1, 100_000, 3)
     assert np.mean(probabilities.argmax(-1) == np.asarray(states)) > 0.9
+
+
+def test_assign_chains_to_optima():
+    """Chain 0 at the best optimum, the others in turn over the optima within the window, best first."""
+    from bayes_glmhmm.fit import assign_chains_to_optima
+
+    objectives = np.array([-10.0, -14.0, -30.0, -10.5])  # not sorted: the best first is the function's job
+    np.testing.assert_array_equal(assign_chains_to_optima(objectives, 5.0, 4), [0, 3, 1, 0])
+    np.testing.assert_array_equal(assign_chains_to_optima(objectives, 1.0, 5), [0, 3, 0, 3, 0])
+    np.testing.assert_array_equal(assign_chains_to_optima(objectives, 0.0, 4), [0, 0, 0, 0])
+    np.testing.assert_array_equal(assign_chains_to_optima(objectives, 100.0, 1), [0])
+    np.testing.assert_array_equal(assign_chains_to_optima(np.array([-3.0]), 5.0, 3), [0, 0, 0])
+
+
+def _tiny_start_data(key: int, variant: str):
+    """Two sequences of 40 and 30 steps of the article's generator, prepared as fit_nuts prepares them."""
+    from bayes_glmhmm import article_data
+    from bayes_glmhmm.emissions import resolve_family
+    from bayes_glmhmm.fit import _prepared_data
+
+    data = article_data(jax.random.PRNGKey(key), variant=variant, num_sequences=2, num_timesteps=40)
+    family = resolve_family("gaussian")
+    prepared = _prepared_data(data.inputs, data.emissions, None, np.array([40, 30]), 3, family, "auto")
+    return data, family, prepared
+
+
+def _em_starts_of(prepared, family, num_chains: int, jitter: float):
+    from bayes_glmhmm.fit import _starting_points
+    from bayes_glmhmm.transitions import STATIONARY
+
+    key = jax.random.PRNGKey(5)
+    return _starting_points(key, "em", prepared, family, 3, Priors(), num_chains, 10, 0, jitter, STATIONARY)
+
+
+def test_tiny_data_chains_start_from_distinct_em_optima():
+    """On 2 x (40, 30) rows whose EM restarts reach two optima 0.2 nats apart, the chains start from both."""
+    from bayes_glmhmm import fit_em
+    from bayes_glmhmm.em import distinct_optima
+
+    data, family, prepared = _tiny_start_data(3, "code")
+    em = fit_em(prepared.inputs, prepared.emissions, 3, mask=prepared.mask, priors=Priors(), seed=0, standardize=False)
+    optima = distinct_optima(em.restart_log_probs, em.restart_params)
+    assert len(optima.objectives) >= 2 and optima.objectives[0] - optima.objectives[1] < 1.0
+
+    initial, em_result, record = _em_starts_of(prepared, family, 4, jitter=0.0)
+    assert record["chain_optima"] == [0, 1, 0, 1]
+    np.testing.assert_allclose(record["objectives"], np.round(optima.objectives, 3))
+    second = np.asarray(em.restart_params.weights)[optima.restart_indices[1]]
+    np.testing.assert_allclose(initial["weights"][1], second, rtol=1e-6)
+    np.testing.assert_allclose(initial["weights"][0], em.params.weights, rtol=1e-6)
+    assert not np.allclose(initial["weights"][0], initial["weights"][1], atol=1e-2)
+    assert em_result.restart_params is None  # the fit keeps the best estimate only (its relabeling reference)
+
+    posterior = fit_nuts(
+        data.inputs,
+        data.emissions,
+        3,
+        lengths=[40, 30],
+        num_chains=2,
+        num_warmup=10,
+        num_samples=10,
+        progress_bar=False,
+    )
+    assert posterior.settings["start_optima"]["chain_optima"] == [0, 1]
+    assert posterior.settings["start_optima"]["window"] == 5.0
+
+
+def test_single_em_optimum_leaves_the_starts_unchanged(monkeypatch):
+    """Where every restart within the window is one optimum, every chain starts at the best EM estimate as before."""
+    from bayes_glmhmm import fit as fit_module
+
+    _, family, prepared = _tiny_start_data(8, "text")  # the issue's data: the runner-up optimum is 35 nats lower
+    initial, em_result, record = _em_starts_of(prepared, family, 4, jitter=0.1)
+    assert record["chain_optima"] == [0, 0, 0, 0] and record["objectives"][0] - record["objectives"][1] > 30
+    former = fit_module._initial_values(
+        jax.random.PRNGKey(5), [em_result.params] * 4, prepared.input_mean, 0.1, prepared.inputs.dtype
+    )
+    for name, value in former.items():
+        np.testing.assert_array_equal(initial[name], value, err_msg=name)
+    monkeypatch.setattr(fit_module, "START_OPTIMA_WINDOW", 0.0)
+    _, _, best_only = _em_starts_of(prepared, family, 4, jitter=0.1)
+    assert best_only["chain_optima"] == [0, 0, 0, 0]
