@@ -10,6 +10,10 @@ marginalized HMM; we build every group ourselves:
 * ``log_likelihood``: ``emissions`` = log p(y[n] | x[n], theta) per draw and *sequence*, so that
   ``az.loo`` is leave-one-sequence-out;
 * ``posterior_predictive``: ``emissions`` replicated with fresh states and emissions per draw;
+* ``prior``: draws from the model's prior (one chain of ``prior_draws``, 500 by default), the
+  posterior group's variables and dims (subjects' and transition weights included; in the data's
+  units for a standardized fit); ``prior_predictive``: ``emissions`` simulated from each prior
+  draw at the fitted inputs, as the posterior predictive is from each posterior draw;
 * ``observed_data``: ``emissions`` (NaN where masked); ``constant_data``: ``inputs``, ``mask``;
 * ``posterior_states`` (extra group): FFBS ``states`` per draw and the posterior mean
   ``state_probabilities``.
@@ -35,24 +39,41 @@ import os
 import arviz as az
 import jax
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 
 from bayes_glmhmm._io import atomic_path
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import get_family
-from bayes_glmhmm.hierarchy import SUBJECT_TRANSITIONS, Subjects, subject_param_dims, subject_param_names
+from bayes_glmhmm.hierarchy import (
+    SUBJECT_TRANSITIONS,
+    Subjects,
+    subject_param_dims,
+    subject_param_names,
+    subject_prior_distributions,
+)
+from bayes_glmhmm.model import prior_distributions
 from bayes_glmhmm.params import Priors
-from bayes_glmhmm.posterior import Posterior
+from bayes_glmhmm.posterior import Posterior, host_split_key
+from bayes_glmhmm.standardize import Standardization
 from bayes_glmhmm.transitions import PARAM_DIMS as TRANSITION_PARAM_DIMS
-from bayes_glmhmm.transitions import STATIONARY, TransitionModel
+from bayes_glmhmm.transitions import STATIONARY, TransitionModel, destination_to_full, free_to_full
 
 __all__ = [
     "to_inference_data",
+    "prior_samples",
     "posterior_from_inference_data",
     "write_netcdf_atomic",
     "PARAM_DIMS",
+    "PRIOR_DRAWS",
 ]
 
 PARAM_DIMS = get_family("gaussian").param_dims()  # the Gaussian family's; any family: family.param_dims()
+
+#: Draws of the ``prior`` and ``prior_predictive`` groups by default: a prior mean's Monte Carlo
+#: standard error is then 0.045 prior standard deviations, and each group is 1/8 the size of the
+#: posterior's of 4 chains x 1000 draws. They add about 0.2 s to a first call (article data).
+PRIOR_DRAWS = 500
 
 
 def _transition_inputs(posterior):
@@ -91,24 +112,154 @@ def _transition_input_names(posterior, names=None) -> list[str] | None:
     return names
 
 
+def _numpy_draws(distribution, generator: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Draws of one of the priors' NumPyro distributions, made in NumPy: an array of ``shape``.
+
+    ``shape`` is the sample shape + the distribution's batch shape + its event shape. NumPy, not
+    the distribution's ``sample``: JAX's Gamma sampler (behind the Dirichlet) compiles a program
+    per shape, about 1 s on a 2-core CPU, and to_inference_data would pay it in every new process.
+    The kinds the priors use (:func:`~bayes_glmhmm.model.prior_distributions`,
+    :func:`~bayes_glmhmm.hierarchy.subject_prior_distributions`) are covered, independent copies
+    (``expand``, ``to_event``) included; any other raises.
+
+    Raises:
+        TypeError: for a distribution of another kind.
+    """
+    if isinstance(distribution, (dist.Independent, dist.ExpandedDistribution)):
+        return _numpy_draws(distribution.base_dist, generator, shape)
+    if isinstance(distribution, dist.Dirichlet):
+        gammas = generator.gamma(np.broadcast_to(np.asarray(distribution.concentration, float), shape))
+        return gammas / gammas.sum(axis=-1, keepdims=True)
+    if isinstance(distribution, dist.Normal):
+        return np.asarray(distribution.loc) + np.asarray(distribution.scale) * generator.standard_normal(shape)
+    if isinstance(distribution, dist.HalfNormal):
+        return np.asarray(distribution.scale) * np.abs(generator.standard_normal(shape))
+    if isinstance(distribution, dist.ZeroSumNormal):
+        # N(0, scale^2 (I - J / n)) along each zero-sum axis: iid Normal(0, scale) draws, centred on each.
+        draws = np.asarray(distribution.scale) * generator.standard_normal(shape)
+        for axis in range(-len(distribution.event_shape), 0):
+            draws = draws - draws.mean(axis=axis, keepdims=True)
+        return draws
+    raise TypeError(f"no NumPy sampler for a prior of kind {type(distribution).__name__}")
+
+
+def _sample_distributions(distributions: dict, generator: np.random.Generator, num_draws: int) -> dict:
+    """``num_draws`` independent draws of each distribution of a dict, (num_draws, *event_shape) arrays."""
+    return {
+        name: _numpy_draws(distribution, generator, (num_draws, *distribution.batch_shape, *distribution.event_shape))
+        for name, distribution in distributions.items()
+    }
+
+
+def _subject_prior_draws(population: dict, generator, num_subjects: int, priors: Priors, subject_transitions: bool):
+    """Draws of the hierarchy given the population's draws (:mod:`bayes_glmhmm.hierarchy`, centred form).
+
+    Spreads from :func:`~bayes_glmhmm.hierarchy.subject_prior_distributions`; subject s's
+    weights Normal(mu_w, tau_w) and biases Normal(mu_b, tau_b) around the population's; with
+    subject transitions, each row i of subject s's matrix Dirichlet(subject_transition_concentration
+    * A[i]), A floored at 1e-6 as :func:`~bayes_glmhmm.hierarchy.sample_subject_transitions` does.
+    """
+    weights, biases = population["weights"], population["biases"]
+    num_draws = weights.shape[0]
+    with numpyro.validation_enabled(False):
+        spreads = subject_prior_distributions(weights.shape[1:], num_subjects, priors, "centred")
+    draws = _sample_distributions(spreads, generator, num_draws)
+    for name, spread, mean in (("weights", "weight_spread", weights), ("biases", "bias_spread", biases)):
+        shape = (num_draws, num_subjects, *mean.shape[1:])
+        draws[f"subject_{name}"] = mean[:, None] + draws[spread][:, None] * generator.standard_normal(shape)
+    if subject_transitions:
+        concentration = priors.subject_transition_concentration * np.maximum(population["transition_matrix"], 1e-6)
+        shape = (num_draws, num_subjects, *concentration.shape[1:])
+        gammas = generator.gamma(np.broadcast_to(concentration[:, None], shape))
+        draws[SUBJECT_TRANSITIONS] = gammas / gammas.sum(axis=-1, keepdims=True)
+    return draws
+
+
+def prior_samples(key, posterior, num_draws: int = PRIOR_DRAWS) -> dict:
+    """Draws from the prior of a posterior's model, shaped and named like its ``samples``.
+
+    The model's priors (``posterior.priors``, :func:`~bayes_glmhmm.model.prior_distributions`),
+    family, transition model and subjects; input-driven transitions' ``transition_weights`` are
+    made from the free weights as the model makes them. A fit on standardized data
+    (``posterior.settings["standardization"]``) had its priors on the standardized parameters, so
+    the draws are mapped to the data's units as the posterior's were. Drawn in NumPy from a
+    generator seeded by ``key`` (no compiled program, see :func:`_numpy_draws`).
+
+    Args:
+        key: PRNG key.
+        posterior: a :class:`~bayes_glmhmm.posterior.Posterior`.
+        num_draws: how many draws.
+
+    Returns:
+        dict of NumPy arrays shaped (1, num_draws, ...), one per name of ``posterior.param_names``,
+        each of the dtype of the posterior's draws of it.
+    """
+    generator = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    transitions = posterior.transitions
+    transition_inputs = _transition_inputs(posterior)
+    # The fit checked the priors; NumPyro's checks of the distributions' arguments would each compile a program.
+    with numpyro.validation_enabled(False):
+        distributions = prior_distributions(
+            posterior.family,
+            posterior.num_states,
+            int(posterior.inputs.shape[-1]),
+            posterior.priors,
+            transitions,
+            0 if transition_inputs is None else int(transition_inputs.shape[-1]),
+        )
+    draws = _sample_distributions(distributions, generator, num_draws)
+    if transitions.is_input_driven:
+        # The model's own map from the free weights (jnp): a few small operations, no sampler.
+        to_full = destination_to_full if transitions.form == "destination" else free_to_full
+        site = "destination_weights" if transitions.form == "destination" else "free_transition_weights"
+        draws["transition_weights"] = np.asarray(jax.vmap(to_full)(draws.pop(site)))
+    if posterior.subjects is not None:
+        draws |= _subject_prior_draws(
+            draws,
+            generator,
+            posterior.subjects.num_subjects,
+            posterior.priors,
+            SUBJECT_TRANSITIONS in posterior.samples,
+        )
+    recorded = posterior.settings.get("standardization")
+    if recorded is not None:
+        draws = Standardization(
+            np.asarray(recorded["input_mean"]),
+            np.asarray(recorded["input_scale"]),
+            recorded["emission_mean"],
+            recorded["emission_scale"],
+        ).samples_to_original(draws)
+    return {name: np.asarray(draws[name], dtype=posterior.samples[name].dtype)[None] for name in posterior.param_names}
+
+
 def to_inference_data(
-    posterior, key=None, include_states: bool = True, transition_input_names: list[str] | None = None
+    posterior,
+    key=None,
+    include_states: bool = True,
+    transition_input_names: list[str] | None = None,
+    prior_draws: int = PRIOR_DRAWS,
 ) -> az.InferenceData:
     """Build the InferenceData of a fitted posterior.
 
     Args:
         posterior: a :class:`~bayes_glmhmm.posterior.Posterior`.
-        key: PRNG key for the posterior predictive and FFBS draws (default: PRNGKey(0)).
+        key: PRNG key for the posterior predictive, FFBS and prior draws (default: PRNGKey(0)).
         include_states: add the ``posterior_states`` group (FFBS draws, state probabilities).
         transition_input_names: input-driven transitions only: the names of the M transition
             inputs, the coordinate ``transition_input`` (default ``u0``, ``u1``, ...).
+        prior_draws: draws of the ``prior`` group (:func:`prior_samples`, one chain) and of the
+            ``prior_predictive`` group (one simulation at the fitted inputs per prior draw);
+            0 leaves both groups out.
 
     Returns:
         An ``arviz.InferenceData``.
 
     Raises:
-        ValueError: for ``transition_input_names`` of a stationary posterior or of the wrong length.
+        ValueError: for ``transition_input_names`` of a stationary posterior or of the wrong length,
+            or a ``prior_draws`` that is not an integer >= 0.
     """
+    if isinstance(prior_draws, bool) or not isinstance(prior_draws, (int, np.integer)) or prior_draws < 0:
+        raise ValueError(f"prior_draws must be an integer >= 0, got {prior_draws!r}")
     family = posterior.family
     key = jax.random.PRNGKey(0) if key is None else key
     key_predictive, key_states = jax.random.split(key)
@@ -141,6 +292,15 @@ def to_inference_data(
     padding = ~posterior.valid_steps()
     predictive = posterior.posterior_predictive(key_predictive)
     predictive[..., padding] = np.nan
+    prior_groups = {}
+    if prior_draws:
+        # Split on the host: the posterior predictive and FFBS streams stay as they were, and no
+        # program is compiled for a new split.
+        key_prior, key_prior_predictive = host_split_key(key, 2)
+        prior = prior_samples(key_prior, posterior, prior_draws)
+        prior_predictive = posterior.prior_predictive(key_prior_predictive, prior)
+        prior_predictive[..., padding] = np.nan
+        prior_groups = {"prior": prior, "prior_predictive": {"emissions": prior_predictive}}
     stats = dict(posterior.sample_stats)
     stats["relabel_permutation"] = posterior.permutations
     attrs = {
@@ -161,6 +321,7 @@ def to_inference_data(
         posterior={name: posterior.samples[name] for name in posterior.param_names},
         sample_stats=stats,
         posterior_predictive={"emissions": predictive},
+        **prior_groups,
         observed_data={"emissions": observed},
         constant_data={
             "inputs": posterior.inputs,

@@ -31,7 +31,7 @@ from bayes_glmhmm.relabel import relabel_draws
 from bayes_glmhmm.simulate import simulate, simulate_subjects
 from bayes_glmhmm.transitions import STATIONARY, TransitionModel, validate_transition_inputs
 
-__all__ = ["Posterior", "detect_stuck_chains"]
+__all__ = ["Posterior", "detect_stuck_chains", "host_split_key"]
 
 
 def detect_stuck_chains(log_density: np.ndarray, threshold: float | None = None) -> tuple[list[int], float]:
@@ -59,6 +59,29 @@ def detect_stuck_chains(log_density: np.ndarray, threshold: float | None = None)
         threshold = max(5.0, 3.0 * within_sd)
     best = np.max(medians)
     return [int(c) for c in np.flatnonzero(medians < best - threshold)], float(threshold)
+
+
+def host_split_key(key, num_keys: int):
+    """``num_keys`` new PRNG keys from ``key``, drawn in NumPy from a generator seeded by the key's data.
+
+    Like ``jax.random.split`` (independent keys, the same for the same key) but without a
+    compiled program: ``jax.random.split`` compiles one per number of keys (0.7 s for 500 keys
+    on a 2-core CPU). The keys are of the kind of ``key``: raw ``uint32`` data for a
+    ``jax.random.PRNGKey``, typed keys of its implementation for a ``jax.random.key``.
+
+    Args:
+        key: PRNG key.
+        num_keys: how many keys.
+
+    Returns:
+        (num_keys, ...) keys.
+    """
+    data = np.asarray(jax.random.key_data(key))
+    generator = np.random.default_rng(data.ravel().tolist())
+    raw = generator.integers(0, 2**32, size=(num_keys, *data.shape), dtype=np.uint32)
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(raw, impl=jax.random.key_impl(key))
+    return raw
 
 
 def _draw_chunks(num_draws: int, chunk_size: int):
@@ -467,6 +490,50 @@ class Posterior:
             lambda k, params: _predictive_per_draw(k, params, inputs, transition_inputs, index)[1], keys
         )
 
+    def prior_predictive(self, key, prior_samples: dict) -> np.ndarray:
+        """Emissions y_rep ~ p(y_rep | x, theta_s) simulated from other draws theta_s, e.g. the prior's.
+
+        The same per-draw simulation as :meth:`posterior_predictive`, at the fitted inputs (and
+        transition inputs, and each sequence's subject), in chunks of exactly the size that
+        :meth:`posterior_predictive` gives this posterior's own draws, so that its compiled
+        program serves both.
+
+        Args:
+            key: PRNG key.
+            prior_samples: (chain, draw, ...) arrays under the names of :attr:`param_names`, of the
+                dtypes of ``samples`` (e.g. the prior draws of
+                :func:`bayes_glmhmm.convert.to_inference_data`).
+
+        Returns:
+            (chain, draw, N, T) simulated emissions.
+        """
+        inputs, _, _, transition_inputs = self._data()
+        index = None if self.subjects is None else jnp.asarray(self.subjects.index)
+        _, _, posterior_indices = next(_equal_draw_chunks(self.num_chains * self.num_draws, 500))
+        size = posterior_indices.size
+        lead = prior_samples["weights"].shape[:2]
+        num_draws = int(np.prod(lead))
+        # The draws' params as _draw_params makes them, in NumPy (jnp.asarray compiles a program per shape).
+        flat = {
+            name: np.asarray(value).reshape((num_draws,) + value.shape[2:]) for name, value in prior_samples.items()
+        }
+        params = self.family.params_type(
+            **{name: flat[name] for name in self.family.param_names + self.transitions.param_names}
+        )
+        if self.subjects is not None:
+            params = with_subject_emissions(params, flat["subject_weights"], flat["subject_biases"])
+            if SUBJECT_TRANSITIONS in flat:
+                params = params._replace(transition_matrix=flat[SUBJECT_TRANSITIONS])
+        keys = host_split_key(key, num_draws)
+        outputs = []
+        for start in range(0, num_draws, size):
+            indices = np.minimum(np.arange(start, start + size), num_draws - 1)  # the last chunk repeats its last draw
+            chunk = jax.tree.map(lambda p, indices=indices: p[indices], params)
+            simulated = _predictive_per_draw(keys[indices], chunk, inputs, transition_inputs, index)[1]
+            outputs.append(np.asarray(simulated)[: min(size, num_draws - start)])
+        stacked = np.concatenate(outputs, axis=0)
+        return stacked.reshape(lead + stacked.shape[1:])
+
     def posterior_mean(self):
         """Posterior means of the relabeled parameters (over all chains and draws), the family's params type.
 
@@ -475,11 +542,16 @@ class Posterior:
         names = self.family.param_names + self.transitions.param_names
         return self.family.params_type(**{name: self.samples[name].mean(axis=(0, 1)) for name in names})
 
-    def to_arviz(self, key=None, include_states: bool = True):
-        """An ``arviz.InferenceData`` (see :func:`bayes_glmhmm.convert.to_inference_data`)."""
-        from bayes_glmhmm.convert import to_inference_data
+    def to_arviz(self, key=None, include_states: bool = True, prior_draws: int | None = None):
+        """An ``arviz.InferenceData`` (see :func:`bayes_glmhmm.convert.to_inference_data`).
 
-        return to_inference_data(self, key=key, include_states=include_states)
+        ``prior_draws``: draws of the ``prior`` and ``prior_predictive`` groups (None: the default
+        of :func:`~bayes_glmhmm.convert.to_inference_data`; 0: no such groups).
+        """
+        from bayes_glmhmm.convert import PRIOR_DRAWS, to_inference_data
+
+        prior_draws = PRIOR_DRAWS if prior_draws is None else prior_draws
+        return to_inference_data(self, key=key, include_states=include_states, prior_draws=prior_draws)
 
     def diagnostics(self, thresholds: ConvergenceThresholds | None = None) -> dict:
         """Convergence summary and verdict: R-hat, ESS, divergences, tree depth, stuck chains, timings.
