@@ -604,6 +604,14 @@ def _add_fit_parser(commands) -> None:
     fit.add_argument("--out", default="fit_results", help="output folder (default: fit_results)")
     _add_sampler_arguments(fit)
     fit.add_argument(
+        "--tempering",
+        type=int,
+        default=1,
+        help="parallel tempering with this many temperatures per chain (e.g. 4), for posteriors whose chains sit "
+        "in different modes (the verdict's R-hat or stuck chains); about that many times the cost; the exchange "
+        "acceptance between temperatures is in summary.json (nuts.settings.tempering) (default: 1, plain NUTS)",
+    )
+    fit.add_argument(
         "--sequence-devices",
         type=int,
         default=1,
@@ -861,7 +869,10 @@ def _print_verdict(nuts: dict) -> None:
 def _run_fit_command(args) -> int:
     """``bayes-glmhmm fit``: check the options, configure devices, run :func:`bayes_glmhmm.csv_fit.run_fit`."""
     try:
-        _check_counts(args, [("--states", "states", 1), ("--sequence-devices", "sequence_devices", 1)])
+        _check_counts(
+            args,
+            [("--states", "states", 1), ("--sequence-devices", "sequence_devices", 1), ("--tempering", "tempering", 1)],
+        )
         transition_inputs = _model_checks(args)
         _subject_checks(args)
         _check_data(args, transition_inputs, args.states)
@@ -897,6 +908,7 @@ def _run_fit_command(args) -> int:
                 transition_form=args.transition_form,
                 subject=args.subject,
                 subject_parametrization=args.subject_parametrization or _SUBJECT_PARAMETRIZATIONS[0],
+                tempering=args.tempering,
             )
     except ValueError as error:
         return _error(_with_flag_names(str(error)))

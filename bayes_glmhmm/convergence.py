@@ -223,7 +223,9 @@ def convergence_problems(diagnostics: dict, thresholds: ConvergenceThresholds | 
 
     Returns:
         Sentences in a fixed order: R-hat, bulk ESS, tail ESS, divergences, tree depth, stuck
-        chains. A NaN R-hat (one chain) is no problem; a NaN ESS is one (unless its threshold is 0).
+        chains, gaps in a tempering ladder (``swap_acceptance``, the exchange acceptance of each
+        adjacent pair of rungs, when the fit was tempered). A NaN R-hat (one chain) is no problem;
+        a NaN ESS is one (unless its threshold is 0).
     """
     thresholds = ConvergenceThresholds() if thresholds is None else thresholds
     num_chains = int(diagnostics.get("num_chains", 0))
@@ -235,7 +237,8 @@ def convergence_problems(diagnostics: dict, thresholds: ConvergenceThresholds | 
         problems.append(
             f"max R-hat {rhat:.3f} > {thresholds.max_rhat:g}: the chains disagree (or a chain drifts), so they "
             "have not all reached the same posterior; run longer chains, and look for several modes or "
-            "label switching"
+            "label switching (chains that sit in different modes: fit_nuts(..., tempering=4) lets them move "
+            "between modes)"
         )
     for kind, purpose in (("bulk", "reliable posterior means and sds"), ("tail", "reliable interval ends")):
         minimum = getattr(thresholds, f"min_ess_{kind}")
@@ -267,8 +270,10 @@ def convergence_problems(diagnostics: dict, thresholds: ConvergenceThresholds | 
                 where += f" (threshold {threshold:.1f})"
         problems.append(
             f"chain(s) {stuck} look stuck in an inferior mode{where}; their draws are kept: drop them "
-            "(on_stuck='drop' or Posterior.drop_chains) or start the chains elsewhere"
+            "(on_stuck='drop' or Posterior.drop_chains), start the chains elsewhere, or let them move between "
+            "modes (fit_nuts(..., tempering=4))"
         )
+    problems += _ladder_gaps(diagnostics.get("swap_acceptance"), num_draws)
     dropped = list(diagnostics.get("dropped_stuck_chains", []))
     if dropped:
         problems.append(
@@ -276,6 +281,27 @@ def convergence_problems(diagnostics: dict, thresholds: ConvergenceThresholds | 
             "other chains, which found a better mode; check that it is the main one"
         )
     return problems
+
+
+#: A tempering ladder needs states to cross every pair of adjacent rungs often: at acceptance a, the
+#: even-odd scheme proposes each pair every other step, so N kept steps see about a N / 2 crossings.
+MIN_LADDER_CROSSINGS = 20
+
+
+def _ladder_gaps(swap_acceptance, num_draws: int) -> list[str]:
+    """The problem of a tempering ladder with a pair of rungs that states rarely cross (none without tempering)."""
+    if not swap_acceptance or not num_draws:
+        return []
+    rates = list(swap_acceptance)
+    gaps = [pair for pair, rate in enumerate(rates) if rate * num_draws / 2 < MIN_LADDER_CROSSINGS]
+    if not gaps:
+        return []
+    listed = ", ".join(f"{pair}-{pair + 1} ({rates[pair]:.3f})" for pair in gaps)
+    return [
+        f"the tempering ladder has gaps: states rarely move between rungs {listed} (exchange acceptance, fewer "
+        f"than {MIN_LADDER_CROSSINGS} expected crossings in {num_draws} draws), so modes found by the hot rungs "
+        "may not reach the posterior's; use more temperatures (tempering=L with a larger L) or run longer"
+    ]
 
 
 def convergence_message(problems: list[str]) -> str:

@@ -755,6 +755,7 @@ def run_fit(
     transition_form: str | None = None,
     subject: str | None = None,
     subject_parametrization: str = "noncentred",
+    tempering=None,
 ) -> dict:
     """Fit NUTS to a long-format CSV and write the results folder (steps in the module docstring).
 
@@ -812,6 +813,8 @@ def run_fit(
             None for one set of parameters shared by every sequence.
         subject_parametrization: ``"noncentred"`` (default) or ``"centred"``; see
             :func:`~bayes_glmhmm.fit.fit_nuts`. Used only with ``subject``.
+        tempering: parallel tempering (``tempering=`` of :func:`~bayes_glmhmm.fit.fit_nuts`): None or
+            1 for plain NUTS, L temperatures per chain, or a ladder.
 
     Returns:
         The summary written to ``summary.json``.
@@ -866,6 +869,7 @@ def run_fit(
         time_parallel=time_parallel,
         transition_inputs=arrays.transition_inputs,
         transitions=transitions,
+        tempering=tempering,
         **subject_arguments,
     )
     _start_output(out)

@@ -3,7 +3,9 @@
 1. validate the settings and the data (:func:`_validated_settings`, :func:`_prepared_data`);
 2. a MAP EM fit with several restarts under the same priors (:func:`bayes_glmhmm.em.fit_em`);
 3. NUTS chains started from that estimate with independent jitter in the unconstrained space,
-   so that no chain starts in the basin of an inferior (merged-states) mode (:func:`_starting_points`);
+   so that no chain starts in the basin of an inferior (merged-states) mode; when the restarts
+   reached other optima within a few nats of the best, some chains start from those instead, so
+   that the verdict compares the modes rather than every chain agreeing on one (:func:`_starting_points`);
 4. the compile-once runner of :mod:`bayes_glmhmm.sampler` on the model of :mod:`bayes_glmhmm.model`;
 5. detection of chains whose log density sits far below the best chain's (a stuck chain);
 6. relabeling of every draw of every chain to the EM labeling (:mod:`bayes_glmhmm.relabel`);
@@ -20,7 +22,7 @@ import numpy as np
 
 from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.convergence import ConvergenceThresholds, warn_if_not_converged
-from bayes_glmhmm.em import fit_em
+from bayes_glmhmm.em import distinct_optima, fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.hierarchy import (
     PARAMETRIZATIONS,
@@ -35,6 +37,7 @@ from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
 from bayes_glmhmm.relabel import relabel_samples
 from bayes_glmhmm.sampler import run_nuts
 from bayes_glmhmm.standardize import standardize_if_requested
+from bayes_glmhmm.tempering import tempering_ladder
 from bayes_glmhmm.transitions import (
     STATIONARY,
     TransitionModel,
@@ -292,18 +295,84 @@ def _subject_initial_values(
     }
 
 
+START_OPTIMA_WINDOW = 5.0
+"""Nats below the best EM optimum within which other optima also start chains (:func:`assign_chains_to_optima`).
+
+The stuck-chain detector's floor (:func:`~bayes_glmhmm.posterior.detect_stuck_chains` flags a
+chain at least 5 nats below the best): an optimum within it is a mode the posterior may well
+hold, whose chains the verdict then compares (R-hat, stuck chains); one far below would only
+make a stuck chain. Set it to 0 for the former starts (every chain at the best optimum).
+"""
+
+
+def assign_chains_to_optima(objectives, window: float, num_chains: int) -> np.ndarray:
+    """The EM optimum each chain starts from: chain 0 at the best, the others round-robin over the eligible.
+
+    An optimum is eligible when its objective is within ``window`` nats of the best's. Chains take
+    the eligible optima best first, in turn (with optima 0 and 1 eligible and 4 chains: 0, 1, 0, 1),
+    so that when EM's restarts disagree the chains start in different modes and the verdict can
+    compare them (a chain that stays in a worse mode is flagged as stuck; chains that disagree
+    raise R-hat), instead of every chain agreeing on the one mode they were all started in.
+
+    Args:
+        objectives: (O,) MAP objective of each distinct optimum (:func:`bayes_glmhmm.em.distinct_optima`).
+        window: nats below the best within which an optimum is eligible (0: the best only).
+        num_chains: number of chains.
+
+    Returns:
+        (num_chains,) index into ``objectives`` of each chain's optimum.
+    """
+    objectives = np.asarray(objectives, dtype=float)
+    order = np.argsort(-objectives, kind="stable")
+    eligible = order[objectives[order] >= objectives[order[0]] - window]
+    return eligible[np.arange(num_chains) % eligible.shape[0]]
+
+
+def _em_starts(em_result, num_chains: int, window: float) -> tuple[list, dict]:
+    """One start per chain from the distinct optima of the EM restarts, and the record of them.
+
+    Chains assigned to the best optimum start at ``em_result.params`` itself; the record
+    (``settings["start_optima"]``) holds each chain's optimum (0 the best), every distinct
+    optimum's objective (best first) and number of restarts, and the window.
+    """
+    optima = distinct_optima(em_result.restart_log_probs, em_result.restart_params)
+    chain_optima = assign_chains_to_optima(optima.objectives, window, num_chains)
+    restart_params = em_result.restart_params
+    starts = [
+        em_result.params
+        if optimum == 0
+        else type(restart_params)(
+            *(None if value is None else value[optima.restart_indices[optimum]] for value in restart_params)
+        )
+        for optimum in chain_optima
+    ]
+    record = {
+        "chain_optima": chain_optima.tolist(),
+        "objectives": np.round(optima.objectives, 3).tolist(),
+        "num_restarts": optima.num_restarts.tolist(),
+        "window": float(window),
+    }
+    return starts, record
+
+
 def _starting_points(
     key, init, data: _Data, family, num_states, priors, num_chains, em_restarts, seed, jitter, transitions
 ):
-    """Unconstrained starting points per chain, and the EM fit they came from (or None)."""
+    """Unconstrained starting points per chain, the EM fit they came from (or None), and its optima's record.
+
+    With ``init="em"`` the chains start from the distinct optima of the EM restarts within
+    :data:`START_OPTIMA_WINDOW` of the best (:func:`_em_starts`); the record of them is
+    ``settings["start_optima"]`` (None without EM). The EM fit returned keeps the best estimate
+    only (the relabeling reference), not every restart's.
+    """
     input_dim = data.inputs.shape[-1]
     num_transition_inputs = 0 if data.transition_inputs is None else int(data.transition_inputs.shape[-1])
     if init == "prior":  # NumPyro's init_to_uniform, Uniform(-2, 2) in the unconstrained space
         uniform = _uniform_initial_values(
             key, family, num_states, input_dim, num_chains, transitions, num_transition_inputs
         )
-        return uniform, None
-    em_result = None
+        return uniform, None, None
+    em_result, start_optima = None, None
     if init == "em":
         em_result = fit_em(
             data.inputs,
@@ -318,7 +387,8 @@ def _starting_points(
             transition_inputs=data.transition_inputs,
             transitions=transitions,
         )
-        starts = [em_result.params] * num_chains
+        starts, start_optima = _em_starts(em_result, num_chains, START_OPTIMA_WINDOW)
+        em_result = em_result._replace(restart_params=None)
     else:
         starts = _starting_params(init, family, num_states, input_dim, num_chains, num_transition_inputs)
         if data.standardization is not None:
@@ -326,7 +396,7 @@ def _starting_points(
     initial = _initial_values(
         key, starts, data.input_mean, jitter, data.inputs.dtype, data.transition_input_mean, transitions
     )
-    return initial, em_result
+    return initial, em_result, start_optima
 
 
 def _prepared_subjects(subjects, data: _Data) -> Subjects:
@@ -416,6 +486,17 @@ def _handle_stuck(posterior: Posterior, on_stuck: str) -> Posterior:
     return posterior.drop_chains(stuck) if on_stuck == "drop" else posterior
 
 
+def _tempering_record(draws) -> dict | None:
+    """What ``settings["tempering"]`` keeps of a tempered run (None without tempering)."""
+    if draws.swap_acceptance is None:
+        return None
+    return {
+        "temperatures": list(draws.temperatures),
+        "swap_acceptance": np.round(draws.swap_acceptance.mean(axis=0), 4).tolist(),
+        "ladder_gradients": draws.ladder_num_steps.tolist(),
+    }
+
+
 def _warn_if_not_converged(posterior: Posterior) -> None:
     """The fit's verdict: one :class:`~bayes_glmhmm.convergence.ConvergenceWarning` listing every problem."""
     warn_if_not_converged(posterior.diagnostics()["problems"], stacklevel=3)
@@ -454,6 +535,7 @@ def fit_nuts(
     subjects=None,
     subject_parametrization: str = "noncentred",
     subject_transitions: bool = False,
+    tempering=None,
 ) -> Posterior:
     """Sample the posterior of a K-state GLM-HMM with NUTS, states marginalized.
 
@@ -541,6 +623,16 @@ def fit_nuts(
             partially pooled: row i of subject s's ~ Dirichlet(``priors.subject_transition_concentration``
             x population row i), in ``samples["subject_transition_matrix"]`` (chain, draw, S, K, K);
             ``samples["transition_matrix"]`` is then the population's. Stationary transitions only.
+        tempering: parallel tempering for multimodal posteriors (:mod:`bayes_glmhmm.tempering`):
+            None (default, plain NUTS), a number of temperatures L >= 2 (a geometric ladder of
+            inverse temperatures from 1 down to ``tempering.DEFAULT_MIN_TEMPERATURE``), or the
+            ladder itself (1 = beta_0 > ... > 0). Each chain then runs L rungs side by side, the
+            rung at beta sampling p(theta) p(y | theta)^beta, adjacent rungs exchanging states after
+            every step; the draws are the beta = 1 rungs'. About L times the cost; use it when the
+            verdict reports chains that disagree (R-hat, stuck chains) because they sit in different
+            modes. ``posterior.settings["tempering"]`` records the ladder, the exchange acceptance
+            between adjacent rungs (near 0 for a pair: the ladder has a gap there; add rungs) and
+            the leapfrog steps of all rungs.
 
     Returns:
         A :class:`~bayes_glmhmm.posterior.Posterior`.
@@ -576,11 +668,12 @@ def fit_nuts(
         )
     family = resolve_family(family, emissions, mask, num_classes)
     transitions = get_transitions(transitions, transition_inputs)
+    ladder = tempering_ladder(tempering)
     method = _chain_method(chain_method, num_chains, sequence_devices)
     data = _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize, transition_inputs)
     subject_groups = None if subjects is None else _prepared_subjects(subjects, data)
     key_jitter, key_nuts = jax.random.split(jax.random.PRNGKey(seed))
-    init_z, em_result = _starting_points(
+    init_z, em_result, start_optima = _starting_points(
         key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter, transitions
     )
     em_result = _process_zero_em(em_result)
@@ -632,6 +725,7 @@ def fit_nuts(
         sequence_devices=sequence_devices,
         precondition=precondition,
         progress_bar=progress_bar,
+        temperatures=ladder,
     )
     wall["nuts"] = time.perf_counter() - nuts_start
     sample_stats = _sample_stats(draws)
@@ -683,10 +777,12 @@ def fit_nuts(
             dense_mass=dense_mass,
             init=init if isinstance(init, str) else "user",
             init_jitter=init_jitter,
+            start_optima=start_optima,
             standardization=None if data.standardization is None else data.standardization.as_dict(),
             convergence_thresholds=thresholds.as_dict(),
             subject_parametrization=None if subject_groups is None else subject_parametrization,
             subject_transitions=bool(subject_transitions),
+            tempering=_tempering_record(draws),
         ),
     )
     posterior = _handle_stuck(posterior, on_stuck)

@@ -563,6 +563,7 @@ def glmhmm_model(
     num_subjects: int = 0,
     subject_parametrization: str = "noncentred",
     subject_transitions: bool = False,
+    likelihood_temperature: Float[Array, ""] | None = None,
 ) -> None:
     """NumPyro model of the GLM-HMM with the hidden states marginalized, for any emission family.
 
@@ -604,6 +605,8 @@ def glmhmm_model(
             :mod:`bayes_glmhmm.hierarchy`; the same model.
         subject_transitions: give each subject its own transition matrix, rows Dirichlet around
             the population's (stationary transitions only); else the subjects share it.
+        likelihood_temperature: beta in (0, 1]: the density becomes p(theta) p(y | theta)^beta, a
+            rung of parallel tempering (:mod:`bayes_glmhmm.tempering`). None: the posterior (beta = 1).
     """
     input_dim = inputs.shape[-1]
     if transition_input_rows is not None:
@@ -658,4 +661,7 @@ def glmhmm_model(
 
     if sequence_axis_name is not None:
         total_loglik = sum_over_devices(total_loglik, sequence_axis_name)
-    numpyro.factor("marginal_loglik", total_loglik(params))
+    log_likelihood_total = total_loglik(params)
+    if likelihood_temperature is not None:
+        log_likelihood_total = likelihood_temperature * log_likelihood_total
+    numpyro.factor("marginal_loglik", log_likelihood_total)

@@ -567,7 +567,8 @@ class Posterior:
             ``max_tree_depth``), ``max_tree_depth``, ``stuck_chains``, ``stuck_threshold``,
             ``stuck_gaps``, ``dropped_stuck_chains`` (see
             :func:`~bayes_glmhmm.convergence.sampler_diagnostics`), ``num_chains``, ``num_draws``,
-            ``wall_seconds``, and the verdict: ``converged`` (bool), ``problems`` (plain sentences,
+            ``wall_seconds``, ``swap_acceptance`` (a tempered fit only: exchange acceptance per
+            adjacent pair of rungs), and the verdict: ``converged`` (bool), ``problems`` (plain sentences,
             empty when converged, see :func:`~bayes_glmhmm.convergence.convergence_problems`) and
             ``thresholds`` (the dict of thresholds applied).
         """
@@ -580,6 +581,9 @@ class Posterior:
             stuck_threshold=self.stuck_threshold,
             dropped_stuck_chains=self.settings.get("dropped_stuck_chains", []),
         )
+        tempering = self.settings.get("tempering")
+        if tempering:
+            diagnostics["swap_acceptance"] = list(tempering["swap_acceptance"])
         problems = convergence_problems(diagnostics, thresholds)
         return {
             **diagnostics,

@@ -45,6 +45,7 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from tqdm.auto import tqdm
 
 from bayes_glmhmm._compile import jit_one_off
+from bayes_glmhmm.tempering import swap_round, validated_ladder
 
 __all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "run_nuts", "sequence_mesh"]
 
@@ -67,6 +68,13 @@ class NutsDraws(NamedTuple):
         potential_energy: minus the unnormalized log posterior density in the unconstrained space.
         warmup_num_steps: (chain,) leapfrog steps spent in warmup.
         num_devices: devices used, by mesh axis: ``{"chains": C, "sequences": S}``.
+        temperatures: the inverse temperatures of each tempering ladder, ``(1.0,)`` without tempering.
+        swap_acceptance: (chain, L - 1) with tempering, the fraction of the kept iterations'
+            exchange proposals between rungs l and l + 1 of each chain's ladder that were
+            accepted; None without tempering.
+        ladder_num_steps: (chain,) leapfrog steps of all the rungs of each chain's ladder, warmup
+            included: the cost of the chain (its own ``num_steps`` and ``warmup_num_steps`` count
+            the beta = 1 rung only).
     """
 
     samples: dict
@@ -77,6 +85,9 @@ class NutsDraws(NamedTuple):
     potential_energy: np.ndarray
     warmup_num_steps: np.ndarray
     num_devices: dict
+    temperatures: tuple = (1.0,)
+    swap_acceptance: np.ndarray | None = None
+    ladder_num_steps: np.ndarray | None = None
 
 
 class _Settings(NamedTuple):
@@ -92,6 +103,7 @@ class _Settings(NamedTuple):
     within_device: str  # "map" or "vmap": how one device runs its share of the chains
     sequence_axis: str | None
     precondition: bool
+    num_temperatures: int = 1  # rungs per tempering ladder (1: no tempering)
 
 
 def sequence_mesh(num_chain_devices: int, num_sequence_devices: int, devices=None) -> Mesh:
@@ -214,15 +226,26 @@ def curvature_inverse_mass_matrix(potential_fn, z, dense: bool, step: float = 1e
     return jnp.where(positive_definite, jnp.diagonal(inverse), fallback)
 
 
-def _local_init(settings, keys, z, model_kwargs):
-    def one_chain(key, chain_z):
-        init, _ = _nuts_kernels(settings, chain_z, model_kwargs)
+def _with_temperature(model_kwargs: dict, temperature) -> dict:
+    """The model arguments of a chain at inverse temperature ``temperature`` (None: the posterior)."""
+    return model_kwargs if temperature is None else model_kwargs | {"likelihood_temperature": temperature}
+
+
+def _local_init(settings, keys, z, model_kwargs, temperatures=None):
+    def one_chain(key, chain_z, temperature=None):
+        chain_kwargs = _with_temperature(model_kwargs, temperature)
+        init, _ = _nuts_kernels(settings, chain_z, chain_kwargs)
         if not settings.precondition:
             return init(key)
-        potential_fn = _potential_fn_gen(settings)(**model_kwargs)
+        potential_fn = _potential_fn_gen(settings)(**chain_kwargs)
         return init(key, curvature_inverse_mass_matrix(potential_fn, chain_z, settings.dense_mass))
 
-    return _over_local_chains(settings, one_chain, keys, z)
+    batched = (keys, z) if temperatures is None else (keys, z, temperatures)
+    return _over_local_chains(settings, one_chain, *batched)
+
+
+def _transition_stats(state) -> tuple:
+    return (state.diverging, state.energy, state.num_steps, state.adapt_state.step_size)
 
 
 def _local_advance(settings, states, num_valid, model_kwargs):
@@ -235,12 +258,82 @@ def _local_advance(settings, states, num_valid, model_kwargs):
 
         def _step(state, index):
             state = lax.cond(index < num_valid, _transition, lambda unchanged: unchanged, state)
-            stats = (state.diverging, state.energy, state.num_steps, state.adapt_state.step_size)
-            return state, (state.z, state.potential_energy, stats)
+            return state, (state.z, state.potential_energy, _transition_stats(state))
 
         return lax.scan(_step, state, jnp.arange(settings.chunk_length))
 
     return _over_local_chains(settings, one_chain, states)
+
+
+def _exchanged(settings, states, temperatures, swap_keys, step, model_kwargs):
+    """One round of replica exchange within every local ladder (:func:`~bayes_glmhmm.tempering.swap_round`).
+
+    A rung's log-likelihood is read off its potential: U_beta(z) = U_0(z) - beta log p(y | z), so
+    log p(y | z) = (U_0(z) - U_beta(z)) / beta, one likelihood-free potential per chain. A rung that
+    takes another's state gets its potential and gradient at its own temperature; its adapted step
+    size and mass matrix stay with the rung.
+    """
+    num_rungs = settings.num_temperatures
+
+    def log_likelihood(state, temperature):
+        prior_potential = _potential_fn_gen(settings)(**_with_temperature(model_kwargs, jnp.zeros_like(temperature)))
+        return (prior_potential(state.z) - state.potential_energy) / temperature
+
+    log_likelihoods = _over_local_chains(settings, log_likelihood, states, temperatures)
+    keys = jax.vmap(lambda key: jax.random.fold_in(key, step))(swap_keys)
+    rounds = jax.vmap(swap_round, in_axes=(0, 0, 0, None))(
+        keys, log_likelihoods.reshape(-1, num_rungs), temperatures.reshape(-1, num_rungs), step % 2
+    )
+    source = (rounds.permutation + num_rungs * jnp.arange(rounds.permutation.shape[0])[:, None]).reshape(-1)
+    incoming = jax.tree.map(lambda value: value[source], states.z)
+    swapped = source != jnp.arange(source.shape[0])
+
+    def take(state, temperature, new_z, takes):
+        def recompute(_):
+            potential_fn = _potential_fn_gen(settings)(**_with_temperature(model_kwargs, temperature))
+            potential, gradient = jax.value_and_grad(potential_fn)(new_z)
+            return new_z, potential, gradient
+
+        z, potential, gradient = lax.cond(
+            takes, recompute, lambda _: (state.z, state.potential_energy, state.z_grad), None
+        )
+        return state._replace(z=z, potential_energy=potential, z_grad=gradient)
+
+    states = _over_local_chains(settings, take, states, temperatures, incoming, swapped)
+    return states, (rounds.proposed, rounds.accepted)
+
+
+def _local_advance_tempered(settings, states, temperatures, swap_keys, first_step, num_valid, model_kwargs):
+    """:func:`_local_advance` for tempering ladders.
+
+    Every step, one NUTS transition per rung, then one round of exchanges within each ladder (the
+    local chains are ladder-major: L rungs per ladder).
+    """
+    num_pairs = settings.num_temperatures - 1
+    num_ladders = swap_keys.shape[0]
+    # init_kernel configures sample_kernel (adaptation schedule, tree depth), alike for every rung;
+    # the state it builds is discarded. The temperature reaches each rung through its model arguments.
+    init, sample_kernel = _nuts_kernels(settings, jax.tree.map(lambda value: value[0], states.z), model_kwargs)
+    init(states.rng_key[0])
+
+    def _transition(state, temperature):
+        return sample_kernel(state, model_kwargs=_with_temperature(model_kwargs, temperature))
+
+    def _active_step(states, index):
+        moved = _over_local_chains(settings, _transition, states, temperatures)
+        return _exchanged(settings, moved, temperatures, swap_keys, first_step + index, model_kwargs)
+
+    def _idle_step(states, index):
+        no_pairs = jnp.zeros((num_ladders, num_pairs), bool)
+        return states, (no_pairs, no_pairs)
+
+    def _step(states, index):
+        states, swaps = lax.cond(index < num_valid, _active_step, _idle_step, states, index)
+        return states, (states.z, states.potential_energy, _transition_stats(states), swaps)
+
+    states, outputs = lax.scan(_step, states, jnp.arange(settings.chunk_length))
+    # (step, chain, ...) -> (chain, step, ...), as _local_advance returns them.
+    return states, jax.tree.map(lambda value: jnp.moveaxis(value, 0, 1), outputs)
 
 
 @functools.lru_cache(maxsize=16)
@@ -257,17 +350,26 @@ def _compiled(settings: _Settings, num_chain_devices: int, num_sequence_devices:
     data_specs = {name: P(SEQUENCE_AXIS) for name in split} | {name: P() for name in replicated}
     # check_vma=False: the chain state is replicated along "sequences" by construction (every
     # device adds the same psum), and glmhmm_model's psum carries its own gradient rule.
+    if settings.num_temperatures > 1:
+        # Tempering ladders: per-chain temperatures and per-ladder exchange keys ride along the chains.
+        init_specs = (P(CHAIN_AXIS), P(CHAIN_AXIS), data_specs, P(CHAIN_AXIS))
+        local_advance = _local_advance_tempered
+        advance_specs = (P(CHAIN_AXIS), P(CHAIN_AXIS), P(CHAIN_AXIS), P(), P(), data_specs)
+    else:
+        init_specs = (P(CHAIN_AXIS), P(CHAIN_AXIS), data_specs)
+        local_advance = _local_advance
+        advance_specs = (P(CHAIN_AXIS), P(), data_specs)
     init = jax.shard_map(
         functools.partial(_local_init, settings),
         mesh=mesh,
-        in_specs=(P(CHAIN_AXIS), P(CHAIN_AXIS), data_specs),
+        in_specs=init_specs,
         out_specs=P(CHAIN_AXIS),
         check_vma=False,
     )
     advance = jax.shard_map(
-        functools.partial(_local_advance, settings),
+        functools.partial(local_advance, settings),
         mesh=mesh,
-        in_specs=(P(CHAIN_AXIS), P(), data_specs),
+        in_specs=advance_specs,
         out_specs=P(CHAIN_AXIS),
         check_vma=False,
     )
@@ -387,6 +489,7 @@ def run_nuts(
     sequence_devices: int = 1,
     precondition: bool = True,
     progress_bar: bool = False,
+    temperatures=None,
 ) -> NutsDraws:
     """Run NUTS chains on a NumPyro model (e.g. :func:`~bayes_glmhmm.model.glmhmm_model`), return the kept draws.
 
@@ -413,6 +516,12 @@ def run_nuts(
             starting point (:func:`curvature_inverse_mass_matrix`) instead of the identity, so the
             first adaptation window does not crawl with long trajectories; adaptation goes on as usual.
         progress_bar: show a progress bar over the iterations.
+        temperatures: parallel tempering (:mod:`bayes_glmhmm.tempering`): a ladder of inverse
+            temperatures 1 = beta_0 > beta_1 > ... > 0. Each chain becomes a ladder of L chains, the
+            rung at beta sampling p(theta) p(y | theta)^beta (the model takes
+            ``likelihood_temperature``), exchanging states with adjacent rungs after every step;
+            only the beta = 1 rungs' draws are returned. With ``"parallel"`` each ladder gets a
+            device group. None: plain NUTS.
 
     Returns:
         A :class:`NutsDraws`, all chains' draws on every process.
@@ -425,6 +534,8 @@ def run_nuts(
         raise ValueError(f"chain_method must be parallel, sequential or vectorized, got {chain_method!r}")
     if num_warmup < 0 or num_samples < 1:
         raise ValueError(f"need num_warmup >= 0 and num_samples >= 1, got {num_warmup} and {num_samples}")
+    ladder = (1.0,) if temperatures is None else validated_ladder(temperatures)
+    num_rungs = len(ladder)
     num_chains = jax.tree.leaves(init_z)[0].shape[0]
     num_chain_devices = num_chains if chain_method == "parallel" else 1
     total = num_warmup + num_samples
@@ -439,6 +550,7 @@ def run_nuts(
         within_device="vmap" if chain_method == "vectorized" else "map",
         sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,
         precondition=bool(precondition),
+        num_temperatures=num_rungs,
     )
     split = tuple(name for name in SEQUENCE_FIELDS if name in model_kwargs)
     replicated = tuple(sorted(set(model_kwargs) - set(split)))
@@ -450,28 +562,65 @@ def run_nuts(
         sharded_kwargs[name] = _placed(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
     # Placed on the chain devices from the host, so that no resharding program is compiled.
     chain_sharding = NamedSharding(mesh, P(CHAIN_AXIS))
-    chain_keys, init_z = jax.tree.map(
-        lambda value: _placed(value, chain_sharding), (jax.random.split(key, num_chains), init_z)
-    )
-    states = init(chain_keys, init_z, sharded_kwargs)
-    zs, potentials, stats = [], [], []
-    warmup_num_steps = np.zeros(num_chains, dtype=np.int64)
+    if num_rungs == 1:
+        chain_keys, init_z = jax.tree.map(
+            lambda value: _placed(value, chain_sharding), (jax.random.split(key, num_chains), init_z)
+        )
+        states = init(chain_keys, init_z, sharded_kwargs)
+        ladder_arguments = ()
+    else:
+        # Ladder-major: chain c's ladder holds rungs c * L ... c * L + L - 1, all starting at chain c's start.
+        key, swap_key = jax.random.split(key)
+        chain_keys, init_z, chain_temperatures, swap_keys = jax.tree.map(
+            lambda value: _placed(value, chain_sharding),
+            (
+                jax.random.split(key, num_chains * num_rungs),
+                jax.tree.map(lambda value: np.repeat(np.asarray(value), num_rungs, axis=0), init_z),
+                np.tile(np.asarray(ladder, dtype=jax.tree.leaves(init_z)[0].dtype), num_chains),
+                jax.random.split(swap_key, num_chains),
+            ),
+        )
+        states = init(chain_keys, init_z, sharded_kwargs, chain_temperatures)
+        ladder_arguments = (chain_temperatures, swap_keys)
+    chunks = []
     done = 0
     with tqdm(total=total, disable=not progress_bar, desc="NUTS") as bar:
         while done < total:
             num_valid = min(settings.chunk_length, total - done)
-            states, outputs = advance(states, jnp.int32(num_valid), sharded_kwargs)
+            if num_rungs == 1:
+                states, outputs = advance(states, jnp.int32(num_valid), sharded_kwargs)
+            else:
+                states, outputs = advance(
+                    states, *ladder_arguments, jnp.int32(done), jnp.int32(num_valid), sharded_kwargs
+                )
             # On the host, so that slicing and joining compile no programs of their own.
-            z, potential, stat = _on_host(outputs, gather)
-            keep = slice(max(0, num_warmup - done), num_valid)  # drop warmup and the chunk's idle tail
-            warmup_num_steps += stat[2][:, : keep.start].sum(axis=1)
-            zs.append(jax.tree.map(lambda value, keep=keep: value[:, keep], z))
-            potentials.append(potential[:, keep])
-            stats.append(jax.tree.map(lambda value, keep=keep: value[:, keep], stat))
+            chunks.append((done, num_valid, _on_host(outputs, gather)))
             done += num_valid
             bar.update(num_valid)
-    z = jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *zs)
-    diverging, energy, num_steps, step_size = (np.concatenate([part[i] for part in stats], axis=1) for i in range(4))
+    return _collected_draws(chunks, num_warmup, ladder, constrain, model_kwargs, num_chain_devices, sequence_devices)
+
+
+def _collected_draws(chunks, num_warmup, ladder, constrain, model_kwargs, num_chain_devices, sequence_devices):
+    """The chunks' outputs joined into :class:`NutsDraws`: kept draws of the beta = 1 rungs, warmup counted apart."""
+    num_rungs = len(ladder)
+    warmup, kept = [], []
+    for done, num_valid, outputs in chunks:
+        keep = slice(max(0, num_warmup - done), num_valid)  # drop warmup and the chunk's idle tail
+        warmup.append(outputs[2][2][:, : keep.start])
+        kept.append(jax.tree.map(lambda value, keep=keep: value[:, keep], outputs))
+    z, potential, (diverging, energy, num_steps, step_size), *swaps = jax.tree.map(
+        lambda *parts: np.concatenate(parts, axis=1), *kept
+    )
+    warmup_steps = np.concatenate(warmup, axis=1).sum(axis=1)
+    ladder_num_steps = (warmup_steps + num_steps.sum(axis=1)).reshape(-1, num_rungs).sum(axis=1)
+    cold = slice(None, None, num_rungs)  # rung 0 of every ladder, beta = 1
+    z, potential, diverging, energy, num_steps, step_size = jax.tree.map(
+        lambda value: value[cold], (z, potential, diverging, energy, num_steps, step_size)
+    )
+    swap_acceptance = None
+    if swaps:
+        proposed, accepted = swaps[0]
+        swap_acceptance = accepted.sum(axis=1) / np.maximum(proposed.sum(axis=1), 1)
     samples = constrain(z, model_kwargs)
     return NutsDraws(
         samples={name: np.asarray(value) for name, value in samples.items()},
@@ -479,7 +628,10 @@ def run_nuts(
         energy=energy,
         num_steps=num_steps,
         step_size=step_size,
-        potential_energy=np.concatenate(potentials, axis=1),
-        warmup_num_steps=warmup_num_steps,
+        potential_energy=potential,
+        warmup_num_steps=warmup_steps[cold].astype(np.int64),
         num_devices={CHAIN_AXIS: num_chain_devices, SEQUENCE_AXIS: sequence_devices},
+        temperatures=ladder,
+        swap_acceptance=swap_acceptance,
+        ladder_num_steps=None if num_rungs == 1 else ladder_num_steps.astype(np.int64),
     )

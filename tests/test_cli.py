@@ -735,6 +735,10 @@ def _run_cli(arguments: list[str], cwd, cache: str = "off", script: str = _REPOR
         ),
         (["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--bias-scale", "nan"], "--bias-scale"),
         (
+            ["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--tempering", "0"],
+            "--tempering must be >= 1, got 0",
+        ),
+        (
             ["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--subject", "mouse"],
             "--subject: unknown column 'mouse'",
         ),

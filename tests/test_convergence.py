@@ -113,6 +113,12 @@ def test_the_package_exports_the_warning():
             ],
         ),
         ({"dropped_stuck_chains": [1]}, ["chain(s) [1] were stuck in an inferior mode and were dropped"]),
+        # 1000 draws: a pair needs acceptance >= 0.04 (20 expected crossings); pairs 1-2 and 2-3 fall short.
+        (
+            {"swap_acceptance": [0.3, 0.039, 0.001, 0.04]},
+            ["the tempering ladder has gaps: states rarely move between rungs 1-2 (0.039), 2-3 (0.001)"],
+        ),
+        ({"swap_acceptance": [0.3, 0.04]}, []),
         (
             {"max_rhat": 1.3, "min_ess_bulk": 20.0, "divergences": 1, "stuck_chains": [0], "stuck_gaps": [40.0]},
             ["max R-hat 1.300", "min bulk ESS 20", "1 of 4000 transitions diverged", "chain(s) [0] look stuck"],
@@ -131,6 +137,8 @@ def test_the_package_exports_the_warning():
         "tree-depth",
         "stuck",
         "dropped",
+        "ladder-gaps",
+        "ladder-without-gaps",
         "several-in-order",
     ],
 )

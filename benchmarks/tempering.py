@@ -1,0 +1,154 @@
+"""Multimodal posteriors with known mode masses: plain NUTS against parallel tempering.
+
+The cases (issue 15), a three-state Gaussian GLM-HMM fitted to
+
+- ``split``: data from a well-separated two-state model; the spare state can split either cluster;
+- ``merge``: data from a four-state model (two pairs of clusters); the fit must merge one pair.
+
+Either way the posterior has two modes. The data are made mirror-symmetric: every sequence y comes
+with its mirror -y (same inputs), and the prior is symmetric under (weights, biases) ->
+-(weights, biases), so the two modes have exactly equal posterior mass, 1/2 each. A draw is in
+the "+" mode when two or more of its three states have a positive intercept; its share of the
+draws estimates the "+" mode's mass.
+
+Each fit reports the estimated mass with its Monte Carlo standard error (the indicator's ESS),
+the indicator's R-hat, the fit's verdict, wall time and leapfrog steps (all rungs).
+
+Run: ``python benchmarks/tempering.py [--seeds 3] [--rungs 4 6] [--out results/benchmarks]``.
+"""
+
+import argparse
+import csv
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+#: The true states (weights, biases) of each case, before the mirror; ``s`` is ``--separation``.
+CASES = {
+    # A 2-state model: the fit's spare state splits the + or the - cluster.
+    "split": lambda s: (np.array([1.0, -1.0]), np.array([s, -s])),
+    # A 4-state model, mirror pairs at +-s and +-3s: the 3-state fit merges the + pair or the - pair.
+    "merge": lambda s: (np.array([1.0, 1.0, -1.0, -1.0]), np.array([s, 3 * s, -s, -3 * s])),
+}
+
+
+def mirrored_data(case: str, seed: int, num_sequences: int, num_timesteps: int, separation: float):
+    """Inputs (2N, T, 1) and emissions (2N, T): N sequences of a sticky switching regression and their mirrors."""
+    generator = np.random.default_rng(seed)
+    weights, biases = CASES[case](separation)
+    num_true = weights.size
+    inputs = generator.normal(size=(num_sequences, num_timesteps, 1))
+    states = np.zeros((num_sequences, num_timesteps), int)
+    states[:, 0] = generator.integers(0, num_true, num_sequences)
+    for t in range(1, num_timesteps):
+        stay = generator.random(num_sequences) < 0.95
+        other = (states[:, t - 1] + generator.integers(1, num_true, num_sequences)) % num_true
+        states[:, t] = np.where(stay, states[:, t - 1], other)
+    emissions = weights[states] * inputs[..., 0] + biases[states] + generator.normal(size=states.shape)
+    return np.concatenate([inputs, inputs]), np.concatenate([emissions, -emissions])
+
+
+def mode_indicator(biases: np.ndarray) -> np.ndarray:
+    """(chain, draw) 1.0 where two or more of the K states have a positive intercept (the "+" split)."""
+    return (np.sum(biases > 0, axis=-1) >= 2).astype(float)
+
+
+def _indicator_summary(indicator: np.ndarray) -> dict:
+    import arviz as az
+
+    mass = float(indicator.mean())
+    if np.all(indicator == indicator.flat[0]):  # every draw in one mode: no mixing at all
+        return {"plus_mass": mass, "mass_se": 0.0, "indicator_ess": 0.0, "indicator_rhat": float("nan")}
+    ess = float(az.ess(indicator, method="bulk"))
+    return {
+        "plus_mass": mass,
+        "mass_se": float(np.sqrt(mass * (1 - mass) / max(ess, 1.0))),
+        "indicator_ess": ess,
+        "indicator_rhat": float(az.rhat(indicator)),
+    }
+
+
+def run_one(seed: int, tempering, args) -> dict:
+    from bayes_glmhmm import fit_nuts
+
+    inputs, emissions = mirrored_data(args.case, seed, args.num_sequences, args.num_timesteps, args.separation)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        posterior = fit_nuts(
+            inputs,
+            emissions,
+            3,
+            num_chains=args.chains,
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            seed=seed,
+            progress_bar=False,
+            tempering=tempering,
+        )
+    seconds = time.perf_counter() - start
+    diagnostics = posterior.diagnostics()
+    indicator = mode_indicator(np.asarray(posterior.samples["biases"]))
+    record = posterior.settings.get("tempering") or {}
+    gradients = (
+        record.get("ladder_gradients")
+        or (posterior.sample_stats["n_steps"].sum(axis=1) + np.asarray(posterior.settings["warmup_gradients"])).tolist()
+    )
+    return {
+        "case": args.case,
+        "seed": seed,
+        "method": "nuts" if tempering is None else f"tempering_{tempering}",
+        "rungs": 1 if tempering is None else int(tempering),
+        **_indicator_summary(indicator),
+        "chain_plus_mass": np.round(indicator.mean(axis=1), 3).tolist(),
+        "max_rhat": diagnostics["max_rhat"],
+        "min_ess_bulk": diagnostics["min_ess_bulk"],
+        "converged": diagnostics["converged"],
+        "num_problems": len(diagnostics["problems"]),
+        "swap_acceptance": record.get("swap_acceptance"),
+        "gradients": int(np.sum(gradients)),
+        "seconds": round(seconds, 1),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=sorted(CASES), default="split")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--rungs", type=int, nargs="+", default=[4])
+    parser.add_argument("--num-sequences", type=int, default=2)
+    parser.add_argument("--num-timesteps", type=int, default=100)
+    parser.add_argument("--separation", type=float, default=2.0)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    import numpyro
+
+    numpyro.set_host_device_count(args.chains)
+    rows = []
+    for seed in range(args.seeds):
+        for tempering in [None, *args.rungs]:
+            row = run_one(seed, tempering, args)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / f"tempering_{args.case}.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
+        summary = json.dumps({"settings": settings, "rows": rows}, indent=1)
+        (args.out / f"tempering_{args.case}.json").write_text(summary)
+
+
+if __name__ == "__main__":
+    main()
