@@ -564,7 +564,9 @@ def fit_nuts(
         target_accept_prob: NUTS target acceptance probability.
         max_tree_depth: NUTS maximum tree depth.
         dense_mass: adapt a dense mass matrix.
-        init: ``"em"`` (MAP EM with restarts, then jitter), ``"prior"`` (NumPyro's default
+        init: ``"em"`` (MAP EM with restarts, then jitter; when the restarts reach several optima
+            within :data:`START_OPTIMA_WINDOW` nats of the best, the chains start from them in turn,
+            recorded in ``settings["start_optima"]``), ``"prior"`` (NumPyro's default
             uniform initialization, no EM), or starting parameters of the family's params type:
             one for all chains or a list with one per chain (jitter added). Without EM,
             relabeling uses the best chain's last draw as reference.
