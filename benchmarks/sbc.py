@@ -18,7 +18,14 @@ Writes into ``--out`` (results/benchmarks): ``sbc_<family>.csv`` (one row per re
 ``sbc_<family>.json`` (per quantity: chi-square uniformity test over 10 rank bins, mean rank with
 its standard error) and ``sbc_<family>.png`` (rank histograms with the 99% band of a uniform
 histogram); the Gaussian family keeps its historical names ``sbc_ranks.csv``, ``sbc_summary.json``
-and ``sbc_ranks.png``. A run resumes from the rows already written.
+and ``sbc_ranks.png``; ``--name STEM`` writes ``STEM.{csv,json,png}`` instead. A run resumes from
+the rows already written.
+
+Each row also describes the truth and the posterior of the sorted stationary distribution
+(:func:`stationary_columns`: the true stationary probabilities and transition diagonal, how
+distinct the true states' emissions are, the least visited state's share of the steps, the
+posterior mean and ESS), and the JSON splits the stationary ranks by them
+(:func:`stationary_subsets`; issue 15: ``results/benchmarks/sbc_stationary.md``).
 
 Input-driven transitions (``--transitions full|destination``, :mod:`bayes_glmhmm.transitions`):
 the truth is drawn from the prior of that transition model with ``--transition-inputs M``
@@ -33,6 +40,7 @@ distribution being that of A, the transition matrix at u = 0. The files are
 
     python benchmarks/sbc.py --family bernoulli --replications 200 [--num-states 2] [--chains 2]
     python benchmarks/sbc.py --family bernoulli --transitions full --transition-inputs 1 --replications 200
+    python benchmarks/sbc.py --replications 1000 --name sbc_stationary_1000
 """
 
 import argparse
@@ -65,6 +73,72 @@ def stationary(transition_matrix: np.ndarray) -> np.ndarray:
     rhs = np.zeros(transition_matrix.shape[:-1])
     rhs[..., -1] = 1.0
     return np.linalg.solve(system, rhs[..., None])[..., 0]
+
+
+def stationary_eigenvector(transition_matrix: np.ndarray) -> np.ndarray:
+    """Stationary distribution of one (K, K) transition matrix as its left eigenvector of eigenvalue 1.
+
+    An independent computation of :func:`stationary` (the linear solve), to check it against.
+    """
+    values, vectors = np.linalg.eig(np.asarray(transition_matrix, dtype=float).T)
+    vector = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
+    return vector / vector.sum()
+
+
+def state_divergences(params, inputs: np.ndarray, key, repeats: int = 20) -> np.ndarray:
+    """Jeffreys divergences J[i, j] = KL(i || j) + KL(j || i) between the states' emission distributions.
+
+    Averaged over the inputs (N, T, D) the data were simulated at, by Monte Carlo: ``repeats``
+    emissions per input from each state, scored under every state, for any family. J = 0 for
+    identical states; two Gaussian states with the same scale whose means differ by d scales at
+    every input have J = d^2.
+    """
+    family = family_of(params)
+    flat_inputs = np.tile(np.reshape(inputs, (-1, np.shape(inputs)[-1])), (repeats, 1))
+    num_states = np.shape(params.initial_probs)[-1]
+    kl = np.zeros((num_states, num_states))
+    for state, state_key in enumerate(jax.random.split(key, num_states)):
+        states = np.full(flat_inputs.shape[0], state)
+        emissions = family.sample(state_key, params, flat_inputs, states)
+        scores = np.asarray(family.log_likelihoods(params, flat_inputs, emissions), dtype=float)  # (S, K)
+        kl[state] = np.mean(scores[:, [state]] - scores, axis=0)
+    return kl + kl.T
+
+
+def stationary_columns(truth, draws, states: np.ndarray, divergences: np.ndarray, num_chains: int) -> dict:
+    """Per-replication descriptions of the truth and of the posterior of the sorted stationary distribution.
+
+    ``true_stationary_sorted_<k>`` (the truth's sorted stationary probabilities),
+    ``true_transition_diag_<k>`` (A[i, i] of the state with the k-th smallest true stationary
+    probability), ``true_min_divergence`` (the smallest Jeffreys divergence between two true
+    states, :func:`state_divergences`), ``true_min_occupancy`` (the fraction of simulated steps
+    in the least visited state), ``posterior_mean_stationary_sorted_<k>``,
+    ``posterior_sd_stationary_sorted_0`` and ``ess_stationary_sorted_0`` (bulk effective sample
+    size of the sorted stationary probability over all draws, ``draws`` holding them chain by
+    chain).
+    """
+    from numpyro.diagnostics import effective_sample_size
+
+    true_matrix = np.asarray(truth.transition_matrix, dtype=float)
+    true_pi = stationary(true_matrix)
+    order = np.argsort(true_pi)
+    num_states = true_pi.size
+    draw_pi = np.sort(stationary(np.asarray(draws.transition_matrix, dtype=float)), axis=-1)  # (S, K)
+    occupancy = np.bincount(np.ravel(states).astype(int), minlength=num_states) / np.size(states)
+    out = {}
+    for k in range(num_states):
+        out[f"true_stationary_sorted_{k}"] = float(true_pi[order[k]])
+    for k in range(num_states):
+        out[f"true_transition_diag_{k}"] = float(true_matrix[order[k], order[k]])
+    off_diagonal = divergences[~np.eye(num_states, dtype=bool)]
+    out["true_min_divergence"] = float(np.min(off_diagonal))
+    out["true_min_occupancy"] = float(np.min(occupancy))
+    for k in range(num_states):
+        out[f"posterior_mean_stationary_sorted_{k}"] = float(np.mean(draw_pi[:, k]))
+    out["posterior_sd_stationary_sorted_0"] = float(np.std(draw_pi[:, 0]))
+    chains = draw_pi[:, 0].reshape(num_chains, -1)
+    out["ess_stationary_sorted_0"] = float(effective_sample_size(chains)) if np.ptp(chains) > 0 else float("nan")
+    return out
 
 
 #: Singular names of the parameters in the quantities' names (``weight_sorted_0``, as before families).
@@ -212,7 +286,7 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
             (args.num_sequences, args.num_timesteps, num_transition_inputs),
             args.transition_input_kind,
         )
-    _, emissions = simulate(key_data, truth, inputs, transition_inputs)
+    states, emissions = simulate(key_data, truth, inputs, transition_inputs)
     emissions = np.asarray(emissions)
     fit_transitions = {}
     if transitions.is_input_driven:
@@ -252,6 +326,8 @@ def one_replication(seed: int, args, priors: Priors) -> dict:
     }
     for name, value in true_q.items():
         row[f"rank_{name}"] = int(np.sum(draw_q[name] < value))
+    divergences = state_divergences(truth, inputs, jax.random.fold_in(key, 2))
+    row |= stationary_columns(truth, flat, np.asarray(states), divergences, args.chains)
     return row
 
 
@@ -298,6 +374,136 @@ def summarize(rows: list[dict], rank_draws: int, bins: int = 10) -> dict:
     return summary
 
 
+def rank_subsets(rows: list[dict], quantity: str, rank_draws: int, subsets: dict, bins: int = 10) -> list[dict]:
+    """Mean-rank and chi-square uniformity tests of ``rank_<quantity>`` within subsets of the replications.
+
+    ``subsets`` maps a subset's description to a function of a row saying whether the row belongs
+    to it. The chi-square test uses ``bins`` rank bins, fewer (down to 2) when a subset is too
+    small for 5 expected replications per bin; the bins used are reported.
+    """
+    table = []
+    for description, member in subsets.items():
+        ranks = np.array([row[f"rank_{quantity}"] for row in rows if member(row)], dtype=float)
+        entry = {"subset": description, "n": int(ranks.size)}
+        if ranks.size:
+            subset_bins = int(max(2, min(bins, ranks.size // 5)))
+            counts = np.histogram(ranks, bins=subset_bins, range=(0, rank_draws + 1))[0]
+            chi2, p_value = stats.chisquare(counts)
+            entry |= {"bins": subset_bins, "chi2": float(chi2), "p_value": float(p_value), "counts": counts.tolist()}
+            entry |= mean_rank_test(ranks, rank_draws)
+            z = entry["mean_rank_z"]
+            entry["mean_rank_p_value"] = float(2 * stats.norm.sf(abs(z)))
+        table.append(entry)
+    return table
+
+
+def stationary_subsets(rows: list[dict], rank_draws: int, identical_below: float = 1.0) -> dict:
+    """The sorted stationary probabilities' rank tests, split by how distinct and how balanced the states are.
+
+    Needs the columns of :func:`stationary_columns`. Subsets: all; the true states nearly
+    identical (smallest Jeffreys divergence below ``identical_below``) or distinct, and the
+    divergence by quartile; ranges of the posterior mean of the smallest stationary probability;
+    ranges of the truth's smallest stationary probability and of the least visited state's share.
+
+    Only a subset chosen by the data keeps the ranks uniform for an exact posterior (given y the
+    truth and the draws are exchangeable); the posterior mean is a function of the data up to
+    Monte Carlo error. A subset chosen by the truth does not: a truth in the prior's tail ranks
+    towards that tail of a posterior that the prior pulls back (``true pi_min < 0.1`` low ranks,
+    ``>= 0.25`` high ranks, even for exact draws), and the least visited state's share follows
+    the true stationary probabilities. Nor does one chosen by the divergence, though the prior
+    makes the emission parameters independent of the transition matrix: data that look like
+    one state come from identical true states with any pi, or from one rarely visited state, so
+    their posterior puts mass at small pi_min, and picking the identical-state truths (any pi)
+    picks high ranks (results/benchmarks/sbc_stationary.md).
+    """
+    divergences = np.array([row["true_min_divergence"] for row in rows])
+    divergences = divergences[np.isfinite(divergences)]  # exact_stationary_rows: inf, no emissions
+    quartiles = np.quantile(divergences, [0.25, 0.5, 0.75]) if divergences.size else [np.nan] * 3
+    edges = [0.0, *quartiles, np.inf]
+
+    def divergence_in(low, high):
+        return lambda row: low <= row["true_min_divergence"] < high
+
+    def stationary_in(low, high):
+        return lambda row: low <= row["true_stationary_sorted_0"] < high
+
+    def posterior_in(low, high):
+        return lambda row: low <= row["posterior_mean_stationary_sorted_0"] < high
+
+    subsets = {
+        "all": lambda row: True,
+        f"nearly identical states (J < {identical_below:g})": divergence_in(0.0, identical_below),
+        f"distinct states (J >= {identical_below:g})": divergence_in(identical_below, np.inf),
+        **{
+            f"J quartile {i + 1}: [{edges[i]:.3g}, {edges[i + 1]:.3g})": divergence_in(edges[i], edges[i + 1])
+            for i in range(4)
+        },
+        "posterior mean pi_min < 0.1": posterior_in(0.0, 0.1),
+        "posterior mean pi_min in [0.1, 0.25)": posterior_in(0.1, 0.25),
+        "posterior mean pi_min in [0.25, 0.5]": posterior_in(0.25, 0.51),
+        "true pi_min < 0.1": stationary_in(0.0, 0.1),
+        "true pi_min in [0.1, 0.25)": stationary_in(0.1, 0.25),
+        "true pi_min in [0.25, 0.5]": stationary_in(0.25, 0.51),
+        "least visited state < 5% of steps": lambda row: row["true_min_occupancy"] < 0.05,
+        "least visited state >= 5% of steps": lambda row: row["true_min_occupancy"] >= 0.05,
+    }
+    names = sorted(key[5:] for key in rows[0] if key.startswith("rank_stationary_sorted_"))
+    return {
+        "identical_below": identical_below,
+        "divergence": "smallest Jeffreys divergence KL(i || j) + KL(j || i) between two true states' emissions",
+        **{name: rank_subsets(rows, name, rank_draws, subsets) for name in names},
+    }
+
+
+def exact_stationary_rows(
+    seed: int,
+    replications: int,
+    num_states: int = 2,
+    num_sequences: int = 5,
+    num_timesteps: int = 100,
+    rank_draws: int = 99,
+) -> list[dict]:
+    """SBC of the sorted stationary distribution with exact posterior draws: the states observed.
+
+    Per replication: the rows of A ~ Dirichlet(1) (the prior of :class:`Priors`), the initial
+    state ~ Dirichlet(1), ``num_sequences`` state sequences of ``num_timesteps`` steps observed;
+    the posterior of each row is Dirichlet(1 + its transition counts), drawn exactly (NumPy). The
+    rows carry what :func:`stationary_subsets` splits by (the Jeffreys divergence set to inf: no
+    emissions), so the same subsets show what an exact posterior gives: uniform ranks overall
+    and in subsets chosen by the data, not in subsets chosen by the truth.
+    """
+    rng = np.random.default_rng(seed)
+    matrices = rng.dirichlet(np.ones(num_states), size=(replications, num_states))  # (R, K, K)
+    state = np.stack(
+        [rng.choice(num_states, size=num_sequences, p=p) for p in rng.dirichlet(np.ones(num_states), replications)]
+    )
+    counts = np.zeros((replications, num_states, num_states))
+    visits = np.zeros((replications, num_states))
+    replication_index = np.arange(replications)[:, None]
+    for _ in range(num_timesteps - 1):
+        np.add.at(visits, (replication_index, state), 1)
+        cumulative = np.cumsum(np.take_along_axis(matrices, state[..., None], axis=1), axis=-1)  # (R, N, K)
+        following = np.minimum(np.sum(rng.uniform(size=state.shape)[..., None] > cumulative, axis=-1), num_states - 1)
+        np.add.at(counts, (replication_index, state, following), 1)
+        state = following
+    np.add.at(visits, (replication_index, state), 1)
+    rows = []
+    for r in range(replications):
+        draws = np.stack([rng.dirichlet(1.0 + row, size=rank_draws) for row in counts[r]], axis=1)  # (L, K, K)
+        true_pi, draw_pi = np.sort(stationary(matrices[r])), np.sort(stationary(draws), axis=-1)
+        row = {"replication": r}
+        for k in range(num_states):
+            row[f"rank_stationary_sorted_{k}"] = int(np.sum(draw_pi[:, k] < true_pi[k]))
+        for k in range(num_states):
+            row[f"true_stationary_sorted_{k}"] = float(true_pi[k])
+        row["true_min_divergence"] = float("inf")
+        row["true_min_occupancy"] = float(np.min(visits[r]) / (num_sequences * num_timesteps))
+        row["posterior_mean_stationary_sorted_0"] = float(np.mean(draw_pi[:, 0]))
+        row["posterior_sd_stationary_sorted_0"] = float(np.std(draw_pi[:, 0]))
+        rows.append(row)
+    return rows
+
+
 def figure(summary: dict):
     """Rank histograms per quantity, with the 99% band of a histogram of uniform ranks."""
     from matplotlib.figure import Figure
@@ -327,11 +533,14 @@ def figure(summary: dict):
     return figure
 
 
-def output_names(family_name: str, transitions: str | None = None) -> dict:
+def output_names(family_name: str, transitions: str | None = None, name: str | None = None) -> dict:
     """File names of the rows, the summary and the figure (the Gaussian's historical ones kept).
 
     With input-driven transitions of form ``transitions``: ``sbc_transitions_<family>_<form>.*``.
+    A ``name`` replaces the stem: ``<name>.{csv,json,png}``.
     """
+    if name is not None:
+        return {kind: f"{name}.{ext}" for kind, ext in (("rows", "csv"), ("summary", "json"), ("figure", "png"))}
     if transitions is not None:
         stem = f"sbc_transitions_{family_name}_{transitions}"
         return {kind: f"{stem}.{ext}" for kind, ext in (("rows", "csv"), ("summary", "json"), ("figure", "png"))}
@@ -374,10 +583,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transition-inputs", type=int, default=1, help="M, the number of transition inputs")
     parser.add_argument("--transition-input-kind", default="bernoulli", choices=["bernoulli", "normal"])
     parser.add_argument("--out", default="results/benchmarks")
+    parser.add_argument("--name", default=None, help="stem of the output files instead of the family's default")
+    parser.add_argument(
+        "--identical-below",
+        type=float,
+        default=1.0,
+        help="Jeffreys divergence below which two true states count as nearly identical (the stationary subsets)",
+    )
     args = parser.parse_args(argv)
     if args.transitions is None:  # stationary: the settings of the runs before input-driven transitions
         del args.transition_inputs, args.transition_input_kind
-    names = output_names(args.family, args.transitions)
+    names = output_names(args.family, args.transitions, args.name)
     rows_path = os.path.join(args.out, names["rows"])
     priors = Priors()
     done = read_rows(rows_path)  # resume
@@ -387,9 +603,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row = one_replication(seed, args, priors)  # the sampler compiles once, in the first replication
         rows.append(row)
-        write_text_atomic(rows_path, csv_text(list(row), [[r[k] for k in row] for r in rows]))
+        # rows of a run before the stationary columns lack them: written as nan
+        write_text_atomic(rows_path, csv_text(list(row), [[r.get(k, float("nan")) for k in row] for r in rows]))
         print(f"replication {seed + 1}/{args.replications}: {row['seconds']} s, R-hat {row['max_rhat']}", flush=True)
     summary = {"family": args.family, **summarize(rows, args.rank_draws)}
+    if all(np.isfinite(row.get("true_min_divergence", np.nan)) for row in rows):
+        summary["stationary_subsets"] = stationary_subsets(rows, args.rank_draws, args.identical_below)
     summary["settings"] = {**vars(args), "num_classes": sbc_family(args).num_classes}  # None but categorical
     if args.transitions is not None:
         summary["transition_inputs"] = (
@@ -399,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     write_json_atomic(os.path.join(args.out, names["summary"]), summary)
     save_figures_atomic({names["figure"]: figure(summary)}, args.out, dpi=100)
-    print(json.dumps({k: v for k, v in summary.items() if k != "quantities"}, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("quantities", "stationary_subsets")}, indent=2))
     return 0
 
 

@@ -168,3 +168,96 @@ def test_families_quick_run_writes_its_outputs(tmp_path):
         assert f"{family_name},naive_over_ours_time," in text
     assert "bernoulli,max_rhat," in text
     assert (tmp_path / "families_quick.json").exists() and (tmp_path / "families_quick.md").exists()
+
+
+def test_stationary_agrees_with_the_left_eigenvector():
+    """Issue 15: benchmarks/sbc.py's stationary distribution (a linear solve, batched) is the left
+    eigenvector of eigenvalue 1 (an independent computation) and, for K = 2, A[1, 0] / (A[0, 1] + A[1, 0])."""
+    sbc = _load("sbc")
+    rng = np.random.default_rng(0)
+    for num_states in (2, 3, 4):
+        matrices = rng.dirichlet(np.ones(num_states), size=(50, num_states))
+        batched = sbc.stationary(matrices)
+        for matrix, pi in zip(matrices, batched, strict=True):
+            np.testing.assert_allclose(pi, sbc.stationary_eigenvector(matrix), atol=1e-12)
+    matrices = rng.dirichlet(np.ones(2), size=(50, 2))
+    closed_form = matrices[:, 1, 0] / (matrices[:, 0, 1] + matrices[:, 1, 0])
+    np.testing.assert_allclose(sbc.stationary(matrices)[:, 0], closed_form, atol=1e-12)
+
+
+def test_state_divergences_match_the_gaussian_closed_form():
+    """Two Gaussian states with one noise scale s: J = E_x[(dw x + db)^2] / s^2 over the inputs;
+    identical states: J = 0 exactly."""
+    sbc = _load("sbc")
+    params = sample_prior(jax.random.PRNGKey(3), get_family("gaussian"), 2, 1, Priors())
+    params = jax.tree.map(lambda value: np.asarray(value, dtype=float), params)
+    params = params._replace(
+        weights=np.array([[0.3], [-0.2]]), biases=np.array([0.1, 0.5]), scales=np.array([0.8, 0.8])
+    )
+    inputs = np.asarray(jax.random.normal(jax.random.PRNGKey(4), (5, 100, 1)))
+    divergences = sbc.state_divergences(params, inputs, jax.random.PRNGKey(5))
+    expected = np.mean((0.5 * inputs[..., 0] - 0.4) ** 2) / 0.8**2
+    assert divergences.shape == (2, 2) and np.allclose(np.diag(divergences), 0.0)
+    np.testing.assert_allclose(divergences[0, 1], expected, rtol=0.05)
+    identical = params._replace(weights=np.array([[0.3], [0.3]]), biases=np.array([0.1, 0.1]))
+    np.testing.assert_allclose(sbc.state_divergences(identical, inputs, jax.random.PRNGKey(5)), 0.0, atol=1e-9)
+
+
+def test_stationary_columns_describe_truth_and_posterior():
+    """The truth's sorted stationary probabilities, the diagonal in that order, the least visited
+    state's share, and the posterior mean of the sorted stationary probabilities."""
+    sbc = _load("sbc")
+    params = sample_prior(jax.random.PRNGKey(0), get_family("gaussian"), 2, 1, Priors())
+    params = jax.tree.map(lambda value: np.asarray(value, dtype=float), params)
+    truth = params._replace(transition_matrix=np.array([[0.6, 0.4], [0.1, 0.9]]))  # pi = (0.2, 0.8)
+    draws = jax.tree.map(lambda value: np.repeat(value[None], 6, axis=0), truth)
+    draws = draws._replace(
+        transition_matrix=np.stack([truth.transition_matrix, truth.transition_matrix[::-1, ::-1]] * 3)
+    )
+    states = np.array([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    columns = sbc.stationary_columns(truth, draws, states, np.array([[0.0, 2.5], [2.5, 0.0]]), num_chains=2)
+    assert columns["true_stationary_sorted_0"] == pytest.approx(0.2)
+    assert columns["true_stationary_sorted_1"] == pytest.approx(0.8)
+    assert (columns["true_transition_diag_0"], columns["true_transition_diag_1"]) == (0.6, 0.9)
+    assert columns["true_min_divergence"] == 2.5 and columns["true_min_occupancy"] == pytest.approx(0.1)
+    assert columns["posterior_mean_stationary_sorted_0"] == pytest.approx(0.2)  # relabeled draws sort alike
+    assert columns["posterior_sd_stationary_sorted_0"] == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(columns["ess_stationary_sorted_0"])  # constant draws: no ESS
+
+
+def test_stationary_subsets_split_the_ranks():
+    """Rank tests within subsets: the counts add up, a subset of ranks at L has a large z."""
+    sbc = _load("sbc")
+    rows = [
+        {
+            "rank_stationary_sorted_0": 19 if i < 20 else i % 20,
+            "rank_stationary_sorted_1": 0 if i < 20 else 19 - i % 20,
+            "true_min_divergence": 0.01 if i < 20 else 5.0 + i,
+            "true_stationary_sorted_0": 0.05 if i < 20 else 0.3,
+            "true_min_occupancy": 0.2,
+            "posterior_mean_stationary_sorted_0": 0.3,
+        }
+        for i in range(120)
+    ]
+    subsets = sbc.stationary_subsets(rows, 19, identical_below=1.0)
+    table = {entry["subset"]: entry for entry in subsets["stationary_sorted_0"]}
+    assert table["all"]["n"] == 120
+    identical, distinct = table["nearly identical states (J < 1)"], table["distinct states (J >= 1)"]
+    assert identical["n"] == 20 and distinct["n"] == 100
+    assert identical["mean_rank_z"] > 5 and distinct["mean_rank_z"] == pytest.approx(0.0)
+    assert distinct["p_value"] == pytest.approx(1.0)
+    assert table["true pi_min < 0.1"]["n"] == 20 and table["posterior mean pi_min in [0.25, 0.5]"]["n"] == 120
+    assert subsets["stationary_sorted_1"][1]["mean_rank_z"] < -5
+
+
+def test_exact_posterior_ranks_are_uniform_but_not_given_the_truth():
+    """Issue 15: with exact posterior draws (observed states, conjugate Dirichlet rows) the ranks
+    of the sorted stationary probability are uniform overall and given the data (the posterior
+    mean), but a subset chosen by the true value is not: a true pi_min < 0.1 ranks low."""
+    sbc = _load("sbc")
+    rows = sbc.exact_stationary_rows(0, 600, num_timesteps=10, rank_draws=19)
+    assert all(0 <= row["rank_stationary_sorted_0"] <= 19 for row in rows)
+    table = {entry["subset"]: entry for entry in sbc.stationary_subsets(rows, 19)["stationary_sorted_0"]}
+    assert abs(table["all"]["mean_rank_z"]) < 3.5 and table["all"]["p_value"] > 1e-3
+    assert abs(table["posterior mean pi_min in [0.25, 0.5]"]["mean_rank_z"]) < 3.5
+    assert table["true pi_min < 0.1"]["mean_rank_z"] < -3.5
