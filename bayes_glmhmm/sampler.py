@@ -269,7 +269,8 @@ def _exchanged(settings, states, temperatures, swap_keys, step, model_kwargs):
     """One round of replica exchange within every local ladder (:func:`~bayes_glmhmm.tempering.swap_round`).
 
     A rung's log-likelihood is read off its potential: U_beta(z) = U_0(z) - beta log p(y | z), so
-    log p(y | z) = (U_0(z) - U_beta(z)) / beta, one likelihood-free potential per chain. A rung that
+    log p(y | z) = (U_0(z) - U_beta(z)) / beta: one more potential per chain and step, without its
+    gradient (U_0 still runs the filter: the model multiplies its likelihood by 0). A rung that
     takes another's state gets its potential and gradient at its own temperature; its adapted step
     size and mass matrix stay with the rung.
     """
