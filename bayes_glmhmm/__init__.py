@@ -40,7 +40,7 @@ _EXPORTS = {
     "CategoricalGLMHMMParams": "params",
     "GLMHMMParams": "params",
     "PoissonGLMHMMParams": "params",
-    "Priors": "params",
+    "Priors": "priors",
     "Posterior": "posterior",
     "detect_stuck_chains": "posterior",
     "find_state_permutation": "relabel",

@@ -27,7 +27,6 @@ the folder is always safe.
 """
 
 import argparse
-import math
 import os
 import platform
 import re
@@ -38,8 +37,9 @@ import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # the CLI imports JAX only when a command needs it
-    from bayes_glmhmm.params import Priors
+if TYPE_CHECKING:
+    from bayes_glmhmm.priors import Priors
+    from bayes_glmhmm.tabular import TabularData
 
 __all__ = ["COMPILE_CACHE_VARIABLE", "compile_cache_dir", "main", "parse_states", "run_demo"]
 
@@ -753,10 +753,10 @@ def _model_checks(args) -> list[str] | None:
     if args.num_classes is not None and args.family != "categorical":
         raise ValueError(f"--num-classes applies to --family categorical only, not {args.family}")
     _check_counts(args, [("--num-classes", "num_classes", 2)])
-    for name in _PRIOR_OPTIONS:
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{_flag(name)} must be a positive finite number, got {value:g}")
+    problems = _priors(args).problems()
+    if problems:
+        name, problem = next(iter(problems.items()))
+        raise ValueError(f"{_flag(name)} {problem}")
     if args.transition_inputs is None:
         if args.transition_form is not None:
             raise ValueError("--transition-form applies only with --transition-inputs")
@@ -767,19 +767,21 @@ def _model_checks(args) -> list[str] | None:
     return transition_inputs
 
 
-def _check_data(args, transition_inputs: list[str] | None, num_states: int) -> None:
-    """Read the CSV as the fit will and check it fits ``num_states`` states, without JAX.
+def _check_data(args, transition_inputs: list[str] | None, num_states: int) -> "TabularData":
+    """Read the CSV as the fit will and check it fits ``num_states`` states, without JAX; return the table.
 
     Catches, before JAX is imported, what NumPy and the csv module can: a missing, empty or
     unreadable file, unknown columns, missing or non-numeric inputs, a non-numeric target of a
-    numeric family, more text labels than classes, sequences shorter than 2 steps, a subject column
-    that is unknown, misses an id or gives a sequence two, and more states than the longest
-    sequence has steps. The family's own checks of the target values (e.g. counts
-    for the Poisson family) follow in the fit.
+    numeric family, more text labels than classes, a target outside the family's support (the
+    family's own check, :mod:`bayes_glmhmm.emission_support`: e.g. counts for the Poisson family,
+    0/1 for the Bernoulli, labels 0..C-1 for the categorical), sequences shorter than 2 steps, a
+    subject column that is unknown, misses an id or gives a sequence two, and more states than the
+    longest sequence has steps.
 
     Raises:
         ValueError: naming the file (``DATA``), the flag or the column.
     """
+    from bayes_glmhmm.emission_support import coded_targets
     from bayes_glmhmm.family_names import csv_target_options
     from bayes_glmhmm.tabular import check_supported_states, read_long_csv
 
@@ -792,7 +794,9 @@ def _check_data(args, transition_inputs: list[str] | None, num_states: int) -> N
         subject=getattr(args, "subject", None),  # fit only
         **csv_target_options(args.family, args.num_classes),
     )
+    coded_targets(table, args.family, args.num_classes)
     check_supported_states(table, num_states)
+    return table
 
 
 def _subject_checks(args) -> None:
@@ -810,10 +814,10 @@ def _subject_checks(args) -> None:
 
 
 def _priors(args) -> "Priors":
-    """The priors of the options (checked by :func:`_model_checks`)."""
-    from bayes_glmhmm.params import Priors
+    """The priors of the options, unchecked (:func:`_model_checks` checks them, naming the flag); no JAX."""
+    from bayes_glmhmm.priors import Priors
 
-    return Priors(**{name: getattr(args, name) for name in _PRIOR_OPTIONS}).validate()
+    return Priors(**{name: getattr(args, name) for name in _PRIOR_OPTIONS})
 
 
 def _show_progress(args) -> bool:
@@ -983,7 +987,11 @@ def _with_select_flag_names(message: str) -> str:
 
 
 def _select_checks(args) -> tuple[int, ...]:
-    """Check the options of ``select`` alone; return the K values. ValueError naming the flag."""
+    """Check the options of ``select`` alone (``--folds`` against the data: :func:`_check_folds`); return the K values.
+
+    Raises:
+        ValueError: naming the flag.
+    """
     states = parse_states(args.states)
     _check_counts(
         args, [("--folds", "folds", 2), ("--max-refits", "max_refits", 0), ("--em-restarts", "em_restarts", 1)]
@@ -991,12 +999,24 @@ def _select_checks(args) -> tuple[int, ...]:
     return states
 
 
+def _check_folds(num_folds: int, table: "TabularData") -> None:
+    """ValueError naming ``--folds`` unless 2 <= ``num_folds`` <= the number of the CSV's sequences."""
+    from bayes_glmhmm.folds import check_num_folds
+
+    try:
+        check_num_folds(num_folds, len(table.lengths))
+    except ValueError as error:
+        hint = "; give the column of sequences with --sequence" if len(table.lengths) == 1 else ""
+        raise ValueError(_with_select_flag_names(str(error)) + hint) from None
+
+
 def _run_select_command(args) -> int:
     """``bayes-glmhmm select``: check the options, run :func:`bayes_glmhmm.csv_fit.run_select`, print the table."""
     try:
         transition_inputs = _model_checks(args)
         states = _select_checks(args)
-        _check_data(args, transition_inputs, max(states))
+        table = _check_data(args, transition_inputs, max(states))
+        _check_folds(args.folds, table)
     except ValueError as error:
         return _error(_with_select_flag_names(str(error)))
     _start_jax(args.chains, args.float64, not args.no_compile_cache)

@@ -40,6 +40,7 @@ from bayes_glmhmm._io import (
     write_json_atomic,
     write_text_atomic,
 )
+from bayes_glmhmm.emission_support import coded_targets
 from bayes_glmhmm.emissions import FAMILY_NAMES, EmissionFamily, get_family, resolve_family
 from bayes_glmhmm.family_names import CLASS_TARGET_FAMILIES, csv_target_options
 from bayes_glmhmm.params import Priors, validate_num_states
@@ -86,33 +87,6 @@ class FitData(NamedTuple):
     family: EmissionFamily
     emissions: np.ndarray
     class_labels: list | None
-
-
-def _coded_targets(table: TabularData, family: EmissionFamily) -> np.ndarray:
-    """The observed targets in the family's coding; ValueError naming the column and first bad data row."""
-    try:
-        return np.asarray(family.prepare_emissions(table.emissions, table.mask), dtype=float)
-    except ValueError as error:
-        values = np.unique(table.emissions[table.mask])
-        unsupported = [value for value in values if not _accepted_alone(family, value)]
-        if not unsupported:  # each value is fine alone, their mix is not (e.g. -1, 0 and 1 for bernoulli)
-            raise ValueError(f"target: column {table.target_name!r}: {error}") from None
-        bad = table.mask & np.isin(table.emissions, unsupported)
-        row = int(table.row_index[bad].min())
-        value = table.emissions[table.row_index == row][0]
-        raise ValueError(
-            f"target: column {table.target_name!r} has the value {value:g} at data row {row + 1}, "
-            f"which the {family.name} family does not accept ({error})"
-        ) from None
-
-
-def _accepted_alone(family: EmissionFamily, value: float) -> bool:
-    """Whether the family accepts ``value`` as a one-step sequence."""
-    try:
-        family.prepare_emissions(np.array([[value]]), np.array([[True]]))
-    except ValueError:
-        return False
-    return True
 
 
 def _class_labels(table: TabularData, family: EmissionFamily, coded: np.ndarray) -> list | None:
@@ -180,7 +154,7 @@ def read_fit_data(
         **csv_target_options(family, num_classes),
     )
     resolved = resolve_family(family, table.emissions, table.mask, num_classes)
-    coded = _coded_targets(table, resolved)
+    coded = coded_targets(table, resolved.name, resolved.num_classes)
     return FitData(table, resolved, coded, _class_labels(table, resolved, coded))
 
 

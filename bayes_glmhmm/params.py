@@ -10,6 +10,7 @@ with the priors of the article: Dirichlet on ``initial_probs`` and on each row o
 ``transition_matrix``, Normal(0, scale) on weights and biases, HalfNormal(scale) on ``scales``.
 Each family has its parameter NamedTuple (:class:`GLMHMMParams` is the Gaussian's); the type of a
 params object says its family (:func:`bayes_glmhmm.emissions.family_of`).
+:class:`Priors` is defined in :mod:`bayes_glmhmm.priors`, which the command line imports without JAX.
 """
 
 from typing import NamedTuple
@@ -18,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+
+from bayes_glmhmm.priors import Priors
 
 __all__ = [
     "BernoulliGLMHMMParams",
@@ -148,47 +151,6 @@ for _params_type in (GLMHMMParams, BernoulliGLMHMMParams, CategoricalGLMHMMParam
 
 
 PARAM_NAMES: tuple[str, ...] = GLMHMMParams._fields[:-1]  # the Gaussian parameter names, in GLMHMMParams order
-
-
-class Priors(NamedTuple):
-    """Hyperparameters of the priors; the defaults are the article's.
-
-    Attributes:
-        initial_concentration: initial_probs ~ Dirichlet(initial_concentration * ones(K)).
-        transition_concentration: each row of transition_matrix ~ Dirichlet(concentration * ones(K)).
-        weight_scale: weights[k, d] ~ Normal(0, weight_scale).
-        bias_scale: biases[k] ~ Normal(0, bias_scale).
-        noise_scale: scales[k] ~ HalfNormal(noise_scale) (Gaussian family only).
-        transition_weight_scale: input-driven transitions only: each free transition weight
-            transition_weights[i, j, m] (j != i) ~ Normal(0, transition_weight_scale); see
-            :mod:`bayes_glmhmm.transitions` (the destination-only form's prior differs).
-        subject_spread_scale: subjects only (a hierarchical model, :mod:`bayes_glmhmm.hierarchy`):
-            the spread of each weight and bias across subjects ~ HalfNormal(subject_spread_scale).
-        subject_transition_concentration: subjects with their own transitions only: row i of
-            subject s's transition matrix ~ Dirichlet(subject_transition_concentration * A[i]),
-            A the population's; its mean is A[i], and each probability's spread about it is
-            sqrt(A[i, j] (1 - A[i, j]) / (concentration + 1)).
-    """
-
-    initial_concentration: float = 1.0
-    transition_concentration: float = 1.0
-    weight_scale: float = 1.0
-    bias_scale: float = 1.0
-    noise_scale: float = 1.0
-    transition_weight_scale: float = 1.0
-    subject_spread_scale: float = 1.0
-    subject_transition_concentration: float = 20.0
-
-    def validate(self) -> "Priors":
-        """Raise ValueError naming the field if any hyperparameter is not a positive finite number."""
-        for name, value in self._asdict().items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"Priors.{name} must be a positive number, got {value!r}") from None
-            if not np.isfinite(number) or number <= 0:
-                raise ValueError(f"Priors.{name} must be a positive finite number, got {value!r}")
-        return self
 
 
 def validate_num_states(num_states) -> int:

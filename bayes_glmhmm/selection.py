@@ -37,6 +37,7 @@ from bayes_glmhmm.convergence import ConvergenceWarning
 from bayes_glmhmm.em import fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.fit import fit_nuts
+from bayes_glmhmm.folds import fold_assignment
 from bayes_glmhmm.inference import hmm_filter
 from bayes_glmhmm.model import batched_log_likelihoods, batched_transitions
 from bayes_glmhmm.params import validate_data
@@ -79,28 +80,7 @@ _EM_SCORE_COLUMNS = tuple(
 
 
 # ---------------------------------------------------------------------------------------------
-# Folds, baselines and the bits-per-trial formula
-
-
-def fold_assignment(num_sequences: int, num_folds: int, seed: int = 0) -> np.ndarray:
-    """Fold of each sequence: a seeded random permutation dealt round-robin into ``num_folds`` folds.
-
-    Fold sizes differ by at most one sequence.
-
-    Raises:
-        ValueError: unless 2 <= num_folds <= num_sequences.
-    """
-    if isinstance(num_folds, bool) or not isinstance(num_folds, (int, np.integer)) or num_folds < 2:
-        raise ValueError(f"num_folds must be an integer >= 2, got {num_folds!r}")
-    if num_folds > num_sequences:
-        raise ValueError(
-            f"num_folds={num_folds} exceeds the number of sequences ({num_sequences}): each fold holds out"
-            " whole sequences"
-        )
-    order = np.random.default_rng(seed).permutation(num_sequences)
-    folds = np.empty(num_sequences, dtype=int)
-    folds[order] = np.arange(num_sequences) % num_folds
-    return folds
+# Baselines and the bits-per-trial formula (the folds are in bayes_glmhmm.folds)
 
 
 def baseline_log_likelihood(family: EmissionFamily, inputs, emissions, train_mask, test_mask) -> np.ndarray:

@@ -745,19 +745,78 @@ def _run_cli(arguments: list[str], cwd, cache: str = "off", script: str = _REPOR
         (["select", "data.csv", "--states", "1-2", "--target", "y", "--inputs", "w"], "--inputs: unknown column 'w'"),
         (["select", "data.csv", "--states", "1-4", "--target", "y", "--inputs", "x"], "--states 4 is larger"),
         (["demo", "--chains", "0"], "--chains must be >= 1, got 0"),
+        # The family's own check of the target values (bayes_glmhmm.emission_support), before JAX.
+        (
+            ["fit", "counts.csv", "--states", "2", "--target", "y", "--inputs", "x", "--family", "poisson"],
+            "--target: column 'y' has the value 1.5 at data row 2, which the poisson family does not accept",
+        ),
+        (
+            ["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--family", "bernoulli"],
+            "--target: column 'y' has the value 2 at data row 1, which the bernoulli family does not accept",
+        ),
+        (
+            ["fit", "data.csv", "--states", "2", "--target", "y", "--inputs", "x", "--family", "categorical"]
+            + ["--num-classes", "3"],
+            "--target: column 'y' has the value 3 at data row 2, which the categorical family does not accept",
+        ),
+        (
+            ["select", "counts.csv", "--states", "1-2", "--target", "y", "--inputs", "x", "--family", "poisson"]
+            + ["--sequence", "id", "--folds", "2"],
+            "--target: column 'y' has the value 1.5 at data row 2, which the poisson family does not accept",
+        ),
+        # --folds against the CSV's sequences, before JAX.
+        (
+            ["select", "counts.csv", "--states", "1-2", "--target", "x", "--inputs", "x", "--sequence", "id"]
+            + ["--folds", "3"],
+            "--folds=3 exceeds the number of sequences (2)",
+        ),
+        (
+            ["select", "data.csv", "--states", "1-2", "--target", "y", "--inputs", "x"],
+            "--folds=5 exceeds the number of sequences (1): each fold holds out whole sequences; give the column",
+        ),
     ],
 )
 def test_bad_calls_fail_before_jax_is_imported(tmp_path, arguments, message):
-    """Options, file and columns are checked with NumPy and the csv module alone: a bad call exits with
-    status 2 and a message naming the flag or file, and JAX and NumPyro were never imported."""
+    """Options, file, columns, the family's target values and --folds are checked with NumPy and the csv
+    module alone: a bad call exits with status 2 and a message naming the flag or file, and JAX and
+    NumPyro were never imported."""
     (tmp_path / "data.csv").write_text("x,y\n1,2\n2,3\n3,4\n")
     (tmp_path / "text.csv").write_text("x,y\n1,2\n2,up\n3,4\n")
     (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "counts.csv").write_text("id,x,y\na,1,0\na,2,1.5\na,3,2\nb,1,1\nb,2,0\nb,3,4\n")
     result = _run_cli(arguments, tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("bayes-glmhmm: error: ") and message in result.stderr
     assert json.loads(result.stdout) == []
     assert not (tmp_path / "fit_results").exists() and not (tmp_path / "selection_results").exists()
+
+
+def test_the_checks_before_jax_import_no_jax():
+    """The modules whose checks the command line runs before JAX (the families' support checks, the
+    priors, the folds) import neither JAX nor NumPyro."""
+    script = (
+        "import json, sys\n"
+        "import bayes_glmhmm.emission_support, bayes_glmhmm.folds, bayes_glmhmm.priors\n"
+        "from bayes_glmhmm import Priors\n"
+        "print(json.dumps(sorted(name for name in sys.modules if name.split('.')[0] in ('jax', 'numpyro'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_prior_options_are_checked_by_priors_itself(tmp_path, capsys, monkeypatch):
+    """The command line runs ``Priors``' own check (no check of its own) and names the flag: a problem
+    that only the patched ``Priors.problems`` reports reaches the user as ``--bias-scale ...``."""
+    from bayes_glmhmm.priors import Priors
+
+    monkeypatch.setattr(Priors, "problems", lambda self: {"bias_scale": "is vetoed by Priors.problems"})
+    path = tmp_path / "data.csv"
+    path.write_text("x,y\n1,2\n2,3\n3,4\n")
+    # --states 5 fails later (in the data check), so a command line that skipped Priors' check fails fast.
+    arguments = ["fit", str(path), "--target", "y", "--inputs", "x", "--states", "5", "--out", str(tmp_path / "o")]
+    assert main(arguments) == 2
+    assert "bayes-glmhmm: error: --bias-scale is vetoed by Priors.problems" in capsys.readouterr().err
 
 
 class _Stream(io.StringIO):

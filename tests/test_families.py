@@ -432,6 +432,26 @@ def test_bad_emissions_name_the_first_offending_step(name, value, num_classes):
     )
 
 
+@pytest.mark.parametrize("name", ["gaussian", *FAMILIES])
+def test_support_check_is_the_jax_free_one(name):
+    """Each family's ``prepare_emissions`` is the function of :mod:`bayes_glmhmm.emission_support` that the
+    command line runs before importing JAX (one check, not a copy), and refuses what the family refuses."""
+    from bayes_glmhmm import emission_support
+
+    num_classes = 3 if name == "categorical" else None
+    family = get_family(name, num_classes)
+    shared = emission_support.support_check(name, num_classes)
+    if name == "categorical":
+        assert family.prepare_emissions.func is shared.func is emission_support.categorical_emissions
+        assert family.prepare_emissions.keywords == shared.keywords == {"num_classes": 3}
+    else:
+        assert family.prepare_emissions is shared is getattr(emission_support, f"{name}_emissions")
+    observed = np.ones((1, 2), bool)
+    if name != "gaussian":
+        with pytest.raises(ValueError, match=r"at \(sequence, step\) \(0, 1\)"):
+            shared(np.array([[1.0, 1.5]]), observed)
+
+
 def test_bernoulli_accepts_booleans_and_plus_minus_one():
     """True/False and an all -1/+1 coding give the 0/1 likelihood (-1 -> 0, +1 -> 1), also with a
     masked step holding another value; -1/+1 differs from a flipped coding (so -1 is not 1)."""

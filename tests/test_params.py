@@ -44,6 +44,30 @@ def test_invalid_prior_names_the_field(field, bad):
         priors.validate()
 
 
+def test_problems_lists_every_bad_field_with_the_message_validate_raises():
+    """``problems`` is the one check: ``validate`` raises its first entry, led by ``Priors.<field>``."""
+    assert Priors().problems() == {}
+    priors = Priors(weight_scale=-1.0, noise_scale="abc", subject_spread_scale=float("nan"))
+    problems = priors.problems()
+    assert problems == {
+        "weight_scale": "must be a positive finite number, got -1.0",
+        "noise_scale": "must be a positive number, got 'abc'",
+        "subject_spread_scale": "must be a positive finite number, got nan",
+    }
+    with pytest.raises(ValueError) as raised:
+        priors.validate()
+    assert str(raised.value) == "Priors.weight_scale must be a positive finite number, got -1.0"
+
+
+def test_priors_is_one_class_importable_without_jax():
+    """``bayes_glmhmm.params.Priors`` is the JAX-free ``bayes_glmhmm.priors.Priors``, not a copy."""
+    import bayes_glmhmm
+    import bayes_glmhmm.params
+    import bayes_glmhmm.priors
+
+    assert bayes_glmhmm.params.Priors is bayes_glmhmm.priors.Priors is bayes_glmhmm.Priors
+
+
 # ---------------------------------------------------------------------------------------------
 # validate_num_states
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ NamedTuple names its family (:func:`family_of`), so functions that take params n
 
 import numpy as np
 
+from bayes_glmhmm.emission_support import infer_num_classes
 from bayes_glmhmm.emissions import bernoulli, categorical, gaussian, poisson
 from bayes_glmhmm.emissions.base import EmissionFamily
 from bayes_glmhmm.emissions.gaussian import gaussian_glm_log_likelihoods, glm_means
@@ -59,11 +60,7 @@ def resolve_family(family, emissions=None, mask=None, num_classes: int | None = 
     C is then 1 + the largest observed label (at least 2).
     """
     if family == "categorical" and num_classes is None and emissions is not None:
-        values = np.asarray(emissions, dtype=float)
-        if mask is not None:
-            values = values[np.asarray(mask, bool)]
-        values = values[np.isfinite(values)]
-        num_classes = max(int(values.max()) + 1, 2) if values.size else 2
+        num_classes = infer_num_classes(emissions, mask)
     return get_family(family, num_classes)
 
 

@@ -1,7 +1,8 @@
 """GLM pieces shared by the emission families.
 
 The linear predictor, the design matrix, weighted least squares, a generalized-EM Newton M-step,
-random starts, relabeling features and support checks.
+random starts and relabeling features (the support checks are in
+:mod:`bayes_glmhmm.emission_support`, importable without JAX).
 """
 
 import functools
@@ -23,7 +24,6 @@ __all__ = [
     "newton_m_step",
     "glm_initialize",
     "glm_state_features",
-    "first_bad_index",
     "glm_family",
 ]
 
@@ -249,11 +249,6 @@ def glm_state_features(samples: dict, num_class_axes: int = 0, extra: tuple = ()
     ]
     parts += [np.asarray(value)[..., None] for value in extra]
     return np.concatenate(parts, axis=-1)
-
-
-def first_bad_index(bad: np.ndarray) -> tuple[int, ...]:
-    """The (sequence, step) index of the first True entry of ``bad``."""
-    return tuple(int(i) for i in np.argwhere(bad)[0])
 
 
 # The pieces a GLM family without extra parameters shares: the family module gives only

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import log_sigmoid, sigmoid
 
-from bayes_glmhmm.emissions._glm import first_bad_index, glm_family
+from bayes_glmhmm.emission_support import bernoulli_emissions
+from bayes_glmhmm.emissions._glm import glm_family
 from bayes_glmhmm.params import BernoulliGLMHMMParams
 
 __all__ = ["FAMILY", "baseline", "step_log_likelihood"]
@@ -32,21 +33,6 @@ def start_bias(emissions, mask):
     """The log-odds of the observed rate of ones (clipped to [0.01, 0.99])."""
     rate = jnp.clip(jnp.sum(emissions * mask) / jnp.sum(mask), 0.01, 0.99)
     return jnp.log(rate / (1 - rate))
-
-
-def prepare_emissions(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """0/1 (or booleans, or all -1/+1) emissions as floats 0/1; ValueError naming the first bad index."""
-    observed = emissions[mask]
-    if observed.size and np.all(np.isin(observed, (-1.0, 1.0))) and np.any(observed == -1.0):
-        return np.where(mask & (emissions == -1.0), 0.0, emissions)
-    bad = mask & ~np.isin(emissions, (0.0, 1.0))
-    if bad.any():
-        index = first_bad_index(bad)
-        raise ValueError(
-            f"emissions for the bernoulli family must be 0/1 (or booleans, or all -1/+1), got "
-            f"{emissions[index]!r} at (sequence, step) {index}; mask it out if it is a missing value"
-        )
-    return emissions
 
 
 def baseline(train_inputs, train_emissions, test_inputs, test_emissions) -> np.ndarray:
@@ -71,7 +57,7 @@ FAMILY = glm_family(
     start_bias=start_bias,
     mean_label="p(y = 1 | x, z = k)",
     mean_is_probability=True,
-    prepare_emissions=prepare_emissions,
+    prepare_emissions=bernoulli_emissions,
     baseline=baseline,
     baseline_name="a constant rate of ones (the training frequency)",
 )

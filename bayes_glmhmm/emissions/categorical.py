@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import log_softmax
 
-from bayes_glmhmm.emissions._glm import first_bad_index, glm_family
+from bayes_glmhmm.emission_support import categorical_emissions
+from bayes_glmhmm.emissions._glm import glm_family
 from bayes_glmhmm.emissions.base import EmissionFamily
 from bayes_glmhmm.params import CategoricalGLMHMMParams
 
@@ -51,18 +52,6 @@ def start_bias(emissions, mask, *, num_classes: int):
     return jnp.log(frequencies[1:] / frequencies[0])
 
 
-def prepare_emissions(emissions: np.ndarray, mask: np.ndarray, *, num_classes: int) -> np.ndarray:
-    """Integer labels 0..C-1; ValueError naming the first bad index."""
-    bad = mask & ((emissions < 0) | (emissions > num_classes - 1) | (emissions != np.round(emissions)))
-    if bad.any():
-        index = first_bad_index(bad)
-        raise ValueError(
-            f"emissions for the categorical family with {num_classes} classes must be integer labels "
-            f"0..{num_classes - 1}, got {emissions[index]!r} at (sequence, step) {index}"
-        )
-    return emissions
-
-
 def baseline(train_inputs, train_emissions, test_inputs, test_emissions, *, num_classes: int) -> np.ndarray:
     """Log p(y) of each test step under the training class frequencies.
 
@@ -95,7 +84,7 @@ def family(num_classes: int) -> EmissionFamily:
         start_bias=functools.partial(start_bias, num_classes=num_classes),
         mean_label="p(y = {c} | x, z = k)",
         mean_is_probability=True,
-        prepare_emissions=functools.partial(prepare_emissions, num_classes=num_classes),
+        prepare_emissions=functools.partial(categorical_emissions, num_classes=num_classes),
         baseline=functools.partial(baseline, num_classes=num_classes),
         baseline_name="the class frequencies of the training steps",
         num_classes=num_classes,

@@ -13,6 +13,7 @@ import numpyro.distributions as dist
 from jax.scipy.stats import norm
 from jaxtyping import Array, Float
 
+from bayes_glmhmm.emission_support import gaussian_emissions
 from bayes_glmhmm.emissions._glm import (
     design_matrix,
     glm_state_features,
@@ -136,12 +137,6 @@ def initialize(key, inputs, emissions, mask, num_states: int) -> dict:
     }
 
 
-def prepare_emissions(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Any finite real value is a valid Gaussian observation."""
-    del mask
-    return emissions
-
-
 def relabel_features(samples: dict) -> np.ndarray:
     """Weights, bias and log noise scale of each state, (..., K, D + 2)."""
     return glm_state_features(samples, extra=(np.log(np.asarray(samples["scales"])),))
@@ -174,7 +169,7 @@ FAMILY = EmissionFamily(
     extra_supports=(("scales", "positive"),),
     m_step=m_step,
     initialize=initialize,
-    prepare_emissions=prepare_emissions,
+    prepare_emissions=gaussian_emissions,
     relabel_features=relabel_features,
     extra_dims=(("scales", ("state",)),),
     standardizes_emissions=True,

@@ -11,7 +11,8 @@ import numpy as np
 import scipy.special
 from jax.scipy.special import gammaln
 
-from bayes_glmhmm.emissions._glm import first_bad_index, glm_family
+from bayes_glmhmm.emission_support import poisson_emissions
+from bayes_glmhmm.emissions._glm import glm_family
 from bayes_glmhmm.params import PoissonGLMHMMParams
 
 __all__ = ["FAMILY", "baseline", "step_log_likelihood"]
@@ -30,18 +31,6 @@ def draw(key, eta):
 def start_bias(emissions, mask):
     """The log of the observed mean count (at least 0.01)."""
     return jnp.log(jnp.maximum(jnp.sum(emissions * mask) / jnp.sum(mask), 0.01))
-
-
-def prepare_emissions(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Non-negative integer counts; ValueError naming the first bad index."""
-    bad = mask & ((emissions < 0) | (emissions != np.round(emissions)))
-    if bad.any():
-        index = first_bad_index(bad)
-        raise ValueError(
-            f"emissions for the poisson family must be non-negative integer counts, got {emissions[index]!r} "
-            f"at (sequence, step) {index}"
-        )
-    return emissions
 
 
 def baseline(train_inputs, train_emissions, test_inputs, test_emissions) -> np.ndarray:
@@ -65,7 +54,7 @@ FAMILY = glm_family(
     start_bias=start_bias,
     mean_label="rate E[y | x, z = k]",
     mean_is_probability=False,
-    prepare_emissions=prepare_emissions,
+    prepare_emissions=poisson_emissions,
     baseline=baseline,
     baseline_name="a constant rate (the training mean count)",
 )
