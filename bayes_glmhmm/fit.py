@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayes_glmhmm._compile import jit_one_off
-from bayes_glmhmm.convergence import ConvergenceThresholds, warn_if_not_converged
+from bayes_glmhmm.convergence import ConvergenceThresholds, sampler_diagnostics, warn_if_not_converged
 from bayes_glmhmm.em import distinct_optima, fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.hierarchy import (
@@ -497,6 +497,59 @@ def _tempering_record(draws) -> dict | None:
     }
 
 
+def _draws_to_add(diagnostics: dict, thresholds: ConvergenceThresholds, num_samples: int, max_samples: int) -> int:
+    """How many more draws per chain a fit that samples until converged takes next (0: stop).
+
+    Converged on R-hat and ESS (or ``max_samples`` reached): 0. Otherwise ESS is taken to grow in
+    proportion to the draws, so the draws made are scaled by the largest shortfall (required /
+    achieved ESS, bulk or tail) with 10% to spare; at least ``num_samples // 2`` more (R-hat alone
+    failing, or an ESS that could not be computed), at most up to ``max_samples``.
+
+    Args:
+        diagnostics: :func:`~bayes_glmhmm.convergence.sampler_diagnostics` of the draws so far
+            (``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``num_draws``).
+        thresholds: the fit's thresholds.
+        num_samples: the fit's ``num_samples`` (the draws of the first round).
+        max_samples: the most draws per chain in all.
+    """
+    num_draws = int(diagnostics["num_draws"])
+    rhat = diagnostics["max_rhat"]
+    shortfall = 1.0
+    for kind in ("bulk", "tail"):
+        required, achieved = getattr(thresholds, f"min_ess_{kind}"), diagnostics[f"min_ess_{kind}"]
+        if required > 0:
+            shortfall = max(shortfall, required / achieved if np.isfinite(achieved) and achieved > 0 else 2.0)
+    rhat_fails = bool(np.isfinite(rhat) and rhat > thresholds.max_rhat)
+    if shortfall <= 1.0 and not rhat_fails:
+        return 0
+    wanted = int(np.ceil(num_draws * (1.1 * shortfall - 1.0))) if shortfall > 1.0 else 0
+    return max(0, min(max(wanted, num_samples // 2, 1), max_samples - num_draws))
+
+
+def _more_draws_until_converged(relabel, thresholds, num_samples: int, max_samples: int, rounds: list):
+    """The ``more_draws`` of :func:`~bayes_glmhmm.sampler.run_nuts` for ``fit_nuts(max_samples=)``.
+
+    After each round it judges the relabeled draws (R-hat and ESS, :func:`_draws_to_add`) and
+    appends the round's figures to ``rounds``; a stuck chain stops it.
+    """
+
+    def more_draws(draws) -> int:
+        lp = -draws.potential_energy
+        stuck = detect_stuck_chains(lp)[0] if lp.shape[0] > 1 else []
+        diagnostics = sampler_diagnostics(relabel(draws))
+        rounds.append(
+            {
+                "num_samples": int(diagnostics["num_draws"]),
+                "max_rhat": round(diagnostics["max_rhat"], 4),
+                "min_ess_bulk": round(diagnostics["min_ess_bulk"], 1),
+                "min_ess_tail": round(diagnostics["min_ess_tail"], 1),
+            }
+        )
+        return 0 if stuck else _draws_to_add(diagnostics, thresholds, num_samples, max_samples)
+
+    return more_draws
+
+
 def _warn_if_not_converged(posterior: Posterior) -> None:
     """The fit's verdict: one :class:`~bayes_glmhmm.convergence.ConvergenceWarning` listing every problem."""
     warn_if_not_converged(posterior.diagnostics()["problems"], stacklevel=3)
@@ -536,6 +589,7 @@ def fit_nuts(
     subject_parametrization: str = "noncentred",
     subject_transitions: bool = False,
     tempering=None,
+    max_samples: int | None = None,
 ) -> Posterior:
     """Sample the posterior of a K-state GLM-HMM with NUTS, states marginalized.
 
@@ -635,6 +689,15 @@ def fit_nuts(
             modes. ``posterior.settings["tempering"]`` records the ladder, the exchange acceptance
             between adjacent rungs (near 0 for a pair: the ladder has a gap there; add rungs) and
             the leapfrog steps of all rungs.
+        max_samples: sample until converged: after ``num_samples`` draws per chain, while R-hat or
+            the bulk or tail ESS fail the ``convergence`` thresholds, the chains go on (from where
+            they stopped, no new compilation) by the draws the ESS shortfall asks for (at least
+            ``num_samples // 2``), up to ``max_samples`` draws per chain in all. It stops early when a
+            chain is stuck (more draws do not free it). Slowly mixing chains whose modes connect
+            (R-hat a little over 1.01, ESS short) then reach the thresholds; chains in modes that do
+            not connect need ``tempering``. ``settings["sampling_rounds"]`` records the draws per
+            chain, R-hat and ESS after each round, and ``settings["num_samples"]`` the draws made.
+            None (default): ``num_samples`` draws.
 
     Returns:
         A :class:`~bayes_glmhmm.posterior.Posterior`.
@@ -657,6 +720,7 @@ def fit_nuts(
             "num_warmup": (num_warmup, 0),
             "num_samples": (num_samples, 1),
             "sequence_devices": (sequence_devices, 1),
+            "max_samples": (num_samples if max_samples is None else max_samples, num_samples),
         },
         convergence,
     )
@@ -710,6 +774,16 @@ def fit_nuts(
             subject_transitions=bool(subject_transitions),
         )
     wall = {} if em_result is None else {"em": em_result.wall_seconds}
+    subject_names = () if subject_groups is None else subject_param_names(bool(subject_transitions))
+    rounds = []
+    more_draws = None
+    if max_samples is not None and max_samples > num_samples:
+
+        def relabel(draws):
+            lp = -draws.potential_energy
+            return _relabeled(draws.samples, family, em_result, lp, transitions, subject_names).samples
+
+        more_draws = _more_draws_until_converged(relabel, thresholds, num_samples, max_samples, rounds)
 
     nuts_start = time.perf_counter()
     draws = run_nuts(
@@ -728,13 +802,13 @@ def fit_nuts(
         precondition=precondition,
         progress_bar=progress_bar,
         temperatures=ladder,
+        more_draws=more_draws,
     )
     wall["nuts"] = time.perf_counter() - nuts_start
     sample_stats = _sample_stats(draws)
     stuck, threshold = detect_stuck_chains(sample_stats["lp"]) if num_chains > 1 else ([], float("nan"))
 
     relabel_start = time.perf_counter()
-    subject_names = () if subject_groups is None else subject_param_names(bool(subject_transitions))
     relabeled = _relabeled(draws.samples, family, em_result, sample_stats["lp"], transitions, subject_names)
     wall["relabel"] = time.perf_counter() - relabel_start
     final_samples = relabeled.samples
@@ -767,7 +841,9 @@ def fit_nuts(
             num_classes=family.num_classes,
             num_chains=num_chains,
             num_warmup=num_warmup,
-            num_samples=num_samples,
+            num_samples=int(draws.potential_energy.shape[1]),
+            max_samples=max_samples,
+            sampling_rounds=rounds,
             seed=seed,
             chain_method=method,
             sequence_devices=sequence_devices,

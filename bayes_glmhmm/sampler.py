@@ -491,6 +491,7 @@ def run_nuts(
     precondition: bool = True,
     progress_bar: bool = False,
     temperatures=None,
+    more_draws: Callable[[NutsDraws], int] | None = None,
 ) -> NutsDraws:
     """Run NUTS chains on a NumPyro model (e.g. :func:`~bayes_glmhmm.model.glmhmm_model`), return the kept draws.
 
@@ -523,6 +524,11 @@ def run_nuts(
             ``likelihood_temperature``), exchanging states with adjacent rungs after every step;
             only the beta = 1 rungs' draws are returned. With ``"parallel"`` each ladder gets a
             device group. None: plain NUTS.
+        more_draws: sample on after ``num_samples`` draws: called with the draws so far, it
+            returns how many more draws per chain to take (0 or less: stop), and is called again
+            after those. The chains go on from where they stopped (adaptation ended with the
+            warmup), in chunks of the compiled length: no program is compiled again. None: stop
+            after ``num_samples``.
 
     Returns:
         A :class:`NutsDraws`, all chains' draws on every process.
@@ -586,45 +592,77 @@ def run_nuts(
     chunks = []
     done = 0
     with tqdm(total=total, disable=not progress_bar, desc="NUTS") as bar:
-        while done < total:
-            num_valid = min(settings.chunk_length, total - done)
-            if num_rungs == 1:
-                states, outputs = advance(states, jnp.int32(num_valid), sharded_kwargs)
-            else:
-                states, outputs = advance(
-                    states, *ladder_arguments, jnp.int32(done), jnp.int32(num_valid), sharded_kwargs
-                )
-            # On the host, so that slicing and joining compile no programs of their own.
-            chunks.append((done, num_valid, _on_host(outputs, gather)))
-            done += num_valid
-            bar.update(num_valid)
-    return _collected_draws(chunks, num_warmup, ladder, constrain, model_kwargs, num_chain_devices, sequence_devices)
+        while True:
+            while done < total:
+                num_valid = min(settings.chunk_length, total - done)
+                if num_rungs == 1:
+                    states, outputs = advance(states, jnp.int32(num_valid), sharded_kwargs)
+                else:
+                    states, outputs = advance(
+                        states, *ladder_arguments, jnp.int32(done), jnp.int32(num_valid), sharded_kwargs
+                    )
+                # On the host, so that slicing and joining compile no programs of their own.
+                chunks.append(_kept_chunk(done, num_valid, num_warmup, _on_host(outputs, gather)))
+                done += num_valid
+                bar.update(num_valid)
+            draws = _collected_draws(chunks, ladder, constrain, model_kwargs, num_chain_devices, sequence_devices)
+            extra = 0 if more_draws is None else int(more_draws(draws))
+            if extra <= 0:
+                return draws
+            total += extra
+            bar.total = total
+            bar.refresh()
 
 
-def _collected_draws(chunks, num_warmup, ladder, constrain, model_kwargs, num_chain_devices, sequence_devices):
-    """The chunks' outputs joined into :class:`NutsDraws`: kept draws of the beta = 1 rungs, warmup counted apart."""
+class _Chunk(NamedTuple):
+    """One chunk's outputs on the host, as :func:`_collected_draws` needs them."""
+
+    outputs: tuple  # (z, potential, transition stats[, swaps]), each (chain, chunk step, ...), all rungs
+    keep: slice  # the kept steps: after the warmup, before the chunk's idle tail
+    constrained: dict | None  # the beta = 1 rungs' kept draws, constrained (filled in once)
+
+
+def _kept_chunk(done: int, num_valid: int, num_warmup: int, outputs) -> _Chunk:
+    return _Chunk(outputs=outputs, keep=slice(max(0, num_warmup - done), num_valid), constrained=None)
+
+
+def _constrained_chunk(chunk: _Chunk, cold: slice, constrain, model_kwargs) -> dict:
+    """The chunk's kept beta = 1 draws in the constrained space.
+
+    All the chunk's steps are constrained, so that every chunk has the compiled shape and one
+    program serves them all, also the chunks of :func:`run_nuts`'s ``more_draws``.
+    """
+    z = jax.tree.map(lambda value: value[cold], chunk.outputs[0])
+    return {name: np.asarray(value)[:, chunk.keep] for name, value in constrain(z, model_kwargs).items()}
+
+
+def _collected_draws(chunks, ladder, constrain, model_kwargs, num_chain_devices, sequence_devices):
+    """The chunks' outputs joined into :class:`NutsDraws`: kept draws of the beta = 1 rungs, warmup counted apart.
+
+    Each chunk is constrained once (:func:`_constrained_chunk`); the result is kept in ``chunks``.
+    """
     num_rungs = len(ladder)
-    warmup, kept = [], []
-    for done, num_valid, outputs in chunks:
-        keep = slice(max(0, num_warmup - done), num_valid)  # drop warmup and the chunk's idle tail
-        warmup.append(outputs[2][2][:, : keep.start])
-        kept.append(jax.tree.map(lambda value, keep=keep: value[:, keep], outputs))
-    z, potential, (diverging, energy, num_steps, step_size), *swaps = jax.tree.map(
+    cold = slice(None, None, num_rungs)  # rung 0 of every ladder, beta = 1
+    for index, chunk in enumerate(chunks):
+        if chunk.constrained is None and chunk.keep.start < chunk.keep.stop:
+            chunks[index] = chunk._replace(constrained=_constrained_chunk(chunk, cold, constrain, model_kwargs))
+    warmup_steps = np.sum([chunk.outputs[2][2][:, : chunk.keep.start].sum(axis=1) for chunk in chunks], axis=0)
+    kept = [jax.tree.map(lambda value, keep=chunk.keep: value[:, keep], chunk.outputs) for chunk in chunks]
+    _, potential, (diverging, energy, num_steps, step_size), *swaps = jax.tree.map(
         lambda *parts: np.concatenate(parts, axis=1), *kept
     )
-    warmup_steps = np.concatenate(warmup, axis=1).sum(axis=1)
     ladder_num_steps = (warmup_steps + num_steps.sum(axis=1)).reshape(-1, num_rungs).sum(axis=1)
-    cold = slice(None, None, num_rungs)  # rung 0 of every ladder, beta = 1
-    z, potential, diverging, energy, num_steps, step_size = jax.tree.map(
-        lambda value: value[cold], (z, potential, diverging, energy, num_steps, step_size)
+    potential, diverging, energy, num_steps, step_size = jax.tree.map(
+        lambda value: value[cold], (potential, diverging, energy, num_steps, step_size)
     )
     swap_acceptance = None
     if swaps:
         proposed, accepted = swaps[0]
         swap_acceptance = accepted.sum(axis=1) / np.maximum(proposed.sum(axis=1), 1)
-    samples = constrain(z, model_kwargs)
+    constrained = [chunk.constrained for chunk in chunks if chunk.constrained is not None]
+    samples = jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *constrained)
     return NutsDraws(
-        samples={name: np.asarray(value) for name, value in samples.items()},
+        samples=samples,
         diverging=diverging.astype(bool),
         energy=energy,
         num_steps=num_steps,

@@ -426,6 +426,35 @@ def test_one_chunk_and_many_chunks_give_identical_draws(monkeypatch):
     np.testing.assert_array_equal(chunked.step_size, whole.step_size)
 
 
+@pytest.mark.parametrize("temperatures", [None, (1.0, 0.5)], ids=["plain", "tempered"])
+def test_more_draws_continue_the_chains_as_one_longer_run(temperatures):
+    """Sampling on (``more_draws``) continues every chain where it stopped: 7 draws and then 6 more
+    are bitwise the 13 draws of one run (also the tempered ladders' exchanges, whose even-odd
+    parity follows the step count), the callback sees the draws so far, and the extension compiles
+    no program (the chunks keep their compiled length)."""
+    model_kwargs = _data(jax.random.PRNGKey(8))
+    z = jax.tree.map(lambda v: jnp.stack([v, v + 0.05]), _unconstrained(model_kwargs, article_params()))
+    settings = dict(num_warmup=30, temperatures=temperatures, chain_method="vectorized")
+    seen, programs = [], []
+
+    def more_draws(draws):
+        seen.append(draws.samples["scales"].shape[1])
+        programs.append(compiled_programs())
+        return 6 if len(seen) == 1 else 0
+
+    run = functools.partial(run_nuts, jax.random.PRNGKey(2), z, glmhmm_model, model_kwargs, {"num_states": 3})
+    extended = run(num_samples=7, more_draws=more_draws, **settings)
+    whole = run(num_samples=13, **settings)
+    assert seen == [7, 13] and programs[0] == programs[1]
+    for name in whole.samples:
+        np.testing.assert_array_equal(extended.samples[name], whole.samples[name], err_msg=name)
+    for field in ("potential_energy", "num_steps", "step_size", "warmup_num_steps"):
+        np.testing.assert_array_equal(getattr(extended, field), getattr(whole, field), err_msg=field)
+    if temperatures is not None:
+        np.testing.assert_array_equal(extended.swap_acceptance, whole.swap_acceptance)
+        np.testing.assert_array_equal(extended.ladder_num_steps, whole.ladder_num_steps)
+
+
 def test_curvature_start_floors_nearly_flat_directions():
     """A positive definite but nearly flat direction (curvature 1e-6) starts at variance 1 (the
     identity's), not 1e6."""
