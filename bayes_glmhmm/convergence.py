@@ -2,7 +2,9 @@
 
 A fit's draws are trusted as they are only when every check passes: rank-normalized split R-hat
 and bulk / tail effective sample sizes (Vehtari et al. 2021), no divergent transitions, no
-transition cut short by the maximum tree depth, and no chain stuck in an inferior mode.
+transition cut short by the maximum tree depth, no chain stuck in an inferior mode, and (across
+subjects) no subject whose states two chains label the other way round
+(:func:`bayes_glmhmm.subject_swaps.subject_label_swaps`).
 
 * :func:`sampler_diagnostics`: the numbers, from the draws and the sampler's statistics;
 * :class:`ConvergenceThresholds`: where each check draws the line (settable per fit);
@@ -19,6 +21,8 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+
+from bayes_glmhmm.subject_swaps import subject_label_swaps
 
 __all__ = [
     "ConvergenceThresholds",
@@ -134,6 +138,7 @@ def sampler_diagnostics(
     stuck_chains=(),
     stuck_threshold: float = float("nan"),
     dropped_stuck_chains=(),
+    subject_names=None,
 ) -> dict:
     """The numbers every convergence check needs, from the draws and the sampler's statistics.
 
@@ -149,14 +154,18 @@ def sampler_diagnostics(
         stuck_chains: chains flagged as stuck (see :func:`bayes_glmhmm.posterior.detect_stuck_chains`).
         stuck_threshold: the threshold (nats below the best chain's median log density) used for that.
         dropped_stuck_chains: stuck chains that were removed from ``samples``.
+        subject_names: the S subject ids of a hierarchical posterior (``samples`` with
+            ``subject_weights`` and ``subject_biases``), to name swapped subjects; their indices
+            (as text) when not given.
 
     Returns:
         A dict: ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (NaN when not computable),
         ``divergences``, ``tree_depth_saturated`` (transitions whose tree reached
         ``max_tree_depth``; 0 when unknown), ``max_tree_depth``, ``num_chains``, ``num_draws``,
         ``stuck_chains``, ``stuck_threshold``, ``stuck_gaps`` (nats by which each stuck chain's
-        median log density lies below the best chain's; empty when the log density is not given)
-        and ``dropped_stuck_chains``.
+        median log density lies below the best chain's; empty when the log density is not given),
+        ``dropped_stuck_chains`` and ``subject_label_swaps`` (see :func:`_label_swaps`; empty
+        without subjects or with one chain).
     """
     import arviz as az
 
@@ -192,7 +201,36 @@ def sampler_diagnostics(
         "stuck_threshold": float(stuck_threshold),
         "stuck_gaps": gaps,
         "dropped_stuck_chains": [int(c) for c in dropped_stuck_chains],
+        "subject_label_swaps": _label_swaps(samples, sample_stats, subject_names),
     }
+
+
+def _label_swaps(samples: dict, sample_stats: dict, subject_names) -> list[dict]:
+    """The within-subject label swaps of a hierarchical posterior, as JSON-ready dicts.
+
+    Each chain is compared with the chain of the best median log density (``sample_stats["lp"]``;
+    chain 0 without it), see :func:`~bayes_glmhmm.subject_swaps.subject_label_swaps`. A dict per
+    swap: ``subject`` (its id), ``subject_index``, ``chain``, ``reference_chain``,
+    ``permutation`` (``chain``'s state ``permutation[k]`` is ``reference_chain``'s state k),
+    ``identity_distance`` and ``matched_distance`` (posterior sds).
+    """
+    if "subject_weights" not in samples or "subject_biases" not in samples:
+        return []
+    reference = 0
+    if "lp" in sample_stats:
+        reference = int(np.argmax(np.median(np.asarray(sample_stats["lp"], dtype=float), axis=1)))
+    swaps = subject_label_swaps(
+        np.asarray(samples["subject_weights"]), np.asarray(samples["subject_biases"]), reference_chain=reference
+    )
+    return [
+        swap._asdict()
+        | {
+            "subject": str(swap.subject if subject_names is None else subject_names[swap.subject]),
+            "subject_index": swap.subject,
+            "permutation": list(swap.permutation),
+        }
+        for swap in swaps
+    ]
 
 
 def _ess_problem(kind: str, value, minimum: float, num_chains: int, num_draws: int, purpose: str) -> str | None:
@@ -224,8 +262,9 @@ def convergence_problems(diagnostics: dict, thresholds: ConvergenceThresholds | 
     Returns:
         Sentences in a fixed order: R-hat, bulk ESS, tail ESS, divergences, tree depth, stuck
         chains, gaps in a tempering ladder (``swap_acceptance``, the exchange acceptance of each
-        adjacent pair of rungs, when the fit was tempered). A NaN R-hat (one chain) is no problem;
-        a NaN ESS is one (unless its threshold is 0).
+        adjacent pair of rungs, when the fit was tempered), subjects whose states chains label the
+        other way round (``subject_label_swaps``), dropped stuck chains. A NaN R-hat (one chain)
+        is no problem; a NaN ESS is one (unless its threshold is 0).
     """
     thresholds = ConvergenceThresholds() if thresholds is None else thresholds
     num_chains = int(diagnostics.get("num_chains", 0))
@@ -274,6 +313,7 @@ def convergence_problems(diagnostics: dict, thresholds: ConvergenceThresholds | 
             "modes (fit_nuts(..., tempering=4))"
         )
     problems += _ladder_gaps(diagnostics.get("swap_acceptance"), num_draws)
+    problems += _swapped_subjects(diagnostics.get("subject_label_swaps"))
     dropped = list(diagnostics.get("dropped_stuck_chains", []))
     if dropped:
         problems.append(
@@ -301,6 +341,27 @@ def _ladder_gaps(swap_acceptance, num_draws: int) -> list[str]:
         f"the tempering ladder has gaps: states rarely move between rungs {listed} (exchange acceptance, fewer "
         f"than {MIN_LADDER_CROSSINGS} expected crossings in {num_draws} draws), so modes found by the hot rungs "
         "may not reach the posterior's; use more temperatures (tempering=L with a larger L) or run longer"
+    ]
+
+
+def _swapped_subjects(swaps) -> list[str]:
+    """The problem of subjects whose states chains label the other way round (none without such swaps)."""
+    if not swaps:
+        return []
+    described = []
+    for swap in swaps:
+        moved = [k for k, state in enumerate(swap["permutation"]) if state != k]
+        theirs = ", ".join(str(swap["permutation"][k]) for k in moved)
+        ours = ", ".join(str(k) for k in moved)
+        described.append(
+            f"subject {swap['subject']!r} (chain {swap['chain']}'s states {theirs} are chain "
+            f"{swap['reference_chain']}'s {ours})"
+        )
+    return [
+        f"the chains disagree on which of a subject's states is which: {'; '.join(described)}; that is a "
+        "different mode of the subject's parameters, not a symmetry, and relabeling (which permutes whole draws "
+        "by the population parameters) cannot fix it; run longer chains, drop the disagreeing chains "
+        "(Posterior.drop_chains), or start the chains from a common point"
     ]
 
 

@@ -554,7 +554,7 @@ class Posterior:
         return to_inference_data(self, key=key, include_states=include_states, prior_draws=prior_draws)
 
     def diagnostics(self, thresholds: ConvergenceThresholds | None = None) -> dict:
-        """Convergence summary and verdict: R-hat, ESS, divergences, tree depth, stuck chains, timings.
+        """Convergence summary and verdict: R-hat, ESS, divergences, tree depth, stuck chains, subject swaps, timings.
 
         Args:
             thresholds: the :class:`~bayes_glmhmm.convergence.ConvergenceThresholds` of the verdict;
@@ -565,7 +565,9 @@ class Posterior:
             A dict: ``max_rhat`` (NaN with one chain), ``min_ess_bulk``, ``min_ess_tail``,
             ``divergences``, ``tree_depth_saturated`` (transitions that reached
             ``max_tree_depth``), ``max_tree_depth``, ``stuck_chains``, ``stuck_threshold``,
-            ``stuck_gaps``, ``dropped_stuck_chains`` (see
+            ``stuck_gaps``, ``dropped_stuck_chains``, ``subject_label_swaps`` (a hierarchical
+            posterior's subjects whose states a chain labels the other way round from the
+            reference chain, named by their ids; see
             :func:`~bayes_glmhmm.convergence.sampler_diagnostics`), ``num_chains``, ``num_draws``,
             ``wall_seconds``, ``swap_acceptance`` (a tempered fit only: exchange acceptance per
             adjacent pair of rungs), and the verdict: ``converged`` (bool), ``problems`` (plain sentences,
@@ -580,6 +582,7 @@ class Posterior:
             stuck_chains=self.stuck_chains,
             stuck_threshold=self.stuck_threshold,
             dropped_stuck_chains=self.settings.get("dropped_stuck_chains", []),
+            subject_names=None if self.subjects is None else self.subjects.names,
         )
         tempering = self.settings.get("tempering")
         if tempering:

@@ -22,7 +22,9 @@ from bayes_glmhmm.convergence import (
     warn_if_not_converged,
 )
 from bayes_glmhmm.convert import posterior_from_inference_data, write_netcdf_atomic
+from bayes_glmhmm.hierarchy import Subjects
 from bayes_glmhmm.mcmc import PARAM_NAMES
+from bayes_glmhmm.subject_swaps import SubjectLabelSwap, subject_label_swaps
 
 #: A posterior that passes every check, as the numbers of sampler_diagnostics.
 HEALTHY = {
@@ -321,6 +323,121 @@ def test_a_dropped_stuck_chain_stays_in_the_verdict(rng):
     ]
     both = posterior.drop_chains(posterior.stuck_chains)
     assert both.stuck_chains == [] and not both.diagnostics()["converged"]
+
+
+# --- within-subject label swaps ------------------------------------------------------------------
+
+#: Three subjects' state means, (S, K, D + 1): weights (D = 2) then bias; states 4 to 8 posterior sds apart
+#: (sd 0.25), except subject 2, whose two states overlap (0.1 sd apart in each coefficient).
+SUBJECT_STATE_MEANS = np.array(
+    [
+        [[1.0, -1.0, 0.0], [-1.0, 0.5, 1.0]],
+        [[0.5, 0.5, -1.0], [2.0, -0.5, 0.0]],
+        [[0.3, 0.3, 0.3], [0.325, 0.325, 0.325]],
+    ]
+)
+
+
+def _subject_draws(rng, num_chains=4, num_draws=400, sd=0.25, chain_offsets=0.0):
+    """(subject_weights, subject_biases): independent Normal draws around SUBJECT_STATE_MEANS, every chain
+    in the same labeling; ``chain_offsets`` (posterior sds) moves each chain's means by its own random offset."""
+    offsets = chain_offsets * rng.standard_normal((num_chains, 1, *SUBJECT_STATE_MEANS.shape))
+    means = SUBJECT_STATE_MEANS + sd * offsets
+    draws = means + sd * rng.standard_normal((num_chains, num_draws, *SUBJECT_STATE_MEANS.shape))
+    return draws[..., :2], draws[..., 2]
+
+
+def test_a_swap_inside_one_subject_of_one_chain_is_found(rng):
+    """Chain 2 holds subject 1's two states the other way round (relabeling by the population cannot see
+    it): that subject and that chain, and nothing else, with the identity many sds off and the swap not."""
+    weights, biases = _subject_draws(rng)
+    assert subject_label_swaps(weights, biases) == []
+    weights[2, :, 1] = weights[2, :, 1, ::-1]
+    biases[2, :, 1] = biases[2, :, 1, ::-1]
+    swaps = subject_label_swaps(weights, biases)
+    assert [swap[:4] for swap in swaps] == [(1, 2, 0, (1, 0))]
+    assert swaps[0].identity_distance > 10 and swaps[0].matched_distance < 1
+    # Against chain 2 as the reference, the other three chains are the ones the other way round.
+    assert [swap[:4] for swap in subject_label_swaps(weights, biases, reference_chain=2)] == [
+        (1, 0, 2, (1, 0)),
+        (1, 1, 2, (1, 0)),
+        (1, 3, 2, (1, 0)),
+    ]
+    # One chain: nothing to compare.
+    assert subject_label_swaps(weights[2:3], biases[2:3]) == []
+
+
+def test_a_three_state_cycle_is_found_and_named_by_its_permutation(rng):
+    """K = 3, weights with an extra axis (as the categorical family's): chain 1's states (1, 2, 0) are the
+    reference's (0, 1, 2)."""
+    state_means = np.array([[-2.0, 0.0, 1.0], [0.0, 2.0, -1.0], [2.0, -2.0, 0.0]])  # (K, E), sd 0.3
+    draws = state_means + 0.3 * rng.standard_normal((2, 300, 2, 3, 3))  # (chain, draw, S, K, E)
+    draws[1, :, 0] = draws[1, :, 0][:, [2, 0, 1]]
+    swaps = subject_label_swaps(draws[..., None, :2], draws[..., 2])
+    assert swaps == [SubjectLabelSwap(0, 1, 0, (1, 2, 0), swaps[0].identity_distance, swaps[0].matched_distance)]
+
+
+@pytest.mark.parametrize("case", ["overlapping states swapped", "noisy chains", "shifted chain"])
+def test_agreeing_or_unidentified_subjects_are_not_called_swapped(rng, case):
+    """No report where a swap is not the explanation. Subject 2's overlapping states (0.1 sd apart) swapped in
+    one chain of 4,000 draws each: the swap matches better than the identity, but both are a fraction of a
+    posterior sd (the subject's states are not identified, and its chains agree). Chains whose means wander
+    by 0.5 sd each (short, poorly mixed chains). One chain 3 sds off in every coefficient: a different mode
+    that no relabeling explains, R-hat's business, not this check's."""
+    if case == "overlapping states swapped":
+        weights, biases = _subject_draws(rng, num_draws=4000)  # so long that a relabeling would fit better
+        weights[1, :, 2] = weights[1, :, 2, ::-1]
+        biases[1, :, 2] = biases[1, :, 2, ::-1]
+    elif case == "noisy chains":
+        weights, biases = _subject_draws(rng, num_draws=50, chain_offsets=0.5)
+    else:
+        weights, biases = _subject_draws(rng)
+        weights[3] += 3 * 0.25
+        biases[3] += 3 * 0.25
+    assert subject_label_swaps(weights, biases) == []
+
+
+def test_a_swapped_subject_is_one_named_sentence_of_the_verdict(rng, tmp_path):
+    """Posterior.diagnostics names the subject by its id, the chains and the states, says what to do, and
+    fails the verdict; dropping the disagreeing chain passes it; the netCDF round trip keeps the verdict."""
+    posterior = _random_posterior(rng, {}, {})
+    weights, biases = _subject_draws(rng, num_draws=1000)
+    weights[3, :, 1] = weights[3, :, 1, ::-1]
+    biases[3, :, 1] = biases[3, :, 1, ::-1]
+    posterior.sample_stats["lp"][0] += 1.0  # chain 0 has the best median log density: the reference
+    posterior = dataclasses.replace(
+        posterior,
+        # Population and spreads of the right shapes: K = 3 in _random_posterior, the subjects' 2 states
+        # joined by a third, far from both and the same in every chain.
+        samples=posterior.samples
+        | {
+            "weights": posterior.samples["weights"][..., :1].repeat(2, axis=-1),
+            "weight_spread": np.ones((4, 1000, 3, 2)),
+            "bias_spread": np.ones((4, 1000, 3)),
+            "subject_weights": np.concatenate([weights, 10 + rng.standard_normal(weights[:, :, :, :1].shape)], axis=3),
+            "subject_biases": np.concatenate([biases, 10 + rng.standard_normal(biases[:, :, :, :1].shape)], axis=3),
+        },
+        inputs=np.zeros((3, 5, 2)),
+        emissions=np.zeros((3, 5)),
+        mask=np.ones((3, 5), bool),
+        subjects=Subjects(np.arange(3, dtype=np.int32), ("mouse_a", "mouse_b", "mouse_c")),
+    )
+    diagnostics = posterior.diagnostics()
+    assert not diagnostics["converged"]
+    assert [(swap["subject"], swap["chain"], swap["permutation"]) for swap in diagnostics["subject_label_swaps"]] == [
+        ("mouse_b", 3, [1, 0, 2])
+    ]
+    swapped = [problem for problem in diagnostics["problems"] if "which of a subject's states is which" in problem]
+    assert len(swapped) == 1
+    assert "subject 'mouse_b' (chain 3's states 1, 0 are chain 0's 0, 1)" in swapped[0]
+    assert "relabeling" in swapped[0] and "Posterior.drop_chains" in swapped[0]
+    kept = posterior.drop_chains([3]).diagnostics()
+    assert kept["subject_label_swaps"] == [] and kept["converged"], kept["problems"]
+    assert posterior.drop_chains([0, 1, 2]).diagnostics()["subject_label_swaps"] == []  # one chain: not judged
+
+    path = write_netcdf_atomic(posterior.to_arviz(include_states=False, prior_draws=0), tmp_path / "swap.nc")
+    rebuilt = posterior_from_inference_data(az.from_netcdf(path))
+    assert rebuilt.diagnostics()["problems"] == diagnostics["problems"]
 
 
 # --- fits -----------------------------------------------------------------------------------------
