@@ -89,6 +89,19 @@ def _draw_chunks(num_draws: int, chunk_size: int):
         yield start, min(start + chunk_size, num_draws)
 
 
+def _equal_chunk_size(num_draws: int, chunk_size: int) -> int:
+    """The size of :func:`_equal_draw_chunks`: as few chunks as ``chunk_size`` allows, as even as can be."""
+    num_chunks = -(-num_draws // chunk_size)
+    return -(-num_draws // num_chunks)
+
+
+def _draw_chunks_of_size(num_draws: int, size: int):
+    """Chunks of exactly ``size`` draws: ``(start, stop, indices)``, the last chunk's repeats of its last draw."""
+    for start in range(0, num_draws, size):
+        stop = min(start + size, num_draws)
+        yield start, stop, np.minimum(np.arange(start, start + size), num_draws - 1)
+
+
 def _equal_draw_chunks(num_draws: int, chunk_size: int):
     """Chunks of draws of one size, so that a per-draw program compiles once for all of them.
 
@@ -96,11 +109,14 @@ def _equal_draw_chunks(num_draws: int, chunk_size: int):
     ``indices`` (all of one length, at most ``chunk_size``) repeats the last draw to fill the final
     chunk; the outputs of the repeats are to be dropped (or weighted 0).
     """
-    num_chunks = -(-num_draws // chunk_size)
-    size = -(-num_draws // num_chunks)
-    for start in range(0, num_draws, size):
-        stop = min(start + size, num_draws)
-        yield start, stop, np.minimum(np.arange(start, start + size), num_draws - 1)
+    yield from _draw_chunks_of_size(num_draws, _equal_chunk_size(num_draws, chunk_size))
+
+
+def _take_draws(array, indices):
+    """``array[indices]`` cut on the host; typed PRNG keys, which NumPy cannot hold, are indexed as they are."""
+    if jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
+        return array[indices]
+    return np.asarray(array)[indices]
 
 
 # The per-draw programs take ``subject_index`` (N,) for a hierarchical posterior, whose draws'
@@ -251,30 +267,70 @@ class Posterior:
                 as subject S: averaged over the draws, its likelihood is the population predictive
                 of a new subject.
         """
-        params = jax.tree.map(np.asarray, self.flat_params())
+        population = jax.tree.map(np.asarray, self.flat_params())
         if self.subjects is None:
-            return params
-        weights, biases = self._flat_samples("subject_weights"), self._flat_samples("subject_biases")
+            return population
+        flat = population._asdict() | {
+            name: self._flat_samples(name)
+            for name in ("subject_weights", "subject_biases", SUBJECT_TRANSITIONS)
+            if name in self.samples
+        }
         if with_new_subject:
-            generator = np.random.default_rng(0)
-            new_weights = params.weights + self._flat_samples("weight_spread") * generator.standard_normal(
-                params.weights.shape
+            flat |= self._with_new_subject(population, flat)
+        return self._params_from_flat(flat)
+
+    def _with_new_subject(self, population, flat: dict) -> dict:
+        """The subjects' flat draws with one more subject, S, drawn per draw from the population.
+
+        Args:
+            population: the draws' population params (NumPy, a leading draw axis).
+            flat: (draw, S, ...) ``subject_weights``, ``subject_biases`` (and ``subject_transition_matrix``).
+
+        Returns:
+            The same names, (draw, S + 1, ...): weights mu + tau * Normal(0, 1), rows of the
+            transition matrix Dirichlet around the population's (a fixed seed).
+        """
+        generator = np.random.default_rng(0)
+        weights, biases = flat["subject_weights"], flat["subject_biases"]
+        new_weights = population.weights + self._flat_samples("weight_spread") * generator.standard_normal(
+            population.weights.shape
+        )
+        new_biases = population.biases + self._flat_samples("bias_spread") * generator.standard_normal(
+            population.biases.shape
+        )
+        extended = {
+            "subject_weights": np.concatenate([weights, new_weights[:, None].astype(weights.dtype)], axis=1),
+            "subject_biases": np.concatenate([biases, new_biases[:, None].astype(biases.dtype)], axis=1),
+        }
+        if SUBJECT_TRANSITIONS in flat:
+            matrices = flat[SUBJECT_TRANSITIONS]
+            concentration = self.priors.subject_transition_concentration * np.maximum(
+                population.transition_matrix, 1e-6
             )
-            new_biases = params.biases + self._flat_samples("bias_spread") * generator.standard_normal(
-                params.biases.shape
-            )
-            weights = np.concatenate([weights, new_weights[:, None].astype(weights.dtype)], axis=1)
-            biases = np.concatenate([biases, new_biases[:, None].astype(biases.dtype)], axis=1)
-        params = with_subject_emissions(params, weights, biases)
-        if SUBJECT_TRANSITIONS not in self.samples:
-            return params
-        matrices = self._flat_samples(SUBJECT_TRANSITIONS)
-        if with_new_subject:
-            concentration = self.priors.subject_transition_concentration * np.maximum(params.transition_matrix, 1e-6)
             new_matrices = generator.gamma(concentration)  # Dirichlet rows as normalized Gamma draws
             new_matrices /= new_matrices.sum(axis=-1, keepdims=True)
-            matrices = np.concatenate([matrices, new_matrices[:, None].astype(matrices.dtype)], axis=1)
-        return params._replace(transition_matrix=matrices)
+            extended[SUBJECT_TRANSITIONS] = np.concatenate(
+                [matrices, new_matrices[:, None].astype(matrices.dtype)], axis=1
+            )
+        return extended
+
+    def _params_from_flat(self, flat: dict):
+        """The params each draw's likelihood uses, from (draw, ...) arrays under the names of :attr:`param_names`.
+
+        The family's params type with the transitions' parameters; for a hierarchical posterior,
+        every subject's weights and biases in place of the population's, and its own transition
+        matrices when ``flat`` has ``subject_transition_matrix``. The arrays are kept as given
+        (NumPy stays NumPy: ``jnp.asarray`` would compile a program per shape).
+        """
+        params = self.family.params_type(
+            **{name: flat[name] for name in self.family.param_names + self.transitions.param_names}
+        )
+        if self.subjects is None:
+            return params
+        params = with_subject_emissions(params, flat["subject_weights"], flat["subject_biases"])
+        if SUBJECT_TRANSITIONS in flat:
+            params = params._replace(transition_matrix=flat[SUBJECT_TRANSITIONS])
+        return params
 
     def _per_draw_params(self, subjects, num_sequences: int, new_data: bool):
         """The draws' params and the (N,) subject of each sequence (None without subjects).
@@ -354,24 +410,42 @@ class Posterior:
             em=em,
         )
 
-    def _param_chunks(self, chunk_size: int, params=None):
-        """The draws in chunks of one size (:func:`_equal_draw_chunks`): ``(start, stop, indices, params)``.
+    def _param_chunks(self, chunk_size: int, params=None, num_draws: int | None = None):
+        """The draws in chunks of one size: ``(start, stop, indices, params)``.
 
-        ``params``: the draws' params (:meth:`_draw_params` by default), NumPy arrays, so that the
-        chunks are cut on the host (no gather programs).
+        The size is the one :func:`_equal_draw_chunks` gives this posterior's own draws, whatever
+        ``num_draws``, so that a program compiled for this posterior's chunks serves other draws
+        (e.g. the prior's) too; the last chunk repeats its last draw.
+
+        Args:
+            chunk_size: the most draws per chunk (of this posterior's own).
+            params: the draws' params (:meth:`_draw_params` by default), NumPy arrays with a
+                leading draw axis, so that the chunks are cut on the host (no gather programs).
+            num_draws: how many draws ``params`` holds (this posterior's chains x draws by default).
         """
+        own = self.num_chains * self.num_draws
         params = self._draw_params() if params is None else params
-        for start, stop, indices in _equal_draw_chunks(self.num_chains * self.num_draws, chunk_size):
+        num_draws = own if num_draws is None else int(num_draws)
+        for start, stop, indices in _draw_chunks_of_size(num_draws, _equal_chunk_size(own, chunk_size)):
             yield start, stop, indices, jax.tree.map(lambda p, indices=indices: p[indices], params)
 
-    def _per_draw(self, function, *leading, params=None, chunk_size: int = 500):
-        """Apply a jitted per-draw function over chunks of draws; returns (chain, draw, ...) NumPy."""
+    def _per_draw(self, function, *leading, params=None, draw_shape=None, chunk_size: int = 500):
+        """Apply a jitted per-draw function over chunks of draws; returns (chain, draw, ...) NumPy.
+
+        Args:
+            function: ``(*leading chunks, params chunk) -> (chunk, ...)`` outputs.
+            leading: per-draw arrays (e.g. PRNG keys) with a leading draw axis, cut like the params.
+            params: the draws' params (:meth:`_draw_params` by default), see :meth:`_param_chunks`.
+            draw_shape: (chain, draw) of ``params``' draws (this posterior's by default).
+            chunk_size: the most draws per compiled call (of this posterior's own).
+        """
+        draw_shape = (self.num_chains, self.num_draws) if draw_shape is None else tuple(draw_shape)
         outputs = []
-        for start, stop, indices, chunk in self._param_chunks(chunk_size, params):
-            extra = [np.asarray(array)[indices] for array in leading]
+        for start, stop, indices, chunk in self._param_chunks(chunk_size, params, int(np.prod(draw_shape))):
+            extra = [_take_draws(array, indices) for array in leading]
             outputs.append(np.asarray(function(*extra, chunk))[: stop - start])
         stacked = np.concatenate(outputs, axis=0)
-        return stacked.reshape((self.num_chains, self.num_draws) + stacked.shape[1:])
+        return stacked.reshape(draw_shape + stacked.shape[1:])
 
     def log_likelihood(
         self, inputs=None, emissions=None, mask=None, transition_inputs=None, subjects=None
@@ -509,30 +583,17 @@ class Posterior:
         """
         inputs, _, _, transition_inputs = self._data()
         index = None if self.subjects is None else jnp.asarray(self.subjects.index)
-        _, _, posterior_indices = next(_equal_draw_chunks(self.num_chains * self.num_draws, 500))
-        size = posterior_indices.size
-        lead = prior_samples["weights"].shape[:2]
-        num_draws = int(np.prod(lead))
-        # The draws' params as _draw_params makes them, in NumPy (jnp.asarray compiles a program per shape).
+        draw_shape = prior_samples["weights"].shape[:2]
+        num_draws = int(np.prod(draw_shape))
         flat = {
             name: np.asarray(value).reshape((num_draws,) + value.shape[2:]) for name, value in prior_samples.items()
         }
-        params = self.family.params_type(
-            **{name: flat[name] for name in self.family.param_names + self.transitions.param_names}
+        return self._per_draw(
+            lambda k, params: _predictive_per_draw(k, params, inputs, transition_inputs, index)[1],
+            host_split_key(key, num_draws),
+            params=self._params_from_flat(flat),
+            draw_shape=draw_shape,
         )
-        if self.subjects is not None:
-            params = with_subject_emissions(params, flat["subject_weights"], flat["subject_biases"])
-            if SUBJECT_TRANSITIONS in flat:
-                params = params._replace(transition_matrix=flat[SUBJECT_TRANSITIONS])
-        keys = host_split_key(key, num_draws)
-        outputs = []
-        for start in range(0, num_draws, size):
-            indices = np.minimum(np.arange(start, start + size), num_draws - 1)  # the last chunk repeats its last draw
-            chunk = jax.tree.map(lambda p, indices=indices: p[indices], params)
-            simulated = _predictive_per_draw(keys[indices], chunk, inputs, transition_inputs, index)[1]
-            outputs.append(np.asarray(simulated)[: min(size, num_draws - start)])
-        stacked = np.concatenate(outputs, axis=0)
-        return stacked.reshape(lead + stacked.shape[1:])
 
     def posterior_mean(self):
         """Posterior means of the relabeled parameters (over all chains and draws), the family's params type.
