@@ -730,6 +730,7 @@ def run_fit(
     subject: str | None = None,
     subject_parametrization: str = "noncentred",
     tempering=None,
+    max_samples: int | None = None,
 ) -> dict:
     """Fit NUTS to a long-format CSV and write the results folder (steps in the module docstring).
 
@@ -789,6 +790,9 @@ def run_fit(
             :func:`~bayes_glmhmm.fit.fit_nuts`. Used only with ``subject``.
         tempering: parallel tempering (``tempering=`` of :func:`~bayes_glmhmm.fit.fit_nuts`): None or
             1 for plain NUTS, L temperatures per chain, or a ladder.
+        max_samples: sample until converged, up to this many draws per chain (``max_samples=`` of
+            :func:`~bayes_glmhmm.fit.fit_nuts`; the rounds are in ``nuts.settings.sampling_rounds``);
+            None: ``num_samples`` draws.
 
     Returns:
         The summary written to ``summary.json``.
@@ -844,6 +848,7 @@ def run_fit(
         transition_inputs=arrays.transition_inputs,
         transitions=transitions,
         tempering=tempering,
+        max_samples=max_samples,
         **subject_arguments,
     )
     _start_output(out)
