@@ -7,10 +7,12 @@
 * ``report.md`` with its figures as PNG files in ``figures/`` beside it;
 * ``summary.csv``: ``az.summary`` of every parameter, unrounded.
 
-The report opens with the fit's own convergence verdict (:func:`fit_verdict`, the one
-:func:`bayes_glmhmm.fit.fit_nuts` warned with): a red box listing its problems in plain sentences,
-or one line saying it converged. Then come the report's own checks (every check, passed or failed,
-with its threshold), the summary table with R-hat and ESS flagged, per-chain sampler statistics
+The report opens with the fit's own convergence verdict (:func:`fit_verdict`: that of
+:meth:`~bayes_glmhmm.posterior.Posterior.diagnostics` on the posterior rebuilt from the file, the
+one :func:`bayes_glmhmm.fit.fit_nuts` warned with): a red box listing its problems in plain
+sentences, or one line saying it converged; a file that holds no fit to rebuild (no sampler
+statistics or data) has no such verdict. Then come the report's own checks (every check, passed
+or failed, with its threshold), the summary table with R-hat and ESS flagged, per-chain sampler statistics
 (divergences, E-BFMI, tree depth, stuck chains), the energy plot, the log density by chain, trace
 and rank plots, the relabeling that was applied to every draw (and R-hat before and after it), the
 parameter posteriors, the emission curves of each state, for input-driven transitions the transition
@@ -37,6 +39,7 @@ import numpy as np
 
 from bayes_glmhmm._io import atomic_path, write_text_atomic
 from bayes_glmhmm.emissions import EmissionFamily, get_family
+from bayes_glmhmm.hierarchy import subject_param_names
 
 #: The parameters input-driven transitions add to the family's (see :mod:`bayes_glmhmm.transitions`).
 _TRANSITION_NAMES = ("transition_weights",)
@@ -90,14 +93,17 @@ def _family(idata) -> EmissionFamily:
 
 
 def _param_names(idata) -> list[str]:
-    """The family's parameters in the posterior group, and the transition weights of input-driven transitions.
+    """The family's parameters in the posterior group, then those of input-driven transitions and of subjects.
 
-    Every variable of the group if none of the family's is there.
+    The transition weights of input-driven transitions, and a hierarchical posterior's spreads and
+    subjects' parameters (:func:`~bayes_glmhmm.hierarchy.subject_param_names`); every variable of
+    the group if none of the family's is there.
     """
     names = [name for name in _family(idata).param_names if name in idata.posterior.data_vars]
     if not names:
         return list(idata.posterior.data_vars)
-    return names + [name for name in _TRANSITION_NAMES if name in idata.posterior.data_vars]
+    extra = _TRANSITION_NAMES + subject_param_names(subject_transitions=True)
+    return names + [name for name in extra if name in idata.posterior.data_vars]
 
 
 def _transition_input_names(idata) -> list[str] | None:
@@ -331,11 +337,15 @@ def report_checks(idata, thresholds: dict | None = None) -> list[dict]:
 
 
 def fit_verdict(idata) -> dict:
-    """The fit's own convergence verdict, read from the file, as ``Posterior.diagnostics()`` gives it.
+    """The fit's own convergence verdict: ``Posterior.diagnostics()`` of the posterior the file holds.
 
-    The thresholds are those the fit recorded (``settings["convergence_thresholds"]``, see
-    :func:`bayes_glmhmm.fit.fit_nuts`; the defaults for files written before), not the report's
-    ``thresholds``, so the report's red box says what the fit's warning said.
+    The posterior is rebuilt from the file (:func:`~bayes_glmhmm.convert.posterior_from_inference_data`)
+    and judged by :meth:`~bayes_glmhmm.posterior.Posterior.diagnostics` itself, so that the verdict
+    is the fit's in every respect: its parameters (a hierarchical posterior's subjects' included),
+    the subjects' label swaps named by their ids, a tempering ladder's gaps, and the thresholds the
+    fit recorded (``settings["convergence_thresholds"]``, see :func:`bayes_glmhmm.fit.fit_nuts`;
+    the defaults for files written before), not the report's ``thresholds``. The report's red box
+    says what the fit's warning said.
 
     Args:
         idata: InferenceData written by :func:`bayes_glmhmm.convert.to_inference_data`.
@@ -343,25 +353,25 @@ def fit_verdict(idata) -> dict:
     Returns:
         A dict with ``converged`` (bool), ``problems`` (plain sentences) and ``thresholds``
         (a :class:`~bayes_glmhmm.convergence.ConvergenceThresholds`).
-    """
-    from bayes_glmhmm.convergence import ConvergenceThresholds, convergence_problems, sampler_diagnostics
 
-    attrs = idata.posterior.attrs
-    settings = _json_attr(attrs, "settings", {})
-    stats = {}
-    if "sample_stats" in idata.groups():
-        stats = {name: idata.sample_stats[name].values for name in idata.sample_stats.data_vars}
-    diagnostics = sampler_diagnostics(
-        {name: idata.posterior[name].values for name in _param_names(idata)},
-        stats,
-        max_tree_depth=settings.get("max_tree_depth"),
-        stuck_chains=_json_attr(attrs, "stuck_chains", []),
-        stuck_threshold=float(attrs.get("stuck_threshold", np.nan)),
-        dropped_stuck_chains=settings.get("dropped_stuck_chains", []),
-    )
-    thresholds = ConvergenceThresholds.from_settings(settings)
-    problems = convergence_problems(diagnostics, thresholds)
-    return {"converged": not problems, "problems": problems, "thresholds": thresholds}
+    Raises:
+        ValueError: for an InferenceData that lacks a group or variable the posterior needs.
+    """
+    from bayes_glmhmm.convert import posterior_from_inference_data
+
+    return _verdict(posterior_from_inference_data(idata))
+
+
+def _verdict(posterior) -> dict:
+    """:func:`fit_verdict` of a rebuilt :class:`~bayes_glmhmm.posterior.Posterior`."""
+    from bayes_glmhmm.convergence import ConvergenceThresholds
+
+    diagnostics = posterior.diagnostics()
+    return {
+        "converged": diagnostics["converged"],
+        "problems": diagnostics["problems"],
+        "thresholds": ConvergenceThresholds.from_value(diagnostics["thresholds"]),
+    }
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -1339,10 +1349,10 @@ def write_report(
     names = _param_names(idata)
     summary = _summary(idata, names)
     checks = report_checks(idata, thresholds)
-    verdict = fit_verdict(idata)
     chains = _per_chain_stats(idata)
     relabeling = _relabeling(idata)
     posterior = _posterior(idata)
+    verdict = None if posterior is None else _verdict(posterior)
     probabilities = _state_probabilities(idata, posterior)
     figures = _figures(idata, relabeling, probabilities, chains, posterior)
     if selection is not None:

@@ -1,5 +1,6 @@
 import base64
 import csv
+import dataclasses
 import html
 import importlib.util
 import json
@@ -11,10 +12,11 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pytest
-from _family_posteriors import short_fit
+from _family_posteriors import random_posterior, short_fit
 
 from bayes_glmhmm.cli import main
 from bayes_glmhmm.convert import write_netcdf_atomic
+from bayes_glmhmm.hierarchy import Subjects
 from bayes_glmhmm.relabel import invert_permutation, relabel_draws, relabel_samples
 from bayes_glmhmm.report import (
     _data_rows,
@@ -331,6 +333,88 @@ def test_stationary_report_has_no_transition_section(report):
     markdown = Path(report["markdown"]).read_text(encoding="utf-8")
     assert "## Input-driven transitions" not in markdown and "| transitions | stationary |" in markdown
     assert not [key for key in report if key.startswith("transition_probabilities")]
+
+
+# --- subjects ---------------------------------------------------------------------------------------
+
+#: Three subjects' state means, (S, K, D + 1): weights (D = 2) then bias, the two states of each subject 6 to
+#: 16 posterior sds (0.25) apart.
+SUBJECT_STATE_MEANS = np.array(
+    [
+        [[2.0, 0.5, 1.0], [-1.0, 0.0, -1.0]],
+        [[1.5, 1.0, 0.5], [-0.5, -0.5, -1.5]],
+        [[2.5, 0.0, 1.0], [-1.5, 0.5, -0.5]],
+    ]
+)
+
+
+def _swapped_subject_posterior(num_chains: int = 4, num_draws: int = 300):
+    """A hierarchical Gaussian posterior of random draws (no sampler), one sequence per subject, in which
+    chain 3 holds subject "mouse_b"'s two states the other way round from chain 0 (the reference chain:
+    every chain's log density is 0, so the first has the best median)."""
+    rng = np.random.default_rng(1)
+    posterior = random_posterior("gaussian", num_chains, num_draws)
+    draws = SUBJECT_STATE_MEANS + 0.25 * rng.standard_normal((num_chains, num_draws, *SUBJECT_STATE_MEANS.shape))
+    draws[3, :, 1] = draws[3, :, 1, ::-1]
+    weights, biases = posterior.samples["weights"], posterior.samples["biases"]
+    return dataclasses.replace(
+        posterior,
+        samples=posterior.samples
+        | {
+            "weight_spread": (0.5 + 0.05 * np.abs(rng.standard_normal(weights.shape))).astype(np.float32),
+            "bias_spread": (0.5 + 0.05 * np.abs(rng.standard_normal(biases.shape))).astype(np.float32),
+            "subject_weights": draws[..., :2].astype(np.float32),
+            "subject_biases": draws[..., 2].astype(np.float32),
+        },
+        subjects=Subjects(np.arange(3, dtype=np.int32), ("mouse_a", "mouse_b", "mouse_c")),
+    )
+
+
+@pytest.fixture(scope="module")
+def subject_file(tmp_path_factory):
+    """The swapped-subject posterior and its netCDF file."""
+    posterior = _swapped_subject_posterior()
+    path = tmp_path_factory.mktemp("posterior-subjects") / "posterior.nc"
+    write_netcdf_atomic(posterior.to_arviz(include_states=False, prior_draws=0), path)
+    return posterior, path
+
+
+def test_the_reports_verdict_across_subjects_is_the_posteriors(subject_file, tmp_path):
+    """The box judges the subjects' parameters and their label swaps, named by the subjects' ids, as
+    Posterior.diagnostics does; so does a tempered fit's ladder, which the fit's settings record."""
+    posterior, path = subject_file
+    idata = az.from_netcdf(path)
+    diagnostics = posterior.diagnostics()
+    verdict = fit_verdict(idata)
+    assert (verdict["converged"], verdict["problems"]) == (False, diagnostics["problems"])
+    assert verdict["thresholds"].as_dict() == diagnostics["thresholds"]
+    # Chain 3's subject mouse_b sits far from the other chains': an R-hat the population's draws do not have.
+    assert verdict["problems"][0].startswith("max R-hat")
+    (swapped,) = [problem for problem in verdict["problems"] if "which of a subject's states is which" in problem]
+    assert "subject 'mouse_b' (chain 3's states 1, 0 are chain 0's 0, 1)" in swapped
+    rhat = {check["check"].split(" (")[0]: check for check in report_checks(idata)}["R-hat"]
+    assert not rhat["passed"] and "worst subject_weights[mouse_b, " in rhat["detail"]
+
+    paths = write_report(idata, tmp_path / "report")
+    box = Path(paths["html"]).read_text(encoding="utf-8").split('<div class="fit-verdict not-converged"')[1]
+    assert f"<li>{html.escape(swapped)}</li>" in box.split("</div>")[0]
+    assert f"> - {swapped}" in Path(paths["markdown"]).read_text(encoding="utf-8")
+
+    tempered = {**posterior.settings, "tempering": {"swap_acceptance": [0.5, 0.01]}}
+    idata.posterior.attrs["settings"] = json.dumps(tempered)
+    ladder = dataclasses.replace(posterior, settings=tempered).diagnostics()["problems"]
+    assert any(problem.startswith("the tempering ladder has gaps") for problem in ladder)
+    assert fit_verdict(idata)["problems"] == ladder
+
+
+def test_a_file_without_a_fit_to_rebuild_has_no_verdict_box(rng, tmp_path):
+    """Draws without sampler statistics are no fit whose verdict could be given: the report's own checks
+    stay, the fit's box goes, and fit_verdict says what is missing."""
+    idata = _padded_idata(rng)
+    text = Path(write_report(idata, tmp_path)["html"]).read_text(encoding="utf-8")
+    assert 'class="fit-verdict' not in text and "Convergence checks" in text
+    with pytest.raises(ValueError, match="lacks the 'sample_stats' group"):
+        fit_verdict(idata)
 
 
 # --- choosing the number of states ----------------------------------------------------------------
