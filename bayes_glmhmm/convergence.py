@@ -244,7 +244,8 @@ def _ess_problem(kind: str, value, minimum: float, num_chains: int, num_draws: i
     if value < minimum:
         return (
             f"min {kind} ESS {value:.0f} < {minimum:g}: too few effectively independent draws for {purpose}; "
-            "draw more samples (num_samples; --samples on the command line) or run more chains"
+            "draw more samples (num_samples, or max_samples to sample until converged; --samples, --max-samples "
+            "on the command line) or run more chains"
         )
     return None
 
@@ -275,9 +276,9 @@ def convergence_problems(diagnostics: dict, thresholds: ConvergenceThresholds | 
     if rhat is not None and math.isfinite(rhat) and rhat > thresholds.max_rhat:
         problems.append(
             f"max R-hat {rhat:.3f} > {thresholds.max_rhat:g}: the chains disagree (or a chain drifts), so they "
-            "have not all reached the same posterior; run longer chains, and look for several modes or "
-            "label switching (chains that sit in different modes: fit_nuts(..., tempering=4) lets them move "
-            "between modes)"
+            "have not all reached the same posterior; run longer chains (max_samples samples until converged), and "
+            "look for several modes or label switching (chains that sit in different modes: "
+            "fit_nuts(..., tempering=4) lets them move between modes)"
         )
     for kind, purpose in (("bulk", "reliable posterior means and sds"), ("tail", "reliable interval ends")):
         minimum = getattr(thresholds, f"min_ess_{kind}")

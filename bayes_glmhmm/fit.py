@@ -6,7 +6,8 @@
    so that no chain starts in the basin of an inferior (merged-states) mode; when the restarts
    reached other optima within a few nats of the best, some chains start from those instead, so
    that the verdict compares the modes rather than every chain agreeing on one (:func:`_starting_points`);
-4. the compile-once runner of :mod:`bayes_glmhmm.sampler` on the model of :mod:`bayes_glmhmm.model`;
+4. the compile-once runner of :mod:`bayes_glmhmm.sampler` on the model of :mod:`bayes_glmhmm.model`
+   (with ``max_samples``, sampling on in rounds while R-hat or ESS fail: :func:`_draws_to_add`);
 5. detection of chains whose log density sits far below the best chain's (a stuck chain);
 6. relabeling of every draw of every chain to the EM labeling (:mod:`bayes_glmhmm.relabel`);
 7. the verdict (:mod:`bayes_glmhmm.convergence`): one ``ConvergenceWarning`` listing every failed

@@ -18,7 +18,10 @@ so there only the agreement of the chains (R-hat, ESS, the indicator per chain) 
 Each fit reports the estimated mass with its Monte Carlo standard error (the indicator's ESS),
 the indicator's R-hat, the fit's verdict, wall time and leapfrog steps (all rungs).
 
-Run: ``python benchmarks/tempering.py [--seeds 3] [--rungs 4 6] [--out results/benchmarks]``.
+With ``--max-samples N`` every fit samples until converged (``fit_nuts(max_samples=N)``): the
+chains go on past ``--samples`` until R-hat and ESS meet the thresholds or N draws per chain.
+
+Run: ``python benchmarks/tempering.py [--seeds 3] [--rungs 4 6] [--max-samples N] [--out results/benchmarks]``.
 """
 
 import argparse
@@ -110,6 +113,7 @@ def run_one(seed: int, tempering, args) -> dict:
             seed=seed,
             progress_bar=False,
             tempering=tempering,
+            max_samples=args.max_samples,
         )
     seconds = time.perf_counter() - start
     diagnostics = posterior.diagnostics()
@@ -129,20 +133,28 @@ def run_one(seed: int, tempering, args) -> dict:
         "chain_plus_mass": np.round(indicator.mean(axis=1), 3).tolist(),
         "max_rhat": diagnostics["max_rhat"],
         "min_ess_bulk": diagnostics["min_ess_bulk"],
+        "min_ess_tail": diagnostics["min_ess_tail"],
         "converged": diagnostics["converged"],
         "num_problems": len(diagnostics["problems"]),
+        "problems": [problem.split(":")[0] for problem in diagnostics["problems"]],
+        "sampling_rounds": posterior.settings.get("sampling_rounds") or [],
         "swap_acceptance": record.get("swap_acceptance"),
+        "draws": int(posterior.settings["num_samples"]),
         "gradients": int(np.sum(gradients)),
         "seconds": round(seconds, 1),
     }
+
+
+def _figure(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a Markdown table: the "+" mode's mass +- its Monte Carlo SE, mixing, verdict and cost."""
     lines = [
         "| case | seed | method | + mass +- SE | + mass per chain | indicator ESS | max R-hat | min bulk ESS "
-        "| converged | exchange acceptance | leapfrog steps | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| min tail ESS | converged | problems | exchange acceptance | draws per chain | leapfrog steps | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         acceptance = "-" if row["swap_acceptance"] is None else f"{min(row['swap_acceptance']):.2f}-"
@@ -150,8 +162,9 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['case']} | {row['seed']} | {row['method']} | {row['plus_mass']:.3f} +- {row['mass_se']:.3f} "
             f"| {' '.join(f'{mass:.2f}' for mass in row['chain_plus_mass'])} | {row['indicator_ess']:.0f} "
-            f"| {row['max_rhat']:.3f} | {row['min_ess_bulk']:.0f} | {row['converged']} | {acceptance} "
-            f"| {row['gradients']:,} | {row['seconds']:.0f} |"
+            f"| {row['max_rhat']:.3f} | {row['min_ess_bulk']:.0f} | {_figure(row.get('min_ess_tail'))} "
+            f"| {row['converged']} | {'; '.join(row.get('problems', [])) or '-'} | {acceptance} "
+            f"| {row.get('draws', '-')} | {row['gradients']:,} | {row['seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -160,36 +173,41 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=[*sorted(CASES), "fedfunds"], default="split")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rungs", type=int, nargs="+", default=[4])
+    parser.add_argument("--rungs", type=int, nargs="*", default=[4])
     parser.add_argument("--num-sequences", type=int, default=2)
     parser.add_argument("--num-timesteps", type=int, default=100)
     parser.add_argument("--separation", type=float, default=2.0)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument(
+        "--max-samples", type=int, default=None, help="sample on until converged, up to this many draws per chain"
+    )
+    parser.add_argument("--seed-list", type=int, nargs="+", default=None, help="these seeds instead of 0..--seeds-1")
+    parser.add_argument("--skip-plain", action="store_true", help="only the tempered fits")
+    parser.add_argument("--name", default=None, help="the results' file name (default tempering_CASE)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     import numpyro
 
     numpyro.set_host_device_count(args.chains)
     rows = []
-    for seed in range(args.seeds):
-        for tempering in [None, *args.rungs]:
+    for seed in args.seed_list or range(args.seeds):
+        for tempering in [*([] if args.skip_plain else [None]), *args.rungs]:
             row = run_one(seed, tempering, args)
             print(json.dumps(row), flush=True)
             rows.append(row)
     if args.out is not None:
+        name = args.name or f"tempering_{args.case}"
         args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / f"tempering_{args.case}.csv", "w", newline="") as handle:
+        with open(args.out / f"{name}.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
         summary = json.dumps({"settings": settings, "rows": rows}, indent=1)
-        (args.out / f"tempering_{args.case}.json").write_text(summary)
-        (args.out / f"tempering_{args.case}.md").write_text(
-            f"Settings: {json.dumps(settings)}\n\n{markdown_table(rows)}"
-        )
+        (args.out / f"{name}.json").write_text(summary)
+        (args.out / f"{name}.md").write_text(f"Settings: {json.dumps(settings)}\n\n{markdown_table(rows)}")
 
 
 if __name__ == "__main__":

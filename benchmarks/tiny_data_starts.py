@@ -21,7 +21,9 @@ optimum's, up to a relabeling; ``m`` marks a merged-belts chain: two states' med
 within 0.3 of each other, the article's belts being 0.6 apart or more), each chain's median log
 density, the stuck chains, max R-hat and the verdict with its problems.
 
-    python benchmarks/tiny_data_starts.py [--baseline] [--seeds 6]
+    python benchmarks/tiny_data_starts.py [--baseline] [--seeds 6] [--max-samples N]
+
+With ``--max-samples N`` the fits sample on until converged (``fit_nuts(max_samples=N)``).
 
 Writes results/benchmarks/tiny_data_starts.csv (rows of both runs, the column ``starts`` saying
 which) and tiny_data_starts.md (the table of every run written so far).
@@ -98,7 +100,7 @@ def _problem_tags(problems: list) -> str:
     return " ".join(tag for text, tag in PROBLEM_TAGS if any(text in problem for problem in problems)) or "-"
 
 
-def _fit_row(name: str, data: tuple, seed: int, starts: str) -> dict:
+def _fit_row(name: str, data: tuple, seed: int, starts: str, max_samples: int | None = None) -> dict:
     inputs, emissions, mask, lengths, priors = data
     em_mask = mask & (np.arange(emissions.shape[1])[None, :] < lengths[:, None])
     em = fit_em(inputs, emissions, NUM_STATES, mask=em_mask, priors=priors, seed=seed, standardize=False)
@@ -120,6 +122,7 @@ def _fit_row(name: str, data: tuple, seed: int, starts: str) -> dict:
             num_samples=NUM_SAMPLES,
             seed=seed,
             progress_bar=False,
+            max_samples=max_samples,
         )
     record = posterior.settings["start_optima"]
     assert np.allclose(record["objectives"], np.round(optima.objectives, 3)), "the benchmark's EM is not the fit's"
@@ -143,6 +146,8 @@ def _fit_row(name: str, data: tuple, seed: int, starts: str) -> dict:
         "lp_medians": " ".join(f"{value:.1f}" for value in np.median(lp, axis=1)),
         "stuck_chains": " ".join(str(chain) for chain in posterior.stuck_chains) or "-",
         "max_rhat": round(float(diagnostics["max_rhat"]), 3),
+        "min_ess": round(float(min(diagnostics["min_ess_bulk"], diagnostics["min_ess_tail"]))),
+        "draws": int(posterior.settings["num_samples"]),
         "converged": bool(diagnostics["converged"]),
         "problems": _problem_tags(diagnostics["problems"]),
     }
@@ -168,12 +173,14 @@ def _write(rows: list) -> None:
         f"({NUM_WARMUP} + {NUM_SAMPLES}). `starts`: `best` = every chain at the best EM restart (the former "
         f"starts, `--baseline`), `optima` = the distinct optima within {OPTIMA_WINDOW:g} nats "
         "of the best, in turn. `em_optima`: objective x restarts (of 10) per distinct optimum, best first; "
-        "`chain_starts` / `chain_modes`: the optimum each chain started from / ended nearest (`m`: merged belts).",
+        "`chain_starts` / `chain_modes`: the optimum each chain started from / ended nearest (`m`: merged belts); "
+        "`optima_until_N`: the distinct starts, sampling on until converged up to N draws per chain "
+        "(`--max-samples N`); `min_ess`: the smaller of min bulk and tail ESS; `draws`: draws per chain.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
     ]
-    lines += ["| " + " | ".join(row[column] for column in columns) + " |" for row in every]
+    lines += ["| " + " | ".join(row.get(column) or "-" for column in columns) + " |" for row in every]
     with open(os.path.join(RESULTS, "tiny_data_starts.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
 
@@ -182,14 +189,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", action="store_true", help="every chain at the best EM restart (window 0)")
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--max-samples", type=int, default=None, help="sample on until converged, up to N draws")
     args = parser.parse_args()
     starts = "best" if args.baseline else "optima"
+    if args.max_samples is not None:
+        starts += f"_until_{args.max_samples}"
     if args.baseline:
         fit_module.START_OPTIMA_WINDOW = 0.0
     rows = []
     for name, data in _data_sets().items():
         for seed in range(args.seeds):
-            rows.append(_fit_row(name, data, seed, starts))
+            rows.append(_fit_row(name, data, seed, starts, args.max_samples))
             print(rows[-1], flush=True)
     _write(rows)
 
