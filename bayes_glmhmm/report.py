@@ -677,13 +677,14 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
         figures.append(_emission_curves_figure(posterior, probabilities, input_names))
         figures += _transition_figures(posterior, _transition_input_names(idata))
     if probabilities is not None:
+        sequence_names = _sequence_names(idata, len(probabilities))
         figures.append(
             (
                 "state_probabilities",
                 "Posterior state probabilities",
                 "For every sequence and time step, the posterior probability of each state, averaged "
                 "over all draws (smoothed marginals under each draw's parameters).",
-                _own_figure(_state_overview(probabilities, sequence_names=_sequence_names(idata, len(probabilities)))),
+                _own_figure(_state_overview(probabilities, sequence_names=sequence_names)),
             )
         )
         valid = np.all(np.isfinite(probabilities[0]), axis=-1)
@@ -694,16 +695,16 @@ def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[t
             figures.append(
                 (
                     "states_sequence0",
-                    "Sequence 0 in detail",
-                    "The emissions of sequence 0, its posterior state probabilities and the most "
-                    "probable state at each step.",
+                    f"The first sequence in detail ({sequence_names[0]})",
+                    f"The emissions of the first sequence ({sequence_names[0]}; every sequence is in the overview "
+                    "above), its posterior state probabilities and the most probable state at each step.",
                     _own_figure(
                         plots.plot_states(
                             emissions,
                             None,
                             sequence,
                             map_states=sequence.argmax(-1),
-                            sequence_label="sequence 0 (estimated path: most probable state per step)",
+                            sequence_label=f"{sequence_names[0]} (estimated path: most probable state per step)",
                         )
                     ),
                 )

@@ -141,6 +141,8 @@ def test_report_of_a_fit_states_rows_lengths_missing_targets_and_padding(fitted,
     assert "| padding | 30 steps after the ends of the shorter sequences" in markdown
     assert "| inputs | weight_g |" in markdown
     assert "3 sequences x 60" not in markdown and "missing or padded" not in markdown
+    # The detail figure names the sequence by its id in the file, not by its index.
+    assert "The first sequence in detail (s0)" in markdown
 
 
 def test_state_probabilities_per_row_without_padding(fitted):
