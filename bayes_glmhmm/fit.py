@@ -7,7 +7,7 @@
    reached other optima within a few nats of the best, some chains start from those instead, so
    that the verdict compares the modes rather than every chain agreeing on one (:func:`_starting_points`);
 4. the compile-once runner of :mod:`bayes_glmhmm.sampler` on the model of :mod:`bayes_glmhmm.model`
-   (with ``max_samples``, sampling on in rounds while R-hat or ESS fail: :func:`_draws_to_add`);
+   (with ``max_samples``, sampling on in rounds while R-hat or ESS fail: :func:`_next_round`);
 5. detection of chains whose log density sits far below the best chain's (a stuck chain);
 6. relabeling of every draw of every chain to the EM labeling (:mod:`bayes_glmhmm.relabel`);
 7. the verdict (:mod:`bayes_glmhmm.convergence`): one ``ConvergenceWarning`` listing every failed
@@ -498,20 +498,34 @@ def _tempering_record(draws) -> dict | None:
     }
 
 
-def _draws_to_add(diagnostics: dict, thresholds: ConvergenceThresholds, num_samples: int, max_samples: int) -> int:
-    """How many more draws per chain a fit that samples until converged takes next (0: stop).
+#: Sampling until converged stops when R-hat stays above this after a round that doubled the draws or
+#: more (and did not bring it down): the chains sit in separate modes, which more draws do not join.
+SEPARATE_MODES_RHAT = 1.1
 
-    Converged on R-hat and ESS (or ``max_samples`` reached): 0. Otherwise ESS is taken to grow in
-    proportion to the draws, so the draws made are scaled by the largest shortfall (required /
-    achieved ESS, bulk or tail) with 10% to spare; at least ``num_samples // 2`` more (R-hat alone
-    failing, or an ESS that could not be computed), at most up to ``max_samples``.
+
+def _next_round(
+    diagnostics: dict, previous_rhat, thresholds: ConvergenceThresholds, num_samples: int, max_samples: int
+) -> tuple[int, str]:
+    """How many more draws per chain a fit that samples until converged takes next, and why it stops.
+
+    Converged on R-hat and ESS, or ``max_samples`` reached: stop. R-hat above
+    :data:`SEPARATE_MODES_RHAT` and no lower than after the previous round: stop (the chains sit in
+    separate modes: ``tempering``). Otherwise ESS is taken to grow in proportion to the draws, so
+    the draws made are scaled by the largest shortfall (required / achieved ESS, bulk or tail) with
+    10% to spare: at least ``num_samples // 2`` more (R-hat alone failing, or an ESS that could
+    not be computed), at most as many as made so far (an ESS of a few draws extrapolates badly),
+    and at most up to ``max_samples``.
 
     Args:
         diagnostics: :func:`~bayes_glmhmm.convergence.sampler_diagnostics` of the draws so far
             (``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``num_draws``).
+        previous_rhat: the max R-hat after the previous round (None after the first).
         thresholds: the fit's thresholds.
         num_samples: the fit's ``num_samples`` (the draws of the first round).
         max_samples: the most draws per chain in all.
+
+    Returns:
+        (more draws per chain, the reason to stop: "" while it goes on).
     """
     num_draws = int(diagnostics["num_draws"])
     rhat = diagnostics["max_rhat"]
@@ -522,22 +536,28 @@ def _draws_to_add(diagnostics: dict, thresholds: ConvergenceThresholds, num_samp
             shortfall = max(shortfall, required / achieved if np.isfinite(achieved) and achieved > 0 else 2.0)
     rhat_fails = bool(np.isfinite(rhat) and rhat > thresholds.max_rhat)
     if shortfall <= 1.0 and not rhat_fails:
-        return 0
+        return 0, "converged"
+    if num_draws >= max_samples:
+        return 0, "max_samples"
+    if previous_rhat is not None and rhat > SEPARATE_MODES_RHAT and rhat >= previous_rhat:
+        return 0, f"separate modes (R-hat above {SEPARATE_MODES_RHAT:g} and not falling)"
     wanted = int(np.ceil(num_draws * (1.1 * shortfall - 1.0))) if shortfall > 1.0 else 0
-    return max(0, min(max(wanted, num_samples // 2, 1), max_samples - num_draws))
+    return min(max(wanted, num_samples // 2, 1), num_draws, max_samples - num_draws), ""
 
 
 def _more_draws_until_converged(relabel, thresholds, num_samples: int, max_samples: int, rounds: list):
     """The ``more_draws`` of :func:`~bayes_glmhmm.sampler.run_nuts` for ``fit_nuts(max_samples=)``.
 
-    After each round it judges the relabeled draws (R-hat and ESS, :func:`_draws_to_add`) and
-    appends the round's figures to ``rounds``; a stuck chain stops it.
+    After each round it judges the relabeled draws (R-hat and ESS, :func:`_next_round`) and
+    appends the round's figures to ``rounds``, the last with the reason it stopped
+    (``"stopped"``); a stuck chain stops it too.
     """
 
     def more_draws(draws) -> int:
         lp = -draws.potential_energy
         stuck = detect_stuck_chains(lp)[0] if lp.shape[0] > 1 else []
         diagnostics = sampler_diagnostics(relabel(draws))
+        previous_rhat = rounds[-1]["max_rhat"] if rounds else None
         rounds.append(
             {
                 "num_samples": int(diagnostics["num_draws"]),
@@ -546,7 +566,12 @@ def _more_draws_until_converged(relabel, thresholds, num_samples: int, max_sampl
                 "min_ess_tail": round(diagnostics["min_ess_tail"], 1),
             }
         )
-        return 0 if stuck else _draws_to_add(diagnostics, thresholds, num_samples, max_samples)
+        extra, stopped = _next_round(diagnostics, previous_rhat, thresholds, num_samples, max_samples)
+        if stuck:
+            extra, stopped = 0, f"stuck chain(s) {[int(chain) for chain in stuck]}"
+        if stopped:
+            rounds[-1]["stopped"] = stopped
+        return extra
 
     return more_draws
 
@@ -693,12 +718,13 @@ def fit_nuts(
         max_samples: sample until converged: after ``num_samples`` draws per chain, while R-hat or
             the bulk or tail ESS fail the ``convergence`` thresholds, the chains go on (from where
             they stopped, no new compilation) by the draws the ESS shortfall asks for (at least
-            ``num_samples // 2``), up to ``max_samples`` draws per chain in all. It stops early when a
-            chain is stuck (more draws do not free it). Slowly mixing chains whose modes connect
-            (R-hat a little over 1.01, ESS short) then reach the thresholds; chains in modes that do
-            not connect need ``tempering``. ``settings["sampling_rounds"]`` records the draws per
-            chain, R-hat and ESS after each round, and ``settings["num_samples"]`` the draws made.
-            None (default): ``num_samples`` draws.
+            ``num_samples // 2``, at most doubling the draws), up to ``max_samples`` draws per chain
+            in all. It stops early when a chain is stuck, or when R-hat stays above
+            :data:`SEPARATE_MODES_RHAT` without falling (chains in separate modes: more draws do not
+            join them; use ``tempering``). Slowly mixing chains whose modes connect (R-hat a little
+            over 1.01, ESS short) then reach the thresholds. ``settings["sampling_rounds"]`` records
+            the draws per chain, R-hat and ESS after each round and why it stopped (``"stopped"``),
+            and ``settings["num_samples"]`` the draws made. None (default): ``num_samples`` draws.
 
     Returns:
         A :class:`~bayes_glmhmm.posterior.Posterior`.

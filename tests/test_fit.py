@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from bayes_glmhmm import ConvergenceThresholds, fit_nuts
-from bayes_glmhmm.fit import _draws_to_add
+from bayes_glmhmm.fit import _next_round
 
 THRESHOLDS = ConvergenceThresholds()
 
@@ -16,28 +16,48 @@ def _diagnostics(max_rhat=1.0, min_ess_bulk=1000.0, min_ess_tail=1000.0, num_dra
 
 
 @pytest.mark.parametrize(
-    ("diagnostics", "expected"),
+    ("diagnostics", "previous_rhat", "expected"),
     [
-        (_diagnostics(), 0),  # converged: stop
-        (_diagnostics(min_ess_bulk=200.0), math.ceil(1000 * (1.1 * 2 - 1))),  # half the ESS: 2.2x the draws
-        (_diagnostics(min_ess_tail=380.0), 500),  # a small shortfall: at least num_samples // 2
-        (_diagnostics(max_rhat=1.05), 500),  # R-hat alone: num_samples // 2
-        (_diagnostics(min_ess_bulk=float("nan")), math.ceil(1000 * (1.1 * 2 - 1))),  # unknown ESS: twice
-        (_diagnostics(min_ess_bulk=40.0), 5000 - 1000),  # capped at max_samples
-        (_diagnostics(max_rhat=1.05, num_draws=5000), 0),  # max_samples reached
+        (_diagnostics(), None, (0, "converged")),
+        (_diagnostics(min_ess_bulk=250.0), None, (math.ceil(1000 * (1.1 * 400 / 250 - 1)), "")),  # 1.76x the draws
+        (_diagnostics(min_ess_tail=380.0), None, (500, "")),  # a small shortfall: at least num_samples // 2
+        (_diagnostics(max_rhat=1.05), None, (500, "")),  # R-hat alone: num_samples // 2
+        (_diagnostics(min_ess_bulk=float("nan")), None, (1000, "")),  # unknown ESS: twice, at most doubling
+        (_diagnostics(min_ess_bulk=40.0), None, (1000, "")),  # a 10x shortfall: at most doubling
+        (_diagnostics(min_ess_bulk=40.0, num_draws=4500), None, (500, "")),  # capped at max_samples
+        (_diagnostics(max_rhat=1.05, num_draws=5000), None, (0, "max_samples")),
+        (_diagnostics(max_rhat=1.5, min_ess_bulk=7.0), 1.5, (0, "separate modes")),  # R-hat > 1.1, not falling
+        (_diagnostics(max_rhat=1.5, min_ess_bulk=7.0), 1.6, (1000, "")),  # falling: the chains may yet meet
+        (_diagnostics(max_rhat=1.5, min_ess_bulk=7.0), None, (1000, "")),  # first round: no trend yet
+        (_diagnostics(max_rhat=1.08), 1.05, (500, "")),  # rising, but below 1.1: slow mixing, go on
     ],
-    ids=["converged", "ess-half", "ess-short", "rhat", "ess-nan", "capped", "at-max"],
+    ids=[
+        "converged",
+        "ess-short",
+        "ess-a-little",
+        "rhat",
+        "ess-nan",
+        "at-most-doubling",
+        "capped",
+        "at-max",
+        "separate-modes",
+        "rhat-falling",
+        "first-round",
+        "rhat-rising-below-1.1",
+    ],
 )
-def test_draws_to_add_scales_the_draws_by_the_ess_shortfall(diagnostics, expected):
+def test_next_round_scales_the_draws_by_the_ess_shortfall(diagnostics, previous_rhat, expected):
     """ESS grows in proportion to the draws: the next round asks for the shortfall with 10% to
-    spare, never fewer than num_samples // 2 and never past max_samples (1000 and 5000 here)."""
-    assert _draws_to_add(diagnostics, THRESHOLDS, num_samples=1000, max_samples=5000) == expected
+    spare, never fewer than num_samples // 2, never more than the draws so far and never past
+    max_samples (1000 and 5000 here); R-hat above 1.1 that a round did not bring down stops it."""
+    extra, stopped = _next_round(diagnostics, previous_rhat, THRESHOLDS, num_samples=1000, max_samples=5000)
+    assert extra == expected[0] and stopped.startswith(expected[1]) and bool(stopped) == bool(expected[1])
 
 
-def test_draws_to_add_ignores_an_ess_threshold_of_zero():
+def test_next_round_ignores_an_ess_threshold_of_zero():
     diagnostics = _diagnostics(min_ess_bulk=float("nan"), min_ess_tail=float("nan"))
     thresholds = ConvergenceThresholds(min_ess_bulk=0, min_ess_tail=0)
-    assert _draws_to_add(diagnostics, thresholds, num_samples=1000, max_samples=5000) == 0
+    assert _next_round(diagnostics, None, thresholds, num_samples=1000, max_samples=5000) == (0, "converged")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +100,7 @@ def test_sampling_until_converged_runs_to_max_samples_and_records_its_rounds(sam
     diagnostics = strict.diagnostics()
     assert rounds[-1]["min_ess_bulk"] == pytest.approx(diagnostics["min_ess_bulk"], abs=0.1)
     assert rounds[-1]["max_rhat"] == pytest.approx(diagnostics["max_rhat"], abs=1e-4)
-    assert not diagnostics["converged"]
+    assert not diagnostics["converged"] and rounds[-1]["stopped"] == "max_samples"
     assert any("bulk ESS" in problem for problem in diagnostics["problems"])
 
 
@@ -88,6 +108,7 @@ def test_sampling_until_converged_stops_once_the_thresholds_are_met(sampled_unti
     """Thresholds the first 60 draws meet: one round, no more draws, converged."""
     _, lenient = sampled_until
     assert [entry["num_samples"] for entry in lenient.settings["sampling_rounds"]] == [60]
+    assert lenient.settings["sampling_rounds"][0]["stopped"] == "converged"
     assert lenient.samples["weights"].shape[:2] == (2, 60)
     assert lenient.diagnostics()["converged"]
 
