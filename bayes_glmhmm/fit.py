@@ -498,8 +498,9 @@ def _tempering_record(draws) -> dict | None:
     }
 
 
-#: Sampling until converged stops when R-hat stays above this after a round that doubled the draws or
-#: more (and did not bring it down): the chains sit in separate modes, which more draws do not join.
+#: Sampling until converged stops when R-hat stays above this after a round that did not bring its excess
+#: over 1 down by a tenth: the chains sit in separate modes, which more draws do not join (chains that
+#: mix, however slowly, lose about half the excess when the draws double).
 SEPARATE_MODES_RHAT = 1.1
 
 
@@ -509,8 +510,8 @@ def _next_round(
     """How many more draws per chain a fit that samples until converged takes next, and why it stops.
 
     Converged on R-hat and ESS, or ``max_samples`` reached: stop. R-hat above
-    :data:`SEPARATE_MODES_RHAT` and no lower than after the previous round: stop (the chains sit in
-    separate modes: ``tempering``). Otherwise ESS is taken to grow in proportion to the draws, so
+    :data:`SEPARATE_MODES_RHAT` with its excess over 1 not a tenth below the previous round's: stop
+    (the chains sit in separate modes: ``tempering``). Otherwise ESS is taken to grow in proportion to the draws, so
     the draws made are scaled by the largest shortfall (required / achieved ESS, bulk or tail) with
     10% to spare: at least ``num_samples // 2`` more (R-hat alone failing, or an ESS that could
     not be computed), at most as many as made so far (an ESS of a few draws extrapolates badly),
@@ -539,7 +540,7 @@ def _next_round(
         return 0, "converged"
     if num_draws >= max_samples:
         return 0, "max_samples"
-    if previous_rhat is not None and rhat > SEPARATE_MODES_RHAT and rhat >= previous_rhat:
+    if previous_rhat is not None and rhat > SEPARATE_MODES_RHAT and rhat - 1 > 0.9 * (previous_rhat - 1):
         return 0, f"separate modes (R-hat above {SEPARATE_MODES_RHAT:g} and not falling)"
     wanted = int(np.ceil(num_draws * (1.1 * shortfall - 1.0))) if shortfall > 1.0 else 0
     return min(max(wanted, num_samples // 2, 1), num_draws, max_samples - num_draws), ""
