@@ -3,7 +3,8 @@
 The cases (issue 15), a three-state Gaussian GLM-HMM fitted to
 
 - ``split``: data from a well-separated two-state model; the spare state can split either cluster;
-- ``merge``: data from a four-state model (two pairs of clusters); the fit must merge one pair.
+- ``merge``: data from a four-state model (two pairs of clusters); the fit must merge one pair;
+- ``near``: the same with each pair's two states nearly merged (1 noise sd apart).
 
 Either way the posterior has two modes. The data are made mirror-symmetric: every sequence y comes
 with its mirror -y (same inputs), and the prior is symmetric under (weights, biases) ->
@@ -42,6 +43,9 @@ CASES = {
     "split": lambda s: (np.array([1.0, -1.0]), np.array([s, -s])),
     # A 4-state model, mirror pairs at +-s and +-3s: the 3-state fit merges the + pair or the - pair.
     "merge": lambda s: (np.array([1.0, 1.0, -1.0, -1.0]), np.array([s, 3 * s, -s, -3 * s])),
+    # Two nearly merged states: mirror pairs at +-s and +-(s + 1), 1 noise sd apart within a pair; the
+    # 3-state fit resolves the + pair (and merges the - pair) or the other way round.
+    "near": lambda s: (np.array([1.0, 1.0, -1.0, -1.0]), np.array([s, s + 1.0, -s, -s - 1.0])),
 }
 
 
