@@ -14,7 +14,9 @@ __all__ = [
     "remove_if_exists",
     "write_json_atomic",
     "write_text_atomic",
+    "render_figures",
     "save_figures_atomic",
+    "write_pngs_atomic",
 ]
 
 
@@ -70,16 +72,37 @@ def _to_builtin(value):
     raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
 
 
+def render_figures(figures: dict, dpi: int = 110) -> dict:
+    """Start rendering Matplotlib figures ``{file name: Figure}`` as PNG; ``{file name: PendingPng}``.
+
+    Inside :func:`bayes_glmhmm._render.background_rendering` helper processes draw them while the
+    caller goes on; the figures may be closed as soon as this returns.
+    """
+    from bayes_glmhmm._render import render_png
+
+    return {name: render_png(figure, dpi) for name, figure in figures.items()}
+
+
+def write_pngs_atomic(pngs: dict, out) -> list[str]:
+    """Write the rendered figures ``{file name: PendingPng}`` of :func:`render_figures` into ``out``, each atomically.
+
+    Returns:
+        The file names written.
+    """
+    for name, png in pngs.items():
+        data = png.result()
+        with atomic_path(os.path.join(out, name)) as temporary, open(temporary, "wb") as handle:
+            handle.write(data)
+    return list(pngs)
+
+
 def save_figures_atomic(figures: dict, out, dpi: int = 110) -> list[str]:
     """Save Matplotlib figures ``{file name: Figure}`` into ``out`` as PNG, each atomically.
 
     Returns:
         The file names written.
     """
-    for name, figure in figures.items():
-        with atomic_path(os.path.join(out, name)) as temporary:
-            figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format="png")
-    return list(figures)
+    return write_pngs_atomic(render_figures(figures, dpi), out)
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:

@@ -278,15 +278,16 @@ def _demo_figures(posterior, data, em: _DemoEM, state_probs, sine_probs) -> dict
     }
 
 
-def _write_demo_figures(figures: dict, out: str) -> None:
-    """Save the figures atomically and close them."""
+def _render_demo_figures(figures: dict) -> dict:
+    """Start rendering the figures (in helper processes inside ``background_rendering``) and close them."""
     import matplotlib.pyplot as plt
 
-    from bayes_glmhmm._io import save_figures_atomic
+    from bayes_glmhmm._io import render_figures
 
-    save_figures_atomic(figures, out)
+    pngs = render_figures(figures)
     for figure in figures.values():
         plt.close(figure)
+    return pngs
 
 
 def _demo_summary(
@@ -405,7 +406,7 @@ def run_demo(
     matplotlib.use("Agg")
     from tqdm.auto import tqdm
 
-    from bayes_glmhmm._io import write_json_atomic
+    from bayes_glmhmm._io import write_json_atomic, write_pngs_atomic
     from bayes_glmhmm.report import write_report
 
     num_warmup = num_warmup if num_warmup is not None else (150 if quick else 1000)
@@ -430,10 +431,11 @@ def run_demo(
     comparison = _write_demo_comparison(posterior, em, demo, out)
     _stage("comparison")
     figures = _demo_figures(posterior, data, em, state_probs, sine_probs)
-    _write_demo_figures(figures, out)
-    _stage("figures")
+    pngs = _render_demo_figures(figures)
     report_paths = write_report(idata, os.path.join(out, "report"), title="bayes-glmhmm demo: the article's data")
     _stage("report")
+    write_pngs_atomic(pngs, out)
+    _stage("figures")
     files = ["posterior.nc", "parameters.csv", "comparison.csv", "comparison.md", *figures]
     files += [os.path.relpath(path, out) for path in (report_paths["html"], report_paths["markdown"])]
     summary = _demo_summary(
@@ -903,10 +905,11 @@ def _run_fit_command(args) -> int:
     except ValueError as error:
         return _error(_with_flag_names(str(error)))
     _start_jax(args.chains * args.sequence_devices, args.float64, not args.no_compile_cache)
+    from bayes_glmhmm._render import background_rendering
     from bayes_glmhmm.csv_fit import run_fit
 
     try:
-        with _verdict_printed_not_warned():
+        with _verdict_printed_not_warned(), background_rendering():
             summary = run_fit(
                 args.data,
                 args.states,
@@ -1089,11 +1092,13 @@ def _run_report_command(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from bayes_glmhmm._render import background_rendering
     from bayes_glmhmm.report import write_report
 
     out = args.out if args.out is not None else os.path.join(os.path.dirname(args.posterior) or ".", "report")
     try:
-        paths = write_report(args.posterior, out, title=args.title, selection=args.selection)
+        with background_rendering():
+            paths = write_report(args.posterior, out, title=args.title, selection=args.selection)
     except ValueError as error:
         message = str(error)
         return _error("--" + message if message.startswith("selection:") else message)
@@ -1110,7 +1115,9 @@ def _run_demo_command(args) -> int:
         return _error(str(error))
     _start_jax(args.chains, False, not args.no_compile_cache)
     start = time.perf_counter()
-    with _verdict_printed_not_warned():
+    from bayes_glmhmm._render import background_rendering
+
+    with _verdict_printed_not_warned(), background_rendering():
         summary = run_demo(
             out=args.out,
             quick=args.quick,

@@ -388,6 +388,39 @@ class Posterior:
             raise ValueError("transition_inputs were given but this posterior has stationary transitions")
         return inputs, emissions, mask, transition_inputs
 
+    def _in_fitted_shape(self, data: tuple, index) -> tuple[tuple, object, int]:
+        """New data of fewer sequences than the fit, padded with whole masked sequences to the fit's shape.
+
+        Sequences are independent in every per-sequence computation (likelihoods, smoothing), so
+        padding changes nothing of the real ones, and the program compiled for the fitted data
+        serves the new data: no compilation of its own (a cold quick demo compiles three
+        programs fewer). Data of another length, or of as many sequences or more, are left as they
+        are.
+
+        Args:
+            data: ``(inputs, emissions, mask, transition_inputs)`` of :meth:`_data`.
+            index: the (N,) subject of each sequence, or None.
+
+        Returns:
+            The (padded) data, the (padded) index and N, the number of real sequences.
+        """
+        emissions = data[1]
+        count, fitted = int(emissions.shape[0]), np.shape(self.emissions)
+        if count >= fitted[0] or tuple(emissions.shape[1:]) != tuple(fitted[1:]):
+            return data, index, count
+        extra = fitted[0] - count
+
+        def padded(array, fill=None):
+            if array is None:
+                return None
+            array = np.asarray(array)
+            rows = np.repeat(array[:1], extra, axis=0) if fill is None else np.full((extra,) + array.shape[1:], fill)
+            return jnp.asarray(np.concatenate([array, rows.astype(array.dtype)]))
+
+        inputs, emissions, mask, transition_inputs = data
+        data = (padded(inputs), padded(emissions), padded(mask, False), padded(transition_inputs))
+        return data, padded(index), count
+
     def permute(self, permutation) -> "Posterior":
         """Relabel every draw by one more permutation (new state k = current state perm[k]).
 
@@ -464,11 +497,11 @@ class Posterior:
                 predictive.
         """
         new_data = inputs is not None or emissions is not None
-        inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
-        params, index = self._per_draw_params(subjects, emissions.shape[0], new_data)
-        return self._per_draw(
-            lambda chunk: _loglik_per_draw(chunk, inputs, emissions, mask, transition_inputs, index), params=params
-        )
+        data = self._data(inputs, emissions, mask, transition_inputs)
+        params, index = self._per_draw_params(subjects, data[1].shape[0], new_data)
+        data, index, count = self._in_fitted_shape(data, index)
+        per_draw = self._per_draw(lambda chunk: _loglik_per_draw(chunk, *data, index), params=params)
+        return per_draw[..., :count]
 
     def log_predictive_density(
         self, inputs=None, emissions=None, mask=None, transition_inputs=None, subjects=None
@@ -539,14 +572,14 @@ class Posterior:
             subjects: hierarchical posteriors, new data: the (N,) subject ids (see :meth:`log_likelihood`).
         """
         new_data = inputs is not None or emissions is not None
-        inputs, emissions, mask, transition_inputs = self._data(inputs, emissions, mask, transition_inputs)
-        params, index = self._per_draw_params(subjects, emissions.shape[0], new_data)
-        accumulated = np.zeros(emissions.shape + (self.num_states,))
+        data = self._data(inputs, emissions, mask, transition_inputs)
+        params, index = self._per_draw_params(subjects, data[1].shape[0], new_data)
+        data, index, count = self._in_fitted_shape(data, index)
+        accumulated = np.zeros(data[1].shape + (self.num_states,))
         for start, stop, indices, chunk in self._param_chunks(chunk_size, params):
-            weights = (np.arange(indices.size) < stop - start).astype(inputs.dtype)  # repeats count 0
-            summed = _smoothed_sum(chunk, weights, inputs, emissions, mask, transition_inputs, index)
-            accumulated += np.asarray(summed, dtype=float)
-        return accumulated / (self.num_chains * self.num_draws)
+            weights = (np.arange(indices.size) < stop - start).astype(data[0].dtype)  # repeats count 0
+            accumulated += np.asarray(_smoothed_sum(chunk, weights, *data, index), dtype=float)
+        return accumulated[:count] / (self.num_chains * self.num_draws)
 
     def posterior_predictive(self, key) -> np.ndarray:
         """Replicated emissions y_rep ~ p(y_rep | x, theta_s): fresh states and emissions per draw.

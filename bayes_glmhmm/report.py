@@ -28,7 +28,6 @@ figures iterate.
 
 import base64
 import html
-import io
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bayes_glmhmm._io import atomic_path, write_text_atomic
+from bayes_glmhmm._render import PendingPng
 from bayes_glmhmm.emissions import EmissionFamily, get_family
 from bayes_glmhmm.hierarchy import subject_param_names
 
@@ -377,13 +377,14 @@ def _verdict(posterior) -> dict:
 # --- figures ------------------------------------------------------------------------------------
 
 
-def _figure_png(figure, dpi: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
+def _figure_png(figure, dpi: int = 90):
+    """The figure's PNG, a :class:`~bayes_glmhmm._render.PendingPng` (drawn by a helper process if any)."""
+    from bayes_glmhmm._render import render_png
+
+    return render_png(figure, dpi)
 
 
-def _arviz_figure(draw, title: str) -> bytes:
+def _arviz_figure(draw, title: str):
     """Run an ArviZ plotting call with colour-blind-safe chain colours and return PNG bytes."""
     import matplotlib.pyplot as plt
     from cycler import cycler
@@ -421,7 +422,7 @@ def _energy_axes(idata):
     return _draw
 
 
-def _own_figure(figure) -> bytes:
+def _own_figure(figure):
     png = _figure_png(figure)
     figure.clear()
     return png
@@ -469,7 +470,7 @@ def _state_overview(probabilities: np.ndarray, max_sequences: int = 12, sequence
     return figure
 
 
-def _emission_curves_figure(posterior, probabilities, input_names) -> tuple[str, str, str, bytes]:
+def _emission_curves_figure(posterior, probabilities, input_names) -> tuple[str, str, str, PendingPng]:
     """The emission curves of every state along the first input, the data coloured by most probable state."""
     from bayes_glmhmm import plots
 
@@ -495,7 +496,7 @@ def _emission_curves_figure(posterior, probabilities, input_names) -> tuple[str,
 _MAX_TRANSITION_FIGURES = 4
 
 
-def _transition_figures(posterior, names) -> list[tuple[str, str, str, bytes]]:
+def _transition_figures(posterior, names) -> list[tuple[str, str, str, PendingPng]]:
     """Input-driven transitions: the transition probabilities against each transition input (the first four)."""
     from bayes_glmhmm import plots
 
@@ -552,7 +553,7 @@ def _input_labelled(idata, names, input_names, split: bool):
     return az.InferenceData(**groups)
 
 
-def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[tuple[str, str, str, bytes]]:
+def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[tuple[str, str, str, PendingPng]]:
     """(file stem, title, caption, PNG bytes) of every figure of the report, in order."""
     import arviz as az
 
@@ -1055,7 +1056,7 @@ def _selection_blocks(idata, selection, figure_stems) -> list:
     return blocks
 
 
-def _selection_figure(selection) -> tuple[str, str, str, bytes]:
+def _selection_figure(selection) -> tuple[str, str, str, PendingPng]:
     from bayes_glmhmm.plots import plot_selection
 
     return (
@@ -1347,23 +1348,24 @@ def write_report(
     idata, source = _load(idata_or_path)
     selection = _load_selection(selection, source)
     thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-    names = _param_names(idata)
-    summary = _summary(idata, names)
-    checks = report_checks(idata, thresholds)
     chains = _per_chain_stats(idata)
     relabeling = _relabeling(idata)
     posterior = _posterior(idata)
-    verdict = None if posterior is None else _verdict(posterior)
     probabilities = _state_probabilities(idata, posterior)
+    # The figures first: inside background_rendering, helper processes draw them during what follows.
     figures = _figures(idata, relabeling, probabilities, chains, posterior)
     if selection is not None:
         figures.append(_selection_figure(selection))
+    summary = _summary(idata, _param_names(idata))
+    checks = report_checks(idata, thresholds)
+    verdict = None if posterior is None else _verdict(posterior)
     if title is None:
         title = "GLM-HMM posterior" + (f": {os.path.basename(source)}" if source != "(in memory)" else "")
     sections = _sections(
         idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures, selection
     )
 
+    figures = [(stem, name, caption, png.result()) for stem, name, caption, png in figures]
     out_dir = os.fspath(out_dir)
     figure_dir = os.path.join(out_dir, "figures")
     os.makedirs(figure_dir, exist_ok=True)

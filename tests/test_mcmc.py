@@ -172,6 +172,27 @@ def test_new_data_state_probabilities(small_posterior, small_article_data):
         small_posterior.state_probabilities(data.sine_inputs)
 
 
+def test_fewer_new_sequences_reuse_the_fitted_programs_and_match_the_fitted_values(small_posterior, small_article_data):
+    """New data of fewer sequences are padded to the fit's shape: same values, no program of their own."""
+    from bayes_glmhmm.posterior import _loglik_per_draw, _smoothed_sum
+
+    data = small_article_data
+    fitted_probabilities = small_posterior.state_probabilities()
+    fitted_loglik = small_posterior.log_likelihood()
+    compiled = _smoothed_sum._cache_size(), _loglik_per_draw._cache_size()
+    mask = np.ones(data.emissions[1:3].shape, bool)
+    mask[0, 10:20] = False  # a missing stretch: the padding must not disturb the real sequences' masks
+    probabilities = small_posterior.state_probabilities(data.inputs[1:3], data.emissions[1:3], mask)
+    loglik = small_posterior.log_likelihood(data.inputs[1:3], data.emissions[1:3])
+    assert (_smoothed_sum._cache_size(), _loglik_per_draw._cache_size()) == compiled
+    assert probabilities.shape == (2, 60, 3) and loglik.shape == fitted_loglik.shape[:2] + (2,)
+    np.testing.assert_allclose(loglik, fitted_loglik[..., 1:3], rtol=1e-6)
+    np.testing.assert_allclose(probabilities[1], fitted_probabilities[2], atol=1e-6)
+    assert np.abs(probabilities[0] - fitted_probabilities[1]).max() > 1e-3  # the mask was applied
+    unmasked = small_posterior.state_probabilities(data.inputs[1:3], data.emissions[1:3])
+    np.testing.assert_allclose(unmasked, fitted_probabilities[1:3], atol=1e-6)
+
+
 def test_detect_stuck_chains():
     rng = np.random.default_rng(0)
     healthy = -100 + rng.standard_normal((4, 500)) * 3
