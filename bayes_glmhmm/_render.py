@@ -111,21 +111,34 @@ def render_png(figure, dpi: int) -> PendingPng:
     return PendingPng(future=future, payload=payload, dpi=dpi)
 
 
+def _started_helpers(num_processes: int) -> ProcessPoolExecutor | None:
+    """A pool of ``num_processes`` spawned helpers, each started now (not at the first figure).
+
+    None where processes cannot be started (a sandbox without ``fork``/``exec``, no semaphores):
+    the figures are then drawn in the calling process, as without helpers.
+    """
+    try:
+        executor = ProcessPoolExecutor(num_processes, mp_context=get_context("spawn"), initializer=_start_helper)
+        for _ in range(num_processes):
+            executor.submit(int)
+    except (OSError, RuntimeError, ImportError):
+        return None
+    return executor
+
+
 @contextlib.contextmanager
 def background_rendering(num_processes: int = 2):
     """Within this block, :func:`render_png` renders in ``num_processes`` spawned helper processes.
 
     The helpers start at once and import Matplotlib while the caller works; they are shut down
-    (after finishing what was submitted) when the block ends. ``num_processes=0`` renders in the
-    calling process, as outside the block.
+    (after finishing what was submitted) when the block ends. ``num_processes=0``, or processes
+    that cannot be started, render in the calling process, as outside the block.
     """
     global _executor
-    if num_processes < 1:
+    executor = _started_helpers(num_processes) if num_processes >= 1 else None
+    if executor is None:
         yield
         return
-    executor = ProcessPoolExecutor(num_processes, mp_context=get_context("spawn"), initializer=_start_helper)
-    for _ in range(num_processes):  # start every helper now, not at the first figure
-        executor.submit(int)
     previous, _executor = _executor, executor
     try:
         yield

@@ -235,12 +235,11 @@ def _write_demo_comparison(posterior, em: _DemoEM, demo: _DemoData, out: str):
     return comparison
 
 
-def _demo_figures(posterior, data, em: _DemoEM, state_probs, sine_probs) -> dict:
-    """The demo's figures, ``{file name: Figure}``: data, states, parameters, transitions, trace, EM progress."""
+def _demo_draw_figures(posterior, data, em: _DemoEM) -> dict:
+    """The demo's figures of the data, the draws and EM, ``{file name: Figure}``: drawn before the states."""
     import numpy as np
 
     from bayes_glmhmm import plots
-    from bayes_glmhmm.model import most_likely_states
 
     truth = data.params
     return {
@@ -248,6 +247,30 @@ def _demo_figures(posterior, data, em: _DemoEM, state_probs, sine_probs) -> dict
             data.sine_inputs, data.sine_emissions, data.sine_states, title="The article's sinusoidal input sequence"
         ),
         "data_scatter.png": plots.plot_scatter_by_state(data.inputs, data.emissions, data.states),
+        "parameters.png": plots.plot_parameter_posteriors(posterior.samples, true_params=truth, em_params=em.aligned),
+        "parameter_recovery_bars.png": plots.plot_parameter_bars(truth, em.aligned, posterior.samples),
+        "transition_matrices.png": plots.plot_transition_matrices(
+            {
+                "truth": np.asarray(truth.transition_matrix),
+                "EM (maximum likelihood)": np.asarray(em.aligned.transition_matrix),
+                "posterior mean": posterior.samples["transition_matrix"].mean(axis=(0, 1)),
+            },
+            spreads={"posterior mean": posterior.samples["transition_matrix"].std(axis=(0, 1))},
+        ),
+        "trace.png": plots.plot_trace(posterior.samples, var_names=["weights", "biases", "scales"]),
+        "lp_by_chain.png": plots.plot_lp_by_chain(posterior.sample_stats["lp"]),
+        "em_log_probs.png": plots.plot_em_log_probs(em.result.log_probs),
+    }
+
+
+def _demo_state_figures(data, em: _DemoEM, state_probs, sine_probs) -> dict:
+    """The demo's figures of the inferred states, ``{file name: Figure}``."""
+    import numpy as np
+
+    from bayes_glmhmm import plots
+    from bayes_glmhmm.model import most_likely_states
+
+    return {
         "states_sequence0.png": plots.plot_states(
             data.emissions[0],
             data.states[0],
@@ -262,19 +285,6 @@ def _demo_figures(posterior, data, em: _DemoEM, state_probs, sine_probs) -> dict
             map_states=np.asarray(most_likely_states(em.aligned, data.sine_inputs, data.sine_emissions))[0],
             sequence_label="sinusoidal input sequence (held out)",
         ),
-        "parameters.png": plots.plot_parameter_posteriors(posterior.samples, true_params=truth, em_params=em.aligned),
-        "parameter_recovery_bars.png": plots.plot_parameter_bars(truth, em.aligned, posterior.samples),
-        "transition_matrices.png": plots.plot_transition_matrices(
-            {
-                "truth": np.asarray(truth.transition_matrix),
-                "EM (maximum likelihood)": np.asarray(em.aligned.transition_matrix),
-                "posterior mean": posterior.samples["transition_matrix"].mean(axis=(0, 1)),
-            },
-            spreads={"posterior mean": posterior.samples["transition_matrix"].std(axis=(0, 1))},
-        ),
-        "trace.png": plots.plot_trace(posterior.samples, var_names=["weights", "biases", "scales"]),
-        "lp_by_chain.png": plots.plot_lp_by_chain(posterior.sample_stats["lp"]),
-        "em_log_probs.png": plots.plot_em_log_probs(em.result.log_probs),
     }
 
 
@@ -385,7 +395,8 @@ def run_demo(
     The steps, each a function: simulate (:func:`_simulate_demo_data`), EM
     (:func:`_fit_demo_em`), NUTS (:func:`_fit_demo_nuts`), posterior states
     (:func:`_write_demo_posterior`), tables (:func:`_write_demo_parameters`,
-    :func:`_write_demo_comparison`), figures (:func:`_demo_figures`), report, summary
+    :func:`_write_demo_comparison`), figures (:func:`_demo_draw_figures`,
+    :func:`_demo_state_figures`), report, summary
     (:func:`_demo_summary`).
 
     Args:
@@ -425,18 +436,20 @@ def run_demo(
     _stage("em")
     posterior = _fit_demo_nuts(data, num_chains, num_warmup, num_samples, seed, progress_bar)
     _stage("nuts")
+    # Each group of figures is handed to the helper processes (inside background_rendering) as soon
+    # as what it shows exists, so that they draw it while this process computes the next step.
+    pngs = _render_demo_figures(_demo_draw_figures(posterior, data, em))
     idata, state_probs, sine_probs = _write_demo_posterior(posterior, data, out, seed)
     _stage("posterior states")
+    pngs |= _render_demo_figures(_demo_state_figures(data, em, state_probs, sine_probs))
     rows = _write_demo_parameters(posterior, data.params, em.aligned, out)
     comparison = _write_demo_comparison(posterior, em, demo, out)
     _stage("comparison")
-    figures = _demo_figures(posterior, data, em, state_probs, sine_probs)
-    pngs = _render_demo_figures(figures)
     report_paths = write_report(idata, os.path.join(out, "report"), title="bayes-glmhmm demo: the article's data")
     _stage("report")
     write_pngs_atomic(pngs, out)
     _stage("figures")
-    files = ["posterior.nc", "parameters.csv", "comparison.csv", "comparison.md", *figures]
+    files = ["posterior.nc", "parameters.csv", "comparison.csv", "comparison.md", *pngs]
     files += [os.path.relpath(path, out) for path in (report_paths["html"], report_paths["markdown"])]
     summary = _demo_summary(
         posterior,

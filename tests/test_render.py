@@ -85,6 +85,16 @@ def test_zero_processes_render_in_this_process():
         assert _render.render_png(_figure(), dpi=40)._data is not None
 
 
+def test_helpers_that_cannot_start_leave_the_rendering_here(monkeypatch):
+    def no_processes(*args, **kwargs):
+        raise OSError("no semaphores in this sandbox")
+
+    monkeypatch.setattr(_render, "ProcessPoolExecutor", no_processes)
+    with _render.background_rendering(num_processes=2):
+        assert _render._executor is None
+        assert _render.render_png(_figure(), dpi=40).result()[:4] == b"\x89PNG"
+
+
 def test_rendered_figures_are_written_atomically_with_their_bytes(tmp_path):
     # Fresh figures for the expectation: a drawn constrained figure keeps its layout, and a second
     # layout pass from there may move things by a pixel.
