@@ -61,6 +61,9 @@ RULES = {
     "max": "the K with the highest elpd",
 }
 PARETO_K_THRESHOLD = 0.7
+#: Differences of elpd to the best K smaller than this many Monte Carlo SEs are warned about: the
+#: draws' own error could reorder the two K's.
+MONTE_CARLO_RESOLUTION = 2.0
 _MIN_REFIT_WARMUP = 100
 _LN2 = float(np.log(2.0))
 # The columns of the Bayesian and of the EM score, in the order of _score_columns.
@@ -129,6 +132,55 @@ def _total_and_se(values) -> tuple[float, float]:
     """Sum over sequences and its standard error sqrt(N var) (ArviZ's convention for elpd)."""
     values = np.asarray(values, dtype=np.float64)
     return float(values.sum()), float(np.sqrt(values.size * np.var(values)))
+
+
+def elpd_monte_carlo_variance(per_draw_loglik, log_weights=None, num_chains: int = 1) -> np.ndarray:
+    """Monte Carlo variance of each sequence's elpd estimate, log sum_s w[s] p(y[n] | theta_s).
+
+    The elpd of a held-out sequence (k-fold) or of a left-out one (PSIS-LOO) is estimated from a
+    finite number of posterior draws; a long sequence's likelihoods p(y[n] | theta_s) spread over
+    many orders of magnitude, so few draws can dominate the average. By the delta method (as the
+    ``loo`` package's ``mcse_elpd_loo``, Vehtari, Gelman and Gabry 2017), with normalized weights
+    w[s], E = sum_s w[s] p_s and ratios r_s = p_s / E,
+
+        Var(log E) ~ sum_s w[s]^2 (r_s - 1)^2 / r_eff,
+
+    where r_eff = ESS / S is the relative efficiency of the draws' likelihoods (their
+    autocorrelation within chains, ArviZ's mean ESS). With equal weights (draws of a posterior that
+    never saw the sequence) this is Var_s(p_s) / (ESS E^2).
+
+    Args:
+        per_draw_loglik: (S, N) log p(y[n] | theta_s), the draws in chain order (``num_chains``
+            chains of S / ``num_chains`` draws each).
+        log_weights: (S, N) importance log weights (PSIS-LOO's, normalized or not), or None for
+            equal weights.
+        num_chains: how many chains the S draws come from (for the ESS).
+
+    Returns:
+        (N,) variances (nats squared) of the per-sequence estimates; the variance of their sum is
+        their sum (the draws' errors for different sequences are treated as independent).
+    """
+    import arviz as az
+    from scipy.special import logsumexp as logsumexp_float64
+
+    loglik = np.asarray(per_draw_loglik, np.float64)
+    num_draws, num_sequences = loglik.shape
+    if log_weights is None:
+        log_weights = np.full(loglik.shape, -np.log(num_draws))
+    log_weights = np.asarray(log_weights, np.float64)
+    log_weights = log_weights - logsumexp_float64(log_weights, axis=0)
+    log_estimate = logsumexp_float64(log_weights + loglik, axis=0)
+    ratios = np.exp(loglik - log_estimate)
+    per_draw = num_draws // num_chains
+    if num_draws < 4 or per_draw * num_chains != num_draws:
+        relative_efficiency = np.ones(num_sequences)
+    else:
+        scaled = np.exp(loglik - loglik.max(axis=0)).reshape(num_chains, per_draw, num_sequences)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ess = np.asarray(az.ess(az.convert_to_dataset(scaled), method="mean")["x"].values, np.float64)
+        relative_efficiency = np.where(np.isfinite(ess) & (ess > 0), ess / num_draws, 1.0)
+    return np.sum(np.exp(2.0 * log_weights) * (ratios - 1.0) ** 2, axis=0) / relative_efficiency
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +310,10 @@ class Selection:
         table: one row per K (pandas DataFrame indexed by ``num_states``). Bayes columns:
             ``elpd`` (PSIS-LOO or k-fold, nats), ``elpd_se``, ``elpd_diff`` and ``elpd_diff_se``
             (to the best K, paired), ``bits_per_trial`` and its ``_se``, ``accuracy`` (choices),
-            ``stacking_weight``; PSIS-LOO adds ``p_loo``, ``max_pareto_k``, ``num_high_pareto_k``
+            ``elpd_mc_se`` and ``elpd_diff_mc_se`` (the Monte Carlo SE of the elpd from the finite
+            posterior draws, and of its difference to the best K; see
+            :func:`elpd_monte_carlo_variance`), ``stacking_weight``; PSIS-LOO adds ``p_loo``,
+            ``max_pareto_k``, ``num_high_pareto_k``
             (above 0.7 before refitting), ``num_refits`` (sequences refitted), ``refit_fits`` (the
             refits run; fewer than ``num_refits`` when sequences were left out in groups),
             ``num_unreliable`` (above 0.7 and not refitted). EM k-fold columns: ``em_loglik``,
@@ -275,7 +330,7 @@ class Selection:
         folds: (N,) the fold of each sequence (EM, and Bayes with k-fold).
         pointwise: per K, per-sequence arrays: ``elpd``, ``baseline`` (the family's baseline fitted
             without the sequence's fold, for Bayes and EM alike), ``em_loglik``, ``em_baseline``
-            (the same), ``trials``, and for choices
+            (the same), ``trials``, ``elpd_mc_var`` (the Monte Carlo variance of each elpd), and for choices
             ``correct`` and ``em_correct``; PSIS-LOO adds ``pareto_k`` (before refitting) and
             ``refitted`` (bool).
         posteriors: PSIS-LOO: the posterior of each K on all sequences; k-fold: empty.
@@ -411,11 +466,12 @@ class _Data:
     def num_sequences(self) -> int:
         return int(self.emissions.shape[0])
 
-    def held_out_scores(self, draws, index, valid, log_weights=None) -> dict:
-        """Held-out log predictive density (and correct choices) of the sequences ``index``.
+    def held_out_scores(self, draws, index, valid, log_weights=None, num_chains: int = 1) -> dict:
+        """Held-out log predictive density, its Monte Carlo variance (and correct choices) of the sequences ``index``.
 
-        ``draws``: params with a leading draw axis (one EM estimate: a single draw). Entries of
-        ``index`` with ``valid`` False are padding copies, returned as zeros.
+        ``draws``: params with a leading draw axis (one EM estimate: a single draw), from
+        ``num_chains`` chains in chain order. Entries of ``index`` with ``valid`` False are
+        padding copies, returned as zeros.
         """
         inputs, emissions, transition_inputs = _subset((self.inputs, self.emissions, self.transition_inputs), index)
         mask = jnp.asarray(self.observed[index] & valid[:, None])
@@ -427,6 +483,9 @@ class _Data:
             normalizer = np.log(per_draw.shape[0])
         elpd = np.asarray(logsumexp(jnp.asarray(per_draw), axis=0) - normalizer, np.float64)
         scores = {"elpd": np.where(valid, elpd, 0.0)}
+        if per_draw.shape[0] > 1:
+            mc_variance = elpd_monte_carlo_variance(per_draw, log_weights, num_chains)
+            scores["elpd_mc_var"] = np.where(valid, mc_variance, 0.0)
         if self.choices:
             probabilities = one_step_predictive(draws, inputs, emissions, mask, transition_inputs, log_weights)
             scores["correct"] = np.where(valid, _correct_choices(probabilities, emissions, mask), 0)
@@ -479,16 +538,18 @@ def _em_kfold(data: _Data, num_states: int, folds: np.ndarray, em_kwargs: dict) 
 
 def _bayes_kfold(data: _Data, num_states: int, folds: np.ndarray, fit_kwargs: dict) -> tuple[dict, list]:
     size = int(np.bincount(folds).max())
-    elpd, correct, summaries = np.zeros(data.num_sequences), np.zeros(data.num_sequences), []
+    elpd, mc_var, correct = (np.zeros(data.num_sequences) for _ in range(3))
+    summaries = []
     for fold in range(int(folds.max()) + 1):
         posterior = _nuts(data, num_states, data.observed & (folds != fold)[:, None], fit_kwargs)
         summaries.append(_fit_summary(posterior))
         index, valid = _fold_index(folds, fold, size)
-        scores = data.held_out_scores(posterior.flat_params(), index, valid)
+        scores = data.held_out_scores(posterior.flat_params(), index, valid, num_chains=posterior.num_chains)
         elpd[index[valid]] = scores["elpd"][valid]
+        mc_var[index[valid]] = scores["elpd_mc_var"][valid]
         if data.choices:
             correct[index[valid]] = scores["correct"][valid]
-    return {"elpd": elpd, "correct": correct}, summaries
+    return {"elpd": elpd, "elpd_mc_var": mc_var, "correct": correct}, summaries
 
 
 def _psis(per_draw_loglik: np.ndarray):
@@ -558,9 +619,13 @@ def _refit_kwargs(posterior: Posterior, fit_kwargs: dict) -> dict:
 def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int | None, max_group_size: int):
     posterior = _nuts(data, num_states, data.observed, fit_kwargs)
     summaries = [_fit_summary(posterior)]
-    elpd, pareto_k, p_loo, log_weights = _psis(posterior.log_likelihood())
+    per_draw_loglik = posterior.log_likelihood()
+    elpd, pareto_k, p_loo, log_weights = _psis(per_draw_loglik)
     refitted = np.zeros(data.num_sequences, bool)
-    result = {"elpd": np.asarray(elpd, np.float64), "pareto_k": pareto_k, "refitted": refitted}
+    mc_var = elpd_monte_carlo_variance(
+        per_draw_loglik.reshape(-1, data.num_sequences), log_weights, posterior.num_chains
+    )
+    result = {"elpd": np.asarray(elpd, np.float64), "elpd_mc_var": mc_var, "pareto_k": pareto_k, "refitted": refitted}
     if data.choices:
         mask = jnp.asarray(data.observed)
         inputs, emissions, transition_inputs = _subset(
@@ -579,8 +644,9 @@ def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int |
         refit = _nuts(data, num_states, data.observed & ~left_out[:, None], refit_kwargs)
         summaries.append(_fit_summary(refit))
         index, valid = _padded_index(group, size)
-        scores = data.held_out_scores(refit.flat_params(), index, valid)
+        scores = data.held_out_scores(refit.flat_params(), index, valid, num_chains=refit.num_chains)
         result["elpd"][group] = scores["elpd"][valid]
+        result["elpd_mc_var"][group] = scores["elpd_mc_var"][valid]
         if data.choices:
             result["correct"][group] = scores["correct"][valid]
         result["refitted"][group] = True
@@ -627,18 +693,30 @@ def _score_columns(names: tuple, values, baseline, correct, diff, diff_se, data:
     return dict(zip(names, scores, strict=True))
 
 
+def _monte_carlo_errors(mc_variances: dict, pointwise: dict, states) -> tuple[np.ndarray, np.ndarray]:
+    """Each K's Monte Carlo SE of its elpd, and of its difference to the best K (independent fits: variances add)."""
+    totals = np.array([pointwise[k].sum() for k in states])
+    best = states[int(np.nanargmax(totals))]
+    variances = {k: float(np.sum(mc_variances[k])) for k in states}
+    mc_se = np.sqrt([variances[k] for k in states])
+    diff_mc_se = np.sqrt([0.0 if k == best else variances[k] + variances[best] for k in states])
+    return mc_se, diff_mc_se
+
+
 def _table(data: _Data, states, pointwise: dict, extras: dict, method: str) -> pd.DataFrame:
     bayes = {k: pointwise[k]["elpd"] for k in states}
     em = {k: pointwise[k]["em_loglik"] for k in states}
     elpd_diff, elpd_diff_se = _differences(bayes, states)
     em_diff, em_diff_se = _differences(em, states)
     weights = _stacking_weights(bayes, states)
+    mc_se, diff_mc_se = _monte_carlo_errors({k: pointwise[k]["elpd_mc_var"] for k in states}, bayes, states)
     rows = []
     for i, k in enumerate(states):
         values = pointwise[k]
         bayes_scores = (values["elpd"], values["baseline"], values.get("correct"), elpd_diff[i], elpd_diff_se[i])
         em_scores = (values["em_loglik"], values["em_baseline"], values.get("em_correct"), em_diff[i], em_diff_se[i])
         row = {"num_states": k, **_score_columns(_BAYES_SCORE_COLUMNS, *bayes_scores, data)}
+        row |= {"elpd_mc_se": mc_se[i], "elpd_diff_mc_se": diff_mc_se[i]}
         row |= {"stacking_weight": weights[i], **_score_columns(_EM_SCORE_COLUMNS, *em_scores, data)}
         if method == "loo":
             high = values["pareto_k"] > PARETO_K_THRESHOLD
@@ -770,6 +848,7 @@ def select_num_states(
         em_seconds = time.perf_counter() - em_start
         pointwise[k] = {
             "elpd": bayes["elpd"],
+            "elpd_mc_var": bayes["elpd_mc_var"],
             "baseline": baseline,
             "em_loglik": em["em_loglik"],
             "em_baseline": baseline,
@@ -835,6 +914,18 @@ def _warn_about(table: pd.DataFrame, extras: dict, method: str) -> None:
             problems.append(
                 f"PSIS-LOO is unreliable (Pareto k > {PARETO_K_THRESHOLD}) for sequences not refitted, per K: "
                 f"{unreliable}; raise max_refits or use method='kfold'"
+            )
+    if "elpd_diff_mc_se" in table:
+        unresolved = [
+            int(k)
+            for k in table.index
+            if table.loc[k, "elpd_diff_mc_se"] > 0
+            and table.loc[k, "elpd_diff"] < MONTE_CARLO_RESOLUTION * table.loc[k, "elpd_diff_mc_se"]
+        ]
+        if unresolved:
+            problems.append(
+                f"the elpd differences of K = {unresolved} to the best K are within {MONTE_CARLO_RESOLUTION:g} Monte "
+                "Carlo SEs (elpd_diff_mc_se): too few posterior draws to rank them; draw more (num_samples)"
             )
     unconverged = {
         int(k): f"{int(n)} of {int(table.loc[k, 'num_fits'])}" for k, n in table["unconverged_fits"].items() if n

@@ -25,6 +25,7 @@ from bayes_glmhmm.selection import (
     baseline_log_likelihood,
     bits_per_trial,
     choose,
+    elpd_monte_carlo_variance,
     fold_assignment,
     one_step_predictive,
     select_num_states,
@@ -83,6 +84,83 @@ def test_gaussian_baseline_is_the_one_state_least_squares_regression():
     expected = scipy.stats.norm.logpdf(y[40:], ols.predict(sm.add_constant(x[40:])), np.sqrt(variance))
     got = get_family("gaussian").baseline(x[:40], y[:40], x[40:], y[40:])
     np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Monte Carlo error of an elpd estimate, against brute-force repetition
+
+
+def _log_mean_exp(loglik: np.ndarray) -> np.ndarray:
+    highest = loglik.max(axis=0)
+    return highest + np.log(np.mean(np.exp(loglik - highest), axis=0))
+
+
+def test_elpd_monte_carlo_variance_predicts_the_spread_of_independent_draws():
+    """Columns are 4,000 independent estimates from 400 iid draws each (log-likelihoods ~ N(-50, 1)).
+
+    The empirical sd of the estimates has a relative SE of 1/sqrt(2 x 4000) = 1.1%, and the
+    delta method's bias at this spread and S was 1-3% in trials, so 8% is a safe tolerance.
+    """
+    rng = np.random.default_rng(0)
+    loglik = rng.normal(-50.0, 1.0, size=(400, 4000))
+    predicted = elpd_monte_carlo_variance(loglik[:, :500], num_chains=4)
+    empirical = _log_mean_exp(loglik).std()
+    assert np.sqrt(predicted.mean()) == pytest.approx(empirical, rel=0.08)
+
+
+def test_elpd_monte_carlo_variance_counts_the_autocorrelation_of_the_chains():
+    """AR(1) chains (rho 0.8, 4 x 250 draws) carry about a ninth of the information of iid draws.
+
+    The estimate from the ESS matches the brute-force spread (8%, as above); the iid formula,
+    Var_s(p) / (S E^2), underestimates it by far more (so the test fails without the ESS).
+    """
+    rng = np.random.default_rng(1)
+    chains, per_chain, rho, replications = 4, 250, 0.8, 3000
+    noise = rng.normal(size=(chains, per_chain, replications))
+    draws = np.empty_like(noise)
+    draws[:, 0] = noise[:, 0]
+    for t in range(1, per_chain):
+        draws[:, t] = rho * draws[:, t - 1] + np.sqrt(1 - rho**2) * noise[:, t]
+    loglik = draws.reshape(chains * per_chain, replications)
+    empirical = _log_mean_exp(loglik).std()
+    predicted = np.sqrt(elpd_monte_carlo_variance(loglik[:, :300], num_chains=chains).mean())
+    assert predicted == pytest.approx(empirical, rel=0.08)
+    scaled = np.exp(loglik[:, :300] - loglik[:, :300].max(axis=0))
+    iid = np.sqrt(np.mean(scaled.var(axis=0) / (scaled.shape[0] * scaled.mean(axis=0) ** 2)))
+    assert iid < 0.6 * empirical
+
+
+def test_elpd_monte_carlo_variance_of_weighted_draws_by_hand():
+    """Three draws (too few for an ESS: relative efficiency 1), weights 2:1:1, p = 1, 2, 3."""
+    loglik = np.log([[1.0], [2.0], [3.0]])
+    log_weights = np.log([[2.0], [1.0], [1.0]])  # normalized inside: 0.5, 0.25, 0.25
+    estimate = 0.5 * 1 + 0.25 * 2 + 0.25 * 3  # 1.75
+    expected = sum(w**2 * (p / estimate - 1) ** 2 for w, p in [(0.5, 1.0), (0.25, 2.0), (0.25, 3.0)])
+    assert elpd_monte_carlo_variance(loglik, log_weights)[0] == pytest.approx(expected, rel=1e-12)
+    equal = elpd_monte_carlo_variance(loglik)[0]
+    assert equal == pytest.approx(np.var([1.0, 2.0, 3.0]) / (3 * 2.0**2), rel=1e-12)
+    assert elpd_monte_carlo_variance(np.zeros((3, 2)))[0] == 0.0  # equal likelihoods: no error
+
+
+def test_differences_within_two_monte_carlo_ses_are_warned_about():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "elpd_diff": [30.0, 1.0, 0.0],
+            "elpd_diff_mc_se": [0.9, 0.8, 0.0],  # K = 2 is 1.25 MC SEs below the best: unresolved
+            "unconverged_fits": [0, 0, 0],
+            "num_fits": [1, 1, 1],
+        },
+        index=[1, 2, 3],
+    )
+    extras = {k: {"em_converged": [True]} for k in (1, 2, 3)}
+    with pytest.warns(UserWarning, match=r"K = \[2\] to the best K are within 2 Monte Carlo SEs"):
+        selection_module._warn_about(table, extras, "kfold")
+    table.loc[2, "elpd_diff_mc_se"] = 0.4  # 2.5 MC SEs: resolved
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        selection_module._warn_about(table, extras, "kfold")
 
 
 def test_fold_assignment_is_balanced_seeded_and_validated():
@@ -272,6 +350,12 @@ def test_selection_table_is_consistent_with_its_pointwise_values(loo_selection):
         assert table.loc[k, "num_unreliable"] == high - table.loc[k, "num_refits"]
     best_total = max(table["elpd"])
     np.testing.assert_allclose(table["elpd_diff"], best_total - table["elpd"], atol=1e-9)
+    variances = {k: selection.pointwise[k]["elpd_mc_var"].sum() for k in states}
+    best = int(table["elpd"].idxmax())
+    for k in states:
+        assert table.loc[k, "elpd_mc_se"] == pytest.approx(np.sqrt(variances[k]))
+        expected = 0.0 if k == best else np.sqrt(variances[k] + variances[best])
+        assert table.loc[k, "elpd_diff_mc_se"] == pytest.approx(expected)
     assert table["stacking_weight"].sum() == pytest.approx(1.0, abs=1e-6)
     assert selection.best == choose(table["elpd"], table["elpd_diff_se"], states, "one_se")
     assert selection.chosen("max") == int(table["elpd"].idxmax())
@@ -315,6 +399,14 @@ def test_psis_values_of_sequences_not_refitted_are_arviz_loo(loo_selection):
         kept = ~values["refitted"]
         np.testing.assert_allclose(values["elpd"][kept], np.asarray(loo.loo_i)[kept], rtol=1e-6)
         np.testing.assert_allclose(values["pareto_k"], np.asarray(loo.pareto_k), rtol=1e-6)
+        # Their Monte Carlo variance is that of the PSIS-weighted draws.
+        flat = log_lik.reshape(-1, log_lik.shape[-1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            log_weights, _ = az.psislw(-flat.T, reff=1.0)
+        expected = elpd_monte_carlo_variance(flat, np.asarray(log_weights).T, num_chains=log_lik.shape[0])
+        np.testing.assert_allclose(values["elpd_mc_var"][kept], expected[kept], rtol=1e-6)
+        assert np.all(values["elpd_mc_var"] > 0)
 
 
 def test_refit_groups_are_single_sequences_up_to_max_refits_then_round_robin_groups():
@@ -391,6 +483,12 @@ def test_kfold_bayes_scores_are_the_held_out_posterior_predictive():
     posterior = fit_nuts(inputs, emissions, 2, mask=train_mask, seed=0, standardize=False, **SMALL_FIT)
     expected = posterior.log_predictive_density(inputs[held_out], emissions[held_out])
     np.testing.assert_allclose(selection.pointwise[2]["elpd"][held_out], expected, rtol=1e-5)
+    per_draw = posterior.log_likelihood(inputs[held_out], emissions[held_out]).reshape(-1, int(held_out.sum()))
+    expected_mc = elpd_monte_carlo_variance(per_draw, num_chains=posterior.num_chains)
+    np.testing.assert_allclose(selection.pointwise[2]["elpd_mc_var"][held_out], expected_mc, rtol=1e-4)
+    mc_se = np.sqrt(selection.pointwise[2]["elpd_mc_var"].sum())
+    assert selection.table.loc[2, "elpd_mc_se"] == pytest.approx(mc_se) and mc_se > 0
+    assert selection.table.loc[2, "elpd_diff_mc_se"] == 0.0  # the only K is the best
     em = fit_em(inputs, emissions, 2, mask=train_mask, num_restarts=2, seed=0, standardize=False)
     expected_em = np.asarray(log_likelihood(em.params, inputs[held_out], emissions[held_out]))
     np.testing.assert_allclose(selection.pointwise[2]["em_loglik"][held_out], expected_em, rtol=1e-5)
