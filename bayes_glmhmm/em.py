@@ -79,6 +79,39 @@ class EMResult(NamedTuple):
     restart_params: tuple | None = None
 
 
+#: The priors under which MAP EM is maximum likelihood: Normals of infinite scale (no penalty on
+#: coefficients, the Gaussian's scale unpenalized) and Dirichlet(1) (no pseudo-counts); their log
+#: density is left out of the objective (:func:`_objective_log_prior`). :func:`fit_em` runs
+#: maximum likelihood through the MAP program with these, so that a process fitting both (EM as
+#: the field does it, and the MAP EM that starts NUTS) compiles one EM program, not two.
+FLAT_PRIORS = Priors(
+    initial_concentration=1.0,
+    transition_concentration=1.0,
+    weight_scale=float("inf"),
+    bias_scale=float("inf"),
+    noise_scale=float("inf"),
+    transition_weight_scale=float("inf"),
+    subject_spread_scale=float("inf"),
+)
+
+
+def _is_flat(priors: Priors):
+    """Whether ``priors`` are :data:`FLAT_PRIORS` (a traced boolean: no real prior has an infinite scale)."""
+    return jnp.isinf(priors.weight_scale)
+
+
+def _finite(priors: Priors) -> Priors:
+    """``priors`` with infinite scales replaced by 1, so that a log density is finite (and so its gradient)."""
+    return Priors(*(jnp.where(jnp.isinf(value), 1.0, value) for value in priors))
+
+
+def _objective_log_prior(log_density, priors: Priors | None, *args):
+    """``log_density(*args, priors)`` in the EM objective: 0 without priors or under :data:`FLAT_PRIORS`."""
+    if priors is None:
+        return 0.0
+    return jnp.where(_is_flat(priors), 0.0, log_density(*args, _finite(priors)))
+
+
 def em_step(
     params,
     inputs: Float[Array, "num_sequences num_timesteps input_dim"],
@@ -106,12 +139,16 @@ def em_step(
         params, inputs, emissions, mask, transition_inputs, per_step=transitions.is_input_driven
     )
     objective = jnp.sum(posterior.marginal_loglik)
-    if priors is not None:
-        objective = objective + log_prior(params, priors, transitions)
+    objective = objective + _objective_log_prior(_log_prior_of(transitions), priors, params)
     chain = _chain_m_step(params, posterior, transition_inputs, priors, transitions, inputs.dtype)
     step_weights = posterior.smoothed_probs * mask[..., None]  # (N, T, K)
     emission_params = family_of(params).m_step(params, design_matrix(inputs), emissions, step_weights, priors)
     return params._replace(**chain, **emission_params), objective
+
+
+def _log_prior_of(transitions: TransitionModel):
+    """``(params, priors) -> log p(params)`` of :func:`~bayes_glmhmm.model.log_prior` under ``transitions``."""
+    return lambda params, priors: log_prior(params, priors, transitions)
 
 
 def _chain_m_step(params, posterior, transition_inputs, priors, transitions: TransitionModel, dtype) -> dict:
@@ -168,9 +205,8 @@ def subject_em_step(
         subject_index=subject_index,
     )
     objective = jnp.sum(posterior.marginal_loglik) + _subject_log_prior(params, population, spread)
-    if priors is not None:
-        population_params = params._replace(weights=population[0], biases=population[1])
-        objective = objective + log_prior(population_params, priors, transitions)
+    population_params = params._replace(weights=population[0], biases=population[1])
+    objective = objective + _objective_log_prior(_log_prior_of(transitions), priors, population_params)
     chain = _chain_m_step(params, posterior, transition_inputs, priors, transitions, inputs.dtype)
     step_weights = posterior.smoothed_probs * mask[..., None]
     params, population = _common_shift_step(params, population, inputs, emissions, step_weights, subject_index, priors)
@@ -207,7 +243,7 @@ def _common_shift_step(params, population, inputs, emissions, step_weights, subj
         shifted = params._replace(weights=params.weights + weights_shift, biases=params.biases + biases_shift)
         per_state = sequence_log_likelihoods(family.log_likelihoods, shifted, inputs, emissions, subject_index)
         value = jnp.sum(jnp.where(step_weights > 0, step_weights * per_state, 0.0))
-        if priors is not None:
+        if priors is not None:  # an infinite (flat) scale adds exactly 0
             value = (
                 value
                 + jnp.sum(-0.5 * ((population[0] + weights_shift) / priors.weight_scale) ** 2)
@@ -245,6 +281,7 @@ def _population_m_step(subject_weights, subject_biases, spread, priors: Priors |
     num_subjects = subject_weights.shape[0]
     if priors is None:
         return jnp.mean(subject_weights, axis=0), jnp.mean(subject_biases, axis=0)
+    # Under FLAT_PRIORS the scales are infinite: no shrinkage, the subjects' mean.
     shrink_weights = num_subjects + (spread / priors.weight_scale) ** 2
     shrink_biases = num_subjects + (spread / priors.bias_scale) ** 2
     return jnp.sum(subject_weights, axis=0) / shrink_weights, jnp.sum(subject_biases, axis=0) / shrink_biases
@@ -253,8 +290,8 @@ def _population_m_step(subject_weights, subject_biases, spread, priors: Priors |
 def _initial_m_step(params, posterior, priors: Priors | None, dtype):
     """Initial probabilities from the expected first states (+ Dirichlet pseudo-counts for MAP)."""
     counts = jnp.sum(posterior.smoothed_probs[:, 0], axis=0)
-    if priors is not None:
-        counts = jnp.maximum(counts + priors.initial_concentration - 1.0, 0.0)
+    if priors is not None:  # concentration - 1 first: exactly 0 for Dirichlet(1), so no rounding of the counts
+        counts = jnp.maximum(counts + (priors.initial_concentration - 1.0), 0.0)
     tiny = jnp.finfo(dtype).tiny
     return jnp.where(counts.sum() > tiny, counts / jnp.maximum(counts.sum(), tiny), params.initial_probs)
 
@@ -285,9 +322,12 @@ def _input_driven_m_step(params, expected_transitions, transition_inputs, priors
         matrix, weights = _transition_params(unravel(flat), transitions)
         log_probs = log_transition_matrices(matrix, weights, transition_inputs)
         value = jnp.sum(expected_transitions * log_probs)
-        if priors is not None:
-            value = value + transition_log_prior(matrix, weights, priors, transitions)
-        return value
+        return value + _objective_log_prior(
+            lambda matrix, weights, priors: transition_log_prior(matrix, weights, priors, transitions),
+            priors,
+            matrix,
+            weights,
+        )
 
     def penalized(flat):
         coordinates = unravel(flat)
@@ -339,9 +379,9 @@ def _markov_chain_m_step(params, posterior, priors: Priors | None, dtype):
     """Initial probabilities and transition matrix from expected counts (+ Dirichlet pseudo-counts for MAP)."""
     initial_counts = jnp.sum(posterior.smoothed_probs[:, 0], axis=0)
     transition_counts = jnp.sum(posterior.expected_transitions, axis=0)
-    if priors is not None:
-        initial_counts = jnp.maximum(initial_counts + priors.initial_concentration - 1.0, 0.0)
-        transition_counts = jnp.maximum(transition_counts + priors.transition_concentration - 1.0, 0.0)
+    if priors is not None:  # concentration - 1 first: exactly 0 for Dirichlet(1), so no rounding of the counts
+        initial_counts = jnp.maximum(initial_counts + (priors.initial_concentration - 1.0), 0.0)
+        transition_counts = jnp.maximum(transition_counts + (priors.transition_concentration - 1.0), 0.0)
     # A row with no expected visits keeps its old value rather than dividing by zero.
     tiny = jnp.finfo(dtype).tiny
     initial_probs = jnp.where(
@@ -562,7 +602,16 @@ def fit_em(
         starts = _subject_starts(starts, subject_groups.num_subjects)
         hierarchy = (jnp.asarray(subject_groups.index), jnp.asarray(subject_spread, inputs.dtype))
     states, log_probs, iterations, done = _run_em_restarts(
-        starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions, hierarchy
+        starts,
+        inputs,
+        emissions,
+        mask,
+        FLAT_PRIORS if priors is None else priors,
+        num_iters,
+        tol,
+        transition_inputs,
+        transitions,
+        hierarchy,
     )
     # On the host, so that picking the best restart compiles no programs of its own.
     states, log_probs, iterations, done = jax.tree.map(np.asarray, (states, log_probs, iterations, done))

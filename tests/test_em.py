@@ -256,3 +256,81 @@ def test_subject_em_rejects_bad_settings(subject_data, kwargs, message):
     arguments = dict(subjects=index, num_iters=2, num_restarts=1) | kwargs
     with pytest.raises(ValueError, match=message):
         fit_em(inputs, choices, 2, **arguments)
+
+
+# ---------------------------------------------------------------------------------------------
+# Maximum likelihood through the MAP program (flat priors)
+
+
+def _run_both(start, inputs, emissions, mask, transition_inputs=None, transitions=None):
+    """_run_em from one start, with ``priors=None`` (the maximum likelihood code path) and with FLAT_PRIORS."""
+    from bayes_glmhmm import em
+    from bayes_glmhmm.transitions import STATIONARY
+
+    transitions = STATIONARY if transitions is None else transitions
+    run = jax.jit(em._run_em, static_argnames=("num_iters", "transitions"))
+    return [
+        run(start, inputs, emissions, mask, priors, 25, -1.0, transition_inputs, transitions)  # tol < 0: all 25 steps
+        for priors in (None, em.FLAT_PRIORS)
+    ]
+
+
+def _assert_same_run(plain, flat):
+    """The same 25 EM steps, to rounding.
+
+    The two programs are compiled apart, so their float32 rounding differs and EM carries it: after
+    25 steps the objectives were 1.3e-5 apart (relative) and weakly identified transition weights
+    4e-3. A prior term left in the objective would move it by tens of nats, and a prior left in
+    the M-step would shrink the coefficients by far more than 1e-2. Under JAX_ENABLE_X64 (CI runs
+    these tests so too) the runs agree to 1e-15, and the check is to 1e-9.
+    """
+    x64 = jnp.asarray(0.0).dtype == jnp.float64
+    params, log_probs, iterations, _ = plain
+    flat_params, flat_log_probs, flat_iterations, _ = flat
+    assert int(iterations) == int(flat_iterations) == 25
+    np.testing.assert_allclose(flat_log_probs, log_probs, rtol=1e-9 if x64 else 1e-4)
+    for name, value in params._asdict().items():
+        if value is not None:
+            tolerance = dict(rtol=1e-9, atol=1e-9) if x64 else dict(rtol=0.0, atol=1e-2)
+            np.testing.assert_allclose(getattr(flat_params, name), value, err_msg=name, **tolerance)
+
+
+def test_flat_priors_are_maximum_likelihood_gaussian(data):
+    """Ridge penalties of 0, the unpenalized scale, no pseudo-counts, no log prior in the objective."""
+    _, inputs, emissions = data
+    mask = jnp.ones(emissions.shape, bool)
+    start = initialize_params(jax.random.PRNGKey(2), jnp.asarray(inputs), jnp.asarray(emissions), mask, 3)
+    _assert_same_run(*_run_both(start, jnp.asarray(inputs), jnp.asarray(emissions), mask))
+
+
+def test_flat_priors_are_maximum_likelihood_with_input_driven_transitions():
+    """The transition M-step's Newton objective carries no prior either (its log density is left out, not -inf)."""
+    from bayes_glmhmm.params import BernoulliGLMHMMParams
+    from bayes_glmhmm.transitions import get_transitions
+
+    rng = np.random.default_rng(0)
+    inputs = jnp.asarray(rng.normal(size=(4, 60, 1)))
+    emissions = jnp.asarray(rng.integers(0, 2, size=(4, 60)))
+    transition_inputs = jnp.asarray(rng.integers(0, 2, size=(4, 60, 1)).astype(float))
+    start = BernoulliGLMHMMParams(
+        jnp.array([0.6, 0.4]),
+        jnp.array([[0.9, 0.1], [0.2, 0.8]]),
+        jnp.array([[1.0], [-1.0]]),
+        jnp.array([0.2, -0.3]),
+        jnp.zeros((2, 2, 1)),
+    )
+    mask = jnp.ones(emissions.shape, bool)
+    transitions = get_transitions("full", transition_inputs)
+    _assert_same_run(*_run_both(start, inputs, emissions, mask, transition_inputs, transitions))
+
+
+def test_maximum_likelihood_and_map_em_share_one_compiled_program(data):
+    """A process that fits EM as the field does and MAP EM (NUTS's start) compiles the EM loop once."""
+    from bayes_glmhmm.em import _run_em_restarts
+
+    _, inputs, emissions = data
+    inputs, emissions = inputs[:, :70], emissions[:, :70]  # a shape no other test compiles
+    before = _run_em_restarts._cache_size()
+    fit_em(inputs, emissions, 3, num_restarts=2, num_iters=5, standardize=False)
+    fit_em(inputs, emissions, 3, priors=Priors(), num_restarts=2, num_iters=5, standardize=False)
+    assert _run_em_restarts._cache_size() == before + 1

@@ -80,9 +80,14 @@ def extra_priors(num_states: int, priors) -> dict:
 
 
 def _map_scale_squared(count, residual_sum, noise_scale):
-    """argmax_s of -count log s - residual_sum / (2 s^2) - s^2 / (2 noise_scale^2), as s^2."""
+    """argmax_s of -count log s - residual_sum / (2 s^2) - s^2 / (2 noise_scale^2), as s^2.
+
+    An infinite ``noise_scale`` (the EM's flat priors) gives the maximum likelihood, residual_sum / count.
+    """
     a = 1.0 / noise_scale**2
-    return (-count + jnp.sqrt(count**2 + 4.0 * a * residual_sum)) / (2.0 * a)
+    safe = jnp.where(a > 0, a, 1.0)
+    map_value = (-count + jnp.sqrt(count**2 + 4.0 * safe * residual_sum)) / (2.0 * safe)
+    return jnp.where(a > 0, map_value, residual_sum / jnp.maximum(count, jnp.finfo(residual_sum.dtype).tiny))
 
 
 def m_step(params: GLMHMMParams, design, emissions, step_weights, priors) -> dict:
