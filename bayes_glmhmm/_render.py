@@ -48,7 +48,7 @@ def _start_helper() -> None:
 
 
 def _render_pickled(payload: bytes, dpi: int) -> bytes:
-    """In a helper process: unpickle a figure, render it, and close it."""
+    """Unpickle a figure, render it, and close it: a helper's job, or this process's if the helper failed."""
     import matplotlib.pyplot as plt
 
     figure = pickle.loads(payload)
@@ -70,20 +70,9 @@ class PendingPng:
             try:
                 self._data = self._future.result()
             except Exception:  # a helper that died or failed: the figure is still in the payload
-                self._data = _render_here(self._payload, self._dpi)
+                self._data = _render_pickled(self._payload, self._dpi)
             self._future, self._payload = None, b""
         return self._data
-
-
-def _render_here(payload: bytes, dpi: int) -> bytes:
-    """Render a pickled figure in this process (the fallback of a failed helper)."""
-    figure = pickle.loads(payload)
-    try:
-        return _png_bytes(figure, dpi)
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
 
 
 def render_png(figure, dpi: int) -> PendingPng:
