@@ -254,8 +254,15 @@ class SummaryTable(NamedTuple):
     flags: list[list[bool]]
 
 
+def _has_monte_carlo_error(table: pd.DataFrame) -> bool:
+    """Whether the table has the Monte Carlo SE of the elpd (selections written before it lack it)."""
+    return "elpd_mc_se" in table
+
+
 def _summary_header(view: _View) -> list[str]:
-    header = ["K", "chosen by", "Bayes elpd ± SE", "Bayes Δelpd ± SE", "Bayes bits/trial ± SE"]
+    header = ["K", "chosen by", "Bayes elpd ± SE", "Bayes Δelpd ± SE"]
+    header += ["Bayes Δelpd MC SE"] if _has_monte_carlo_error(view.table) else []
+    header += ["Bayes bits/trial ± SE"]
     header += ["EM log-lik. ± SE", "EM Δ ± SE", "EM bits/trial ± SE"]
     if _has_accuracy(view.table):
         header += ["Bayes accuracy", "EM accuracy"]
@@ -268,6 +275,8 @@ def _summary_header(view: _View) -> list[str]:
 def _summary_row(view: _View, k: int, row: pd.Series) -> tuple[list[str], list[bool]]:
     cells = [str(k), _chosen_cell(view, k)]
     cells += [_plus_minus(row["elpd"], row["elpd_se"], 1), _plus_minus(row["elpd_diff"], row["elpd_diff_se"], 1)]
+    if _has_monte_carlo_error(view.table):
+        cells += [_number(row["elpd_diff_mc_se"], 2)]
     cells += [_plus_minus(row["bits_per_trial"], row["bits_per_trial_se"], 4)]
     cells += [_plus_minus(row["em_loglik"], row["em_loglik_se"], 1), _plus_minus(row["em_diff"], row["em_diff_se"], 1)]
     cells += [_plus_minus(row["em_bits_per_trial"], row["em_bits_per_trial_se"], 4)]
@@ -288,7 +297,8 @@ def summary_table(selection) -> SummaryTable:
     """The readable table of a selection: one row per K, text cells, flags.
 
     Columns: K; which score chose it; the Bayesian elpd, its difference from the best K (Δ, how
-    far below) and the bits per trial over the baseline, each ± one standard error; the same for
+    far below) and the bits per trial over the baseline, each ± one standard error, and the Monte
+    Carlo SE of Δ from the finite posterior draws (when the selection has it); the same for
     EM; the accuracy of both (choices only); the stacking weight; for PSIS-LOO the largest Pareto k
     and how many sequences exceeded 0.7 (and were refitted); the worst R-hat over the K's fits.
 
@@ -317,7 +327,12 @@ def selection_lead(selection) -> str:
         f"EM: the field's protocol, {_em_label(view)}. elpd: the log predictive density of the held-out "
         "sequences in nats (EM: their plug-in log-likelihood), higher is better; Δ: how far below the best K's "
         "it lies, with the paired standard error; bits/trial: the gain over the baseline in bits per held-out "
-        f"trial, the baseline being {view.baseline_name or 'the family baseline'}. Every ± is one standard error."
+        f"trial, the baseline being {view.baseline_name or 'the family baseline'}. Every ± is one standard error"
+        + (
+            " (over sequences); MC SE: the part of Δ's error that comes from the finite posterior draws."
+            if _has_monte_carlo_error(view.table)
+            else "."
+        )
     )
 
 

@@ -21,6 +21,7 @@ from _selections import synthetic_selection  # noqa: E402
 from bayes_glmhmm import plots  # noqa: E402
 from bayes_glmhmm.selection_io import (  # noqa: E402
     SELECTION_FILES,
+    selection_lead,
     selection_table,
     selection_to_csv,
     selection_to_dict,
@@ -85,6 +86,7 @@ def test_markdown_rows_hold_the_table_values(selection):
             chosen,
             f"{row['elpd']:.1f} ± {row['elpd_se']:.1f}",
             f"{row['elpd_diff']:.1f} ± {row['elpd_diff_se']:.1f}",
+            f"{row['elpd_diff_mc_se']:.2f}",
             f"{row['bits_per_trial']:.4f} ± {row['bits_per_trial_se']:.4f}",
             f"{row['em_loglik']:.1f} ± {row['em_loglik_se']:.1f}",
             f"{row['em_diff']:.1f} ± {row['em_diff_se']:.1f}",
@@ -127,6 +129,21 @@ def test_markdown_flags_sequences_psis_left_unreliable():
     assert "PSIS-LOO is unreliable (Pareto k > 0.7, not refitted) for some sequences, per K: {3: 2}" in markdown
     table = summary_table(synthetic_selection("loo"))
     assert table.flags[2][-2:] == [True, True] and not any(table.flags[1])
+
+
+def test_the_monte_carlo_error_of_the_difference_is_a_column_when_the_selection_has_it():
+    plain = summary_table(synthetic_selection("kfold"))
+    assert "Bayes Δelpd MC SE" not in plain.header  # a selection written before the column: as it was
+    selection = synthetic_selection("kfold")
+    selection.table["elpd_mc_se"] = [0.5, 0.25, 0.125]
+    selection.table["elpd_diff_mc_se"] = [0.75, 0.375, 0.0]
+    table = summary_table(selection)
+    column = table.header.index("Bayes Δelpd MC SE")
+    assert column == table.header.index("Bayes Δelpd ± SE") + 1
+    assert [row[column] for row in table.rows] == ["0.75", "0.38", "0.00"]
+    assert all(len(row) == len(table.header) == len(flags) for row, flags in zip(table.rows, table.flags, strict=True))
+    assert "MC SE: the part of Δ's error" in selection_lead(selection)
+    assert "MC SE" not in selection_lead(synthetic_selection("kfold"))
 
 
 def test_dict_is_strict_json_with_none_for_nan_and_infinity():
