@@ -36,8 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bayes_glmhmm._io import atomic_path, write_text_atomic
-from bayes_glmhmm._render import PendingPng
+from bayes_glmhmm._io import write_pngs_atomic, write_text_atomic
+from bayes_glmhmm._render import PendingPng, render_png
 from bayes_glmhmm.emissions import EmissionFamily, get_family
 from bayes_glmhmm.hierarchy import subject_param_names
 
@@ -377,15 +377,13 @@ def _verdict(posterior) -> dict:
 # --- figures ------------------------------------------------------------------------------------
 
 
-def _figure_png(figure, dpi: int = 90):
+def _figure_png(figure, dpi: int = 90) -> PendingPng:
     """The figure's PNG, a :class:`~bayes_glmhmm._render.PendingPng` (drawn by a helper process if any)."""
-    from bayes_glmhmm._render import render_png
-
     return render_png(figure, dpi)
 
 
-def _arviz_figure(draw, title: str):
-    """Run an ArviZ plotting call with colour-blind-safe chain colours and return PNG bytes."""
+def _arviz_figure(draw, title: str) -> PendingPng:
+    """Run an ArviZ plotting call with colour-blind-safe chain colours and return its PNG."""
     import matplotlib.pyplot as plt
     from cycler import cycler
 
@@ -422,7 +420,7 @@ def _energy_axes(idata):
     return _draw
 
 
-def _own_figure(figure):
+def _own_figure(figure) -> PendingPng:
     png = _figure_png(figure)
     figure.clear()
     return png
@@ -554,7 +552,7 @@ def _input_labelled(idata, names, input_names, split: bool):
 
 
 def _figures(idata, relabeling, probabilities, chains, posterior=None) -> list[tuple[str, str, str, PendingPng]]:
-    """(file stem, title, caption, PNG bytes) of every figure of the report, in order."""
+    """(file stem, title, caption, PNG) of every figure of the report, in order."""
     import arviz as az
 
     from bayes_glmhmm import plots
@@ -1365,16 +1363,12 @@ def write_report(
         idata, source, thresholds, checks, summary, chains, relabeling, probabilities, figures, selection
     )
 
-    figures = [(stem, name, caption, png.result()) for stem, name, caption, png in figures]
     out_dir = os.fspath(out_dir)
     figure_dir = os.path.join(out_dir, "figures")
     os.makedirs(figure_dir, exist_ok=True)
-    paths = {}
-    for stem, _, _, png in figures:
-        path = os.path.join(figure_dir, f"{stem}.png")
-        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-            handle.write(png)
-        paths[stem] = path
+    write_pngs_atomic({f"{stem}.png": png for stem, _, _, png in figures}, figure_dir)
+    paths = {stem: os.path.join(figure_dir, f"{stem}.png") for stem, *_ in figures}
+    figures = [(stem, name, caption, png.result()) for stem, name, caption, png in figures]
     paths["summary_csv"] = write_text_atomic(os.path.join(out_dir, "summary.csv"), summary.to_csv(float_format="%.6g"))
     paths["markdown"] = write_text_atomic(
         os.path.join(out_dir, "report.md"), _render_markdown(title, sections, figures, "figures", verdict)
