@@ -72,15 +72,26 @@ def _to_builtin(value):
     raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
 
 
-def render_figures(figures: dict, dpi: int = 110) -> dict:
+def render_figures(figures: dict, dpi: int = 110, close: bool = False) -> dict:
     """Start rendering Matplotlib figures ``{file name: Figure}`` as PNG; ``{file name: PendingPng}``.
 
     Inside :func:`bayes_glmhmm._render.background_rendering` helper processes draw them while the
     caller goes on; the figures may be closed as soon as this returns.
+
+    Args:
+        figures: ``{file name: Figure}``.
+        dpi: resolution.
+        close: close the figures (``pyplot.close``) once they are handed over.
     """
     from bayes_glmhmm._render import render_png
 
-    return {name: render_png(figure, dpi) for name, figure in figures.items()}
+    pngs = {name: render_png(figure, dpi) for name, figure in figures.items()}
+    if close:
+        import matplotlib.pyplot as plt
+
+        for figure in figures.values():
+            plt.close(figure)
+    return pngs
 
 
 def write_pngs_atomic(pngs: dict, out) -> list[str]:

@@ -39,6 +39,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    import threading
+
     from bayes_glmhmm.priors import Priors
     from bayes_glmhmm.tabular import TabularData
 
@@ -290,14 +292,9 @@ def _demo_state_figures(data, em: _DemoEM, state_probs, sine_probs) -> dict:
 
 def _render_demo_figures(figures: dict) -> dict:
     """Start rendering the figures (in helper processes inside ``background_rendering``) and close them."""
-    import matplotlib.pyplot as plt
-
     from bayes_glmhmm._io import render_figures
 
-    pngs = render_figures(figures)
-    for figure in figures.values():
-        plt.close(figure)
-    return pngs
+    return render_figures(figures, close=True)
 
 
 def _demo_summary(
@@ -864,6 +861,46 @@ def _start_jax(num_devices: int, float64: bool, compile_cache: bool) -> None:
     _use_compile_cache(compile_cache_dir(compile_cache))
 
 
+#: What a command imports only after sampling (the InferenceData, its netCDF file, the diagnostics).
+_AFTER_SAMPLING_MODULES = ("arviz", "h5netcdf", "xarray.backends.h5netcdf_")
+
+
+def _import_while_sampling() -> "threading.Thread":
+    """Import :data:`_AFTER_SAMPLING_MODULES` in a daemon thread, once the fit's own modules are loaded.
+
+    ArviZ takes 1.6 s to import (2-core CPU), on the critical path of a ``fit`` right after
+    sampling; while the main thread waits for XLA (which releases the GIL), a second thread can do
+    it. The fit's modules (``bayes_glmhmm.fit`` with SciPy's optimizers, NumPyro, JAX, Matplotlib
+    with pyplot on the Agg backend) are imported first in the calling thread, so that the two
+    threads never import one module graph from two ends (``matplotlib.use`` reads a half-imported
+    pyplot from ``sys.modules``). The main thread's own ``import arviz`` waits for the module's
+    lock until the thread is done. A failed import is left to the main thread, which repeats it
+    when it needs the module and raises there.
+
+    Returns:
+        The started thread: join it before the command returns, so that no import is cut off at exit.
+    """
+    import threading
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+    import bayes_glmhmm.fit  # noqa: F401
+
+    def _import_all():
+        import importlib
+
+        for name in _AFTER_SAMPLING_MODULES:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=_import_all, name="bayes-glmhmm-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 _STANDARDIZE = {"auto": "auto", "yes": True, "no": False}
 
 
@@ -921,6 +958,7 @@ def _run_fit_command(args) -> int:
     from bayes_glmhmm._render import background_rendering
     from bayes_glmhmm.csv_fit import run_fit
 
+    imports = _import_while_sampling()
     try:
         with _verdict_printed_not_warned(), background_rendering():
             summary = run_fit(
@@ -950,6 +988,8 @@ def _run_fit_command(args) -> int:
             )
     except ValueError as error:
         return _error(_with_flag_names(str(error)))
+    finally:
+        imports.join()
     nuts = summary["nuts"]
     classes = "" if summary["classes"] is None else f", {summary['num_classes']} classes"
     transitions = summary["transitions"]
@@ -1130,17 +1170,21 @@ def _run_demo_command(args) -> int:
     start = time.perf_counter()
     from bayes_glmhmm._render import background_rendering
 
-    with _verdict_printed_not_warned(), background_rendering():
-        summary = run_demo(
-            out=args.out,
-            quick=args.quick,
-            seed=args.seed,
-            variant=args.variant,
-            num_chains=args.chains,
-            num_warmup=args.warmup,
-            num_samples=args.samples,
-            progress_bar=_show_progress(args),
-        )
+    imports = _import_while_sampling()
+    try:
+        with _verdict_printed_not_warned(), background_rendering():
+            summary = run_demo(
+                out=args.out,
+                quick=args.quick,
+                seed=args.seed,
+                variant=args.variant,
+                num_chains=args.chains,
+                num_warmup=args.warmup,
+                num_samples=args.samples,
+                progress_bar=_show_progress(args),
+            )
+    finally:
+        imports.join()
     nuts = summary["nuts"]
     covered, realized = summary["recovery"]["fraction_covered"], summary["recovery_of_realized"]["fraction_covered"]
     print(

@@ -12,7 +12,7 @@ This is ``bayes-glmhmm fit``. :func:`run_fit` runs these named steps:
    posterior state probabilities and the prediction of the target (:func:`conditional_predictive_mean`);
 5. :func:`_write_parameters`: ``parameters.csv`` / ``parameters.md`` labelled by state, class and input;
 6. :func:`_write_classes`: ``classes.csv``, the class coding (families with class targets only);
-7. :func:`_write_figures`: the PNG figures, among them one ``emission_curves_*.png`` per input
+7. :func:`_fit_figures`: the PNG figures, among them one ``emission_curves_*.png`` per input
    and, for input-driven transitions, one ``transition_probabilities_*.png`` per transition input;
 8. :func:`_fit_summary`: ``summary.json``, written last (its ``transitions`` entry records the
    transition model and, for input-driven transitions, the posterior of every transition weight).
@@ -36,8 +36,9 @@ from bayes_glmhmm._io import (
     csv_text,
     markdown_table,
     remove_if_exists,
-    save_figures_atomic,
+    render_figures,
     write_json_atomic,
+    write_pngs_atomic,
     write_text_atomic,
 )
 from bayes_glmhmm.emission_support import coded_targets
@@ -529,21 +530,19 @@ def _emission_curve_files(input_names: list, prefix: str = "emission_curves") ->
 _MAX_STATE_SEQUENCES = 6
 
 
-def _fit_figures(posterior, idata, data: FitData) -> dict:
-    """The figures of a fit, ``{file name: Figure}``, labelled with the CSV's column names.
+#: The order of the figures in ``summary.json``'s file list, by the start of their file names.
+_FIGURE_ORDER = ("parameters", "trace", "lp_by_chain", "states", "emission_curves", "transition_probabilities")
 
-    The parameter posteriors (the weights of each input on an axis of their own, titled by its
-    column), the traces, the log density by chain, the inferred states of the first six sequences
-    (each on its own time axis, padding left out), the emission curves of every input and, for
-    input-driven transitions, the transition probabilities against every transition input.
+
+def _fit_draw_figures(posterior, data: FitData) -> dict:
+    """The figures drawn from the posterior draws alone, ``{file name: Figure}`` (see :func:`_fit_figures`).
+
+    They exist as soon as sampling ends, so they can be rendered while the states are computed.
     """
     from bayes_glmhmm import plots
 
-    table = data.table
-    input_names = list(table.input_names)
-    probabilities = idata.posterior_states["state_probabilities"].values
+    input_names = list(data.table.input_names)
     em_params = posterior.em.params if posterior.em else None
-    target_label = table.target_name + (" (class code)" if data.class_labels is not None else "")
     figures = {
         "parameters.png": plots.plot_parameter_posteriors(
             posterior.samples, em_params=em_params, family=data.family, input_names=input_names
@@ -557,6 +556,23 @@ def _fit_figures(posterior, idata, data: FitData) -> dict:
         "lp_by_chain.png": plots.plot_lp_by_chain(
             posterior.sample_stats["lp"], stuck_chains=posterior.stuck_chains, threshold=posterior.stuck_threshold
         ),
+    }
+    if data.table.transition_input_names is not None:
+        names = list(data.table.transition_input_names)
+        for m, name in enumerate(_emission_curve_files(names, prefix="transition_probabilities")):
+            figures[name] = plots.plot_transition_probabilities(posterior, input_index=m, input_names=names)
+    return figures
+
+
+def _fit_state_figures(posterior, idata, data: FitData) -> dict:
+    """The figures that need the posterior state probabilities, ``{file name: Figure}`` (see :func:`_fit_figures`)."""
+    from bayes_glmhmm import plots
+
+    table = data.table
+    input_names = list(table.input_names)
+    probabilities = idata.posterior_states["state_probabilities"].values
+    target_label = table.target_name + (" (class code)" if data.class_labels is not None else "")
+    figures = {
         "states.png": plots.plot_state_sequences(
             np.where(table.mask, data.emissions, np.nan),
             probabilities,
@@ -564,23 +580,32 @@ def _fit_figures(posterior, idata, data: FitData) -> dict:
             sequence_labels=[f"sequence {sequence_id!s}" for sequence_id in table.sequence_ids],
             max_sequences=_MAX_STATE_SEQUENCES,
             emission_label=target_label,
-        ),
+        )
     }
     most_probable = np.nan_to_num(probabilities, nan=0.0).argmax(-1)  # padding is not drawn
     for d, name in enumerate(_emission_curve_files(input_names)):
         figures[name] = plots.plot_emission_curves(
             posterior, input_index=d, input_names=input_names, states=most_probable
         )
-    if table.transition_input_names is not None:
-        names = list(table.transition_input_names)
-        for m, name in enumerate(_emission_curve_files(names, prefix="transition_probabilities")):
-            figures[name] = plots.plot_transition_probabilities(posterior, input_index=m, input_names=names)
     return figures
 
 
-def _write_figures(posterior, idata, data: FitData, out) -> list[str]:
-    """Save the figures of :func:`_fit_figures` atomically; return the file names written."""
-    return save_figures_atomic(_fit_figures(posterior, idata, data), out)
+def _in_figure_order(figures: dict) -> dict:
+    """``figures`` ordered by :data:`_FIGURE_ORDER` (each group in its own order)."""
+    return dict(
+        sorted(figures.items(), key=lambda item: next(i for i, s in enumerate(_FIGURE_ORDER) if item[0].startswith(s)))
+    )
+
+
+def _fit_figures(posterior, idata, data: FitData) -> dict:
+    """The figures of a fit, ``{file name: Figure}``, labelled with the CSV's column names.
+
+    The parameter posteriors (the weights of each input on an axis of their own, titled by its
+    column), the traces, the log density by chain, the inferred states of the first six sequences
+    (each on its own time axis, padding left out), the emission curves of every input and, for
+    input-driven transitions, the transition probabilities against every transition input.
+    """
+    return _in_figure_order(_fit_draw_figures(posterior, data) | _fit_state_figures(posterior, idata, data))
 
 
 def _transitions_summary(posterior, data: FitData, prob: float = 0.94) -> dict:
@@ -852,12 +877,16 @@ def run_fit(
         **subject_arguments,
     )
     _start_output(out)
+    # The draws' figures are rendered (in helper processes, inside background_rendering) while the
+    # states are computed; the states' figures follow.
+    pngs = render_figures(_fit_draw_figures(posterior, data), close=True)
     idata = _write_posterior(posterior, data, out, seed)
     _write_state_probabilities(posterior, idata, data, out)
     _write_parameters(posterior, data, out)
     files = ["posterior.nc", "state_probabilities.csv", "parameters.csv", "parameters.md"]
     files += _write_classes(data, out)
-    files += _write_figures(posterior, idata, data, out)
+    pngs |= render_figures(_fit_state_figures(posterior, idata, data), close=True)
+    files += write_pngs_atomic(_in_figure_order(pngs), out)
     summary = _fit_summary(posterior, data, data_path, sequence, files)
     write_json_atomic(os.path.join(out, "summary.json"), summary)
     return summary

@@ -333,6 +333,26 @@ def test_ffbs_matches_exact_path_posterior(time_varying, mask):
     assert np.all(np.abs(marginal_freq - smoothed) <= tolerance)
 
 
+def test_inverse_cdf_pick_never_picks_a_zero_weight_state():
+    """FFBS picks a state as the k with c_{k-1} <= u c_K < c_k (c: cumulative weights). A float32
+    uniform is exactly 0 with probability 2^-23, about once per 8 million picks (a posterior of
+    4000 draws x 1000 steps makes 4 million): with a strict comparison, u = 0 would pick a leading
+    state of weight 0. At the largest float32 below 1 the last positive-weight state is picked, and
+    on a fine grid of u the picks reproduce the weights exactly (the inverse CDF)."""
+    from bayes_glmhmm.inference import _inverse_cdf_pick
+
+    pick = jax.jit(jax.vmap(_inverse_cdf_pick, in_axes=(None, 0)))
+    below_one = np.nextafter(np.float32(1), np.float32(0))
+    edges = np.array([0.0, below_one], np.float32)
+    assert pick(jnp.array([0.0, 0.5, 0.5]), edges).tolist() == [1, 2]
+    assert pick(jnp.array([0.0, 0.7, 0.0]), edges).tolist() == [1, 1]
+    assert pick(jnp.array([0.2, 0.3, 0.0]), edges).tolist() == [0, 1]
+    weights = np.array([0.125, 0.0, 0.5, 0.375], np.float32)  # sums exactly in binary
+    grid = (np.arange(8000, dtype=np.float32) + 0.5) / 8000
+    picks = np.asarray(pick(jnp.asarray(weights), jnp.asarray(grid)))
+    np.testing.assert_array_equal(np.bincount(picks, minlength=4) / 8000, weights)
+
+
 # ---------------------------------------------------------------------------------------------
 # Long sequences in float32
 # ---------------------------------------------------------------------------------------------

@@ -110,6 +110,31 @@ def test_ffbs_draw_frequencies_match_state_probabilities(handmade_posterior):
     assert np.all(np.abs(frequencies - probabilities) <= tolerance)
 
 
+def test_chunks_spread_over_devices_give_the_values_of_one_device(handmade_posterior, monkeypatch):
+    """The suite runs with 2 host devices, so every chunk of draws is split over both
+    (posterior.spread_draws). Per draw nothing changes: FFBS paths (the same per-draw keys) are
+    bitwise those of one device and log-likelihoods equal; the state probabilities, float32 sums
+    over chunks of 500 draws added in another order, agree to the worst-case rounding of such a
+    sum, 500 x 2^-24 = 3e-5 (measured 6e-6). A chunk the devices do not divide, and one device,
+    leave the chunk where it is."""
+    import bayes_glmhmm.posterior as posterior_module
+
+    posterior, _ = handmade_posterior
+    assert jax.local_device_count() == 2
+    assert len(posterior_module.spread_draws(np.zeros((6, 3))).sharding.device_set) == 2
+    assert isinstance(posterior_module.spread_draws(np.zeros((5, 3))), np.ndarray)
+    assert posterior_module._equal_chunk_size(7, 7) == 8  # rounded up to a multiple of the devices
+    key = jax.random.PRNGKey(5)
+    spread = posterior.sample_states(key), posterior.log_likelihood(), posterior.state_probabilities()
+    monkeypatch.setattr(posterior_module, "spread_draws", lambda chunk: chunk)
+    single = posterior.sample_states(key), posterior.log_likelihood(), posterior.state_probabilities()
+    np.testing.assert_array_equal(spread[0], single[0])
+    np.testing.assert_array_equal(spread[1], single[1])
+    np.testing.assert_allclose(spread[2], single[2], atol=3e-5)
+    monkeypatch.setattr(jax, "local_devices", lambda: jax.devices()[:1])
+    assert isinstance(posterior_module.spread_draws(np.zeros((6, 3))), np.ndarray)
+
+
 def _exact_predictive_moments(params, inputs):
     """Mean and variance of y_t under p(y | x, theta) with fresh states: a mixture over p(z_t | theta)."""
     state_probs = [np.asarray(params.initial_probs, float)]
