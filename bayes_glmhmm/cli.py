@@ -559,6 +559,11 @@ _PRIOR_OPTIONS = {
 }
 
 
+def _sampler_settings(args) -> dict:
+    """The sampler's settings of ``--chains``, ``--warmup``, ``--samples`` and ``--seed`` as keyword arguments."""
+    return dict(num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, seed=args.seed)
+
+
 def _flag(name: str) -> str:
     """The option of an argument name: ``weight_scale`` -> ``--weight-scale``."""
     return "--" + name.replace("_", "-")
@@ -969,10 +974,7 @@ def _run_fit_command(args) -> int:
                 sequence=args.sequence,
                 out=args.out,
                 priors=_priors(args),
-                num_chains=args.chains,
-                num_warmup=args.warmup,
-                num_samples=args.samples,
-                seed=args.seed,
+                **_sampler_settings(args),
                 progress_bar=_show_progress(args),
                 standardize=_STANDARDIZE[args.standardize],
                 sequence_devices=args.sequence_devices,
@@ -1119,10 +1121,7 @@ def _run_select_command(args) -> int:
             em_restarts=args.em_restarts,
             progress=not args.no_progress,
             priors=_priors(args),
-            num_chains=args.chains,
-            num_warmup=args.warmup,
-            num_samples=args.samples,
-            seed=args.seed,
+            **_sampler_settings(args),
             standardize=_STANDARDIZE[args.standardize],
         )
     except ValueError as error:
@@ -1176,11 +1175,8 @@ def _run_demo_command(args) -> int:
             summary = run_demo(
                 out=args.out,
                 quick=args.quick,
-                seed=args.seed,
                 variant=args.variant,
-                num_chains=args.chains,
-                num_warmup=args.warmup,
-                num_samples=args.samples,
+                **_sampler_settings(args),
                 progress_bar=_show_progress(args),
             )
     finally:
