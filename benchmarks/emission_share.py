@@ -14,7 +14,11 @@ medians of repeated calls, on one device:
   a program of its own (so its figure includes one dispatch, ~0.1 ms on CPU).
 
 ``emission_share`` is emission / whole; ``whole_minus_kernel_share`` is 1 - kernel / whole, what
-the emission part adds inside the one fused program of ``whole``.
+the emission part adds inside the one fused program of ``whole``. ``whole_balanced`` is ``whole``
+with the emission array computed on the (N, T) batch reshaped to (a, b), b the largest divisor of
+N T up to 1000, and reshaped back (the same values per step): XLA's CPU program for the emission
+part and its gradient is several times slower for a batch of one long sequence, (1, T), than for
+the same steps in a balanced shape. ``balanced_speedup`` is whole / whole_balanced.
 
 Families: the Gaussian (D = 1, the article's) and the Bernoulli (D = 10, as the decision-making
 studies). Writes results/benchmarks/emission_share.csv.
@@ -39,7 +43,15 @@ from bayes_glmhmm.model import batched_log_likelihoods
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(os.path.dirname(HERE), "results", "benchmarks")
-SHAPES = [("gaussian", 10, 100, 1), ("gaussian", 100, 1000, 1), ("gaussian", 1, 10000, 1), ("bernoulli", 100, 500, 10)]
+SHAPES = [
+    ("gaussian", 10, 100, 1),
+    ("gaussian", 100, 1000, 1),
+    ("gaussian", 1, 10000, 1),
+    ("gaussian", 1, 100000, 1),
+    ("bernoulli", 100, 500, 10),
+]
+#: The widest batch width of :func:`_balanced_shape`.
+MAX_WIDTH = 1000
 NUM_STATES = 3
 
 
@@ -57,11 +69,27 @@ def _problem(family_name: str, num_sequences: int, num_timesteps: int, input_dim
     return params, inputs, emissions, mask
 
 
+def _balanced_shape(num_sequences: int, num_timesteps: int) -> tuple[int, int]:
+    """(a, b) with a b = N T and b the largest divisor of N T up to :data:`MAX_WIDTH`."""
+    total = num_sequences * num_timesteps
+    width = max(d for d in range(1, MAX_WIDTH + 1) if total % d == 0)
+    return total // width, width
+
+
 def _programs(params, inputs, emissions, mask):
     def whole(p):
         log_likelihoods = batched_log_likelihoods(p, inputs, emissions)
         per_sequence = jax.vmap(hmm_marginal_loglik, in_axes=(None, None, 0, 0))(
             p.initial_probs, p.transition_matrix, log_likelihoods, mask
+        )
+        return jnp.sum(per_sequence)
+
+    def whole_balanced(p):
+        """``whole`` with the emission array computed on the (N, T) batch reshaped to a balanced (a, b)."""
+        shape = _balanced_shape(*emissions.shape)
+        log_likelihoods = batched_log_likelihoods(p, inputs.reshape(*shape, -1), emissions.reshape(shape))
+        per_sequence = jax.vmap(hmm_marginal_loglik, in_axes=(None, None, 0, 0))(
+            p.initial_probs, p.transition_matrix, log_likelihoods.reshape(*emissions.shape, -1), mask
         )
         return jnp.sum(per_sequence)
 
@@ -79,6 +107,7 @@ def _programs(params, inputs, emissions, mask):
     cotangent = jnp.full(log_likelihoods.shape, 1.0 / NUM_STATES, log_likelihoods.dtype)
     return {
         "whole": (jax.jit(jax.value_and_grad(whole)), (params,)),
+        "whole_balanced": (jax.jit(jax.value_and_grad(whole_balanced)), (params,)),
         "kernel": (
             jax.jit(jax.value_and_grad(kernel, argnums=(0, 1, 2))),
             (params.initial_probs, params.transition_matrix, log_likelihoods),
@@ -87,23 +116,26 @@ def _programs(params, inputs, emissions, mask):
     }
 
 
-def _median_seconds(function, arguments, repeats: int) -> float:
-    jax.block_until_ready(function(*arguments))  # compile
-    times = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
+def _median_seconds(programs: dict, repeats: int) -> dict:
+    """Median warm seconds of every program, compiled first, then timed in turn (the order rotating each repeat)."""
+    for function, arguments in programs.values():
         jax.block_until_ready(function(*arguments))
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times)
+    names = list(programs)
+    times = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            function, arguments = programs[name]
+            begin = time.perf_counter()
+            jax.block_until_ready(function(*arguments))
+            times[name].append(time.perf_counter() - begin)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def measure(repeats: int) -> list[dict]:
     rows = []
     for family_name, num_sequences, num_timesteps, input_dim in SHAPES:
         programs = _programs(*_problem(family_name, num_sequences, num_timesteps, input_dim))
-        seconds = {
-            name: _median_seconds(function, arguments, repeats) for name, (function, arguments) in programs.items()
-        }
+        seconds = _median_seconds(programs, repeats)
         row = {
             "family": family_name,
             "num_sequences": num_sequences,
@@ -112,13 +144,15 @@ def measure(repeats: int) -> list[dict]:
             **{f"{name}_us": 1e6 * value for name, value in seconds.items()},
             "emission_share": seconds["emission"] / seconds["whole"],
             "whole_minus_kernel_share": 1.0 - seconds["kernel"] / seconds["whole"],
+            "balanced_speedup": seconds["whole"] / seconds["whole_balanced"],
         }
         rows.append(row)
         print(
             f"{family_name} {num_sequences} x {num_timesteps}, D = {input_dim}: whole {row['whole_us']:.0f} us, "
             f"kernel {row['kernel_us']:.0f} us, emission {row['emission_us']:.0f} us "
             f"({100 * row['emission_share']:.1f}% of the whole; whole minus kernel "
-            f"{100 * row['whole_minus_kernel_share']:.1f}%)"
+            f"{100 * row['whole_minus_kernel_share']:.1f}%); balanced batch {row['whole_balanced_us']:.0f} us "
+            f"({row['balanced_speedup']:.2f}x)"
         )
     return rows
 
