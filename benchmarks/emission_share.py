@@ -46,8 +46,16 @@ RESULTS = os.path.join(os.path.dirname(HERE), "results", "benchmarks")
 SHAPES = [
     ("gaussian", 10, 100, 1),
     ("gaussian", 100, 1000, 1),
+    ("gaussian", 1, 500, 1),
+    ("gaussian", 1, 1000, 1),
+    ("gaussian", 1, 2000, 1),
+    ("gaussian", 1, 5000, 1),
     ("gaussian", 1, 10000, 1),
+    ("gaussian", 1, 10007, 1),  # a prime: the "balanced" batch is (10007, 1)
     ("gaussian", 1, 100000, 1),
+    ("gaussian", 2, 5000, 1),
+    ("gaussian", 5, 2000, 1),
+    ("bernoulli", 1, 10000, 10),
     ("bernoulli", 100, 500, 10),
 ]
 #: The widest batch width of :func:`_balanced_shape`.
