@@ -63,3 +63,37 @@ def test_each_state_uses_its_own_parameters():
         result = np.asarray(log_likelihoods_jit(weights, biases, scales, inputs, emissions))
         np.testing.assert_allclose(result[0, k], -np.log(scales[k] * np.sqrt(2 * np.pi)), rtol=1e-6)
         assert np.argmax(result[0] + np.log(scales)) == k
+
+
+def test_gaussian_family_of_one_sequence_matches_the_scipy_oracle_and_its_gradient_the_batched_one():
+    """The Gaussian family computes a batch of one sequence, (1, T, D), without its leading axis
+    (XLA's CPU gradient of a (1, T, K) batch is 1.5x slower, benchmarks/emission_share.py): the
+    values must still be the float64 SciPy oracle's (rtol 1e-5, as above), and the gradient in
+    (weights, biases, scales) that of the same sequence inside a batch of two (its duplicate), halved:
+    float32 sums of 40 steps added in another order, so rtol 1e-5."""
+    import jax.numpy as jnp
+
+    from bayes_glmhmm.emissions import gaussian
+    from bayes_glmhmm.params import GLMHMMParams
+
+    weights, biases, scales, inputs, emissions = random_glm(5, (1, 40), 3, 2)
+    params = GLMHMMParams(
+        jnp.ones(3) / 3, jnp.eye(3), *(jnp.asarray(a, jnp.float32) for a in (weights, biases, scales))
+    )
+    result = np.asarray(gaussian.log_likelihoods(params, jnp.asarray(inputs), jnp.asarray(emissions)))
+    assert result.shape == (1, 40, 3)
+    means = np.stack([inputs @ weights[k] + biases[k] for k in range(3)], axis=-1)
+    oracle = np.stack([norm.logpdf(emissions, loc=means[..., k], scale=scales[k]) for k in range(3)], axis=-1)
+    np.testing.assert_allclose(result, oracle, rtol=1e-5, atol=1e-5)
+
+    def total(emission_params, batch_inputs, batch_emissions):
+        return jnp.sum(gaussian.log_likelihoods(params._replace(**emission_params), batch_inputs, batch_emissions))
+
+    emission_params = {"weights": params.weights, "biases": params.biases, "scales": params.scales}
+    gradient = jax.grad(total)
+    one = gradient(emission_params, jnp.asarray(inputs), jnp.asarray(emissions))
+    two = gradient(
+        emission_params, jnp.asarray(np.concatenate([inputs] * 2)), jnp.asarray(np.concatenate([emissions] * 2))
+    )
+    for name in emission_params:
+        np.testing.assert_allclose(np.asarray(one[name]), 0.5 * np.asarray(two[name]), rtol=1e-5, atol=1e-6)
