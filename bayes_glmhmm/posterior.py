@@ -84,9 +84,16 @@ def host_split_key(key, num_keys: int):
     return raw
 
 
-def _draw_chunks(num_draws: int, chunk_size: int):
+def _draw_chunks(draws, chunk_size: int):
+    """Consecutive chunks of at most ``chunk_size`` draws: ``(start, stop, chunk)``.
+
+    ``draws`` is a pytree of arrays with a leading draw axis; each chunk is its slice start..stop - 1,
+    split over the local devices (:func:`spread_draws`).
+    """
+    num_draws = int(jax.tree.leaves(draws)[0].shape[0])
     for start in range(0, num_draws, chunk_size):
-        yield start, min(start + chunk_size, num_draws)
+        stop = min(start + chunk_size, num_draws)
+        yield start, stop, spread_draws(jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], draws))
 
 
 def _equal_chunk_size(num_draws: int, chunk_size: int) -> int:

@@ -41,7 +41,7 @@ from bayes_glmhmm.folds import fold_assignment
 from bayes_glmhmm.inference import hmm_filter
 from bayes_glmhmm.model import batched_log_likelihoods, batched_transitions
 from bayes_glmhmm.params import validate_data
-from bayes_glmhmm.posterior import Posterior, _draw_chunks, _loglik_per_draw, spread_draws
+from bayes_glmhmm.posterior import Posterior, _draw_chunks, _loglik_per_draw
 from bayes_glmhmm.standardize import fit_standardization, needs_standardization
 from bayes_glmhmm.transitions import validate_transition_inputs
 
@@ -238,8 +238,7 @@ def one_step_predictive(params, inputs, emissions, mask, transition_inputs=None,
         log_weights = np.zeros((num_draws, emissions.shape[0]))
     log_weights = np.asarray(log_weights, dtype=np.float64)
     running_max, numerator, denominator = None, None, None
-    for start, stop in _draw_chunks(num_draws, chunk_size):
-        chunk = spread_draws(jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], params))
+    for start, stop, chunk in _draw_chunks(params, chunk_size):
         log_before, probabilities = _one_step_per_draw(chunk, inputs, emissions, mask, transition_inputs)
         log_w = log_weights[start:stop, :, None] + np.asarray(log_before, dtype=np.float64)
         chunk_max = log_w.max(axis=0)
@@ -494,10 +493,8 @@ class _Data:
 
 def _per_draw_loglik(draws, inputs, emissions, mask, transition_inputs, chunk_size: int = 200) -> np.ndarray:
     """(S, N) log p(y[n] | theta_s) of every draw, computed in chunks of draws (one compiled program)."""
-    num_draws = int(jax.tree.leaves(draws)[0].shape[0])
     chunks = []
-    for start, stop in _draw_chunks(num_draws, chunk_size):
-        chunk = spread_draws(jax.tree.map(lambda p, start=start, stop=stop: p[start:stop], draws))
+    for _, _, chunk in _draw_chunks(draws, chunk_size):
         chunks.append(np.asarray(_loglik_per_draw(chunk, inputs, emissions, mask, transition_inputs), np.float64))
     return np.concatenate(chunks, axis=0)
 

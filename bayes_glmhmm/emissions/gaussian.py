@@ -60,10 +60,11 @@ def gaussian_glm_log_likelihoods(
 def log_likelihoods(params: GLMHMMParams, inputs, emissions):
     """Log p(y | x, z = k, theta) for every state, shape (..., K).
 
-    A batch of one sequence, (1, T, D), is computed as (T, D): XLA's CPU code for the gradient in
-    (weights, biases, scales) of a (1, T, K) batch is 1.5x slower than for the same steps without
-    the leading axis (the whole log-density gradient of one sequence of 2,000-100,000 steps: 1.47-
-    1.61x faster; ``benchmarks/emission_share.py``). The values per step are the same.
+    A batch of one sequence, (1, T, D), is computed as (T, D): XLA's CPU code for the
+    vector-Jacobian product in (weights, biases, scales) of a (1, T, K) batch is 2-5.5x slower than
+    for the same steps without the leading axis, so the whole log-density gradient of one sequence
+    of 2,000-100,000 steps is 1.47-1.61x faster this way (``benchmarks/emission_share.py``). The
+    values per step are the same.
     """
     if inputs.ndim == 3 and inputs.shape[0] == 1:
         return log_likelihoods(params, inputs[0], emissions[0])[None]
