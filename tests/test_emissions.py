@@ -67,7 +67,7 @@ def test_each_state_uses_its_own_parameters():
 
 def test_gaussian_family_of_one_sequence_matches_the_scipy_oracle_and_its_gradient_the_batched_one():
     """The Gaussian family computes a batch of one sequence, (1, T, D), without its leading axis
-    (XLA's CPU gradient of a (1, T, K) batch is 1.5x slower, benchmarks/emission_share.py): the
+    (XLA's CPU gradient of a (1, T, K) batch is slower, benchmarks/emission_share.py): the
     values must still be the float64 SciPy oracle's (rtol 1e-5, as above), and the gradient in
     (weights, biases, scales) that of the same sequence inside a batch of two (its duplicate), halved:
     float32 sums of 40 steps added in another order, so rtol 1e-5."""

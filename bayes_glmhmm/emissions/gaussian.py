@@ -60,11 +60,11 @@ def gaussian_glm_log_likelihoods(
 def log_likelihoods(params: GLMHMMParams, inputs, emissions):
     """Log p(y | x, z = k, theta) for every state, shape (..., K).
 
-    A batch of one sequence, (1, T, D), is computed as (T, D): XLA's CPU code for the
-    vector-Jacobian product in (weights, biases, scales) of a (1, T, K) batch is 2-5.5x slower than
-    for the same steps without the leading axis, so the whole log-density gradient of one sequence
-    of 2,000-100,000 steps is 1.47-1.61x faster this way (``benchmarks/emission_share.py``). The
-    values per step are the same.
+    A batch of one sequence, (1, T, D), is computed as (T, D): XLA's CPU code for the emission array
+    and its vector-Jacobian product in (weights, biases, scales) is 1.8-6.8x slower for a (1, T, K)
+    batch than for the same steps without the leading axis, and the whole log-density gradient of
+    one sequence of 2,000-100,000 steps 1.2-2x faster this way (2-core CPU,
+    ``benchmarks/emission_share.py``, before and after). The values per step are the same.
     """
     if inputs.ndim == 3 and inputs.shape[0] == 1:
         return log_likelihoods(params, inputs[0], emissions[0])[None]
