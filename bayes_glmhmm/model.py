@@ -31,6 +31,7 @@ from bayes_glmhmm.inference import (
     DrivenTransitions,
     hmm_filter,
     hmm_marginal_loglik,
+    hmm_marginal_loglik_batch,
     hmm_marginal_loglik_parallel,
     hmm_sample_states,
     hmm_smoother,
@@ -115,7 +116,10 @@ def batched_marginal_loglik(
             ``transition_weights``), else None.
         adjoint: use :func:`~bayes_glmhmm.inference.hmm_marginal_loglik`, whose reverse-mode
             gradient is the analytic forward-backward one (first order only); otherwise plain
-            autodiff of the filter, differentiable to any order.
+            autodiff of the filter, differentiable to any order. Sequences that share one
+            transition matrix (stationary transitions, not a subject's own) go through
+            :func:`~bayes_glmhmm.inference.hmm_marginal_loglik_batch` together: the same value
+            and gradient, faster.
         time_parallel: use :func:`~bayes_glmhmm.inference.hmm_marginal_loglik_parallel`, O(log T)
             sequential depth (autodiff gradient); for accelerators with few long sequences, slower
             on CPUs. Takes precedence over ``adjoint``.
@@ -128,6 +132,8 @@ def batched_marginal_loglik(
     if time_parallel:
         per_sequence = jax.vmap(hmm_marginal_loglik_parallel, in_axes=axes)
         return per_sequence(params.initial_probs, transitions, log_likelihoods, mask)
+    if adjoint and transition_axis is None:
+        return hmm_marginal_loglik_batch(params.initial_probs, transitions, log_likelihoods, mask)
     if adjoint:
         per_sequence = jax.vmap(hmm_marginal_loglik, in_axes=axes)
         return per_sequence(params.initial_probs, transitions, log_likelihoods, mask)
