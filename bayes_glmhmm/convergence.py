@@ -30,8 +30,33 @@ __all__ = [
     "convergence_message",
     "convergence_problems",
     "sampler_diagnostics",
+    "tree_depths",
     "warn_if_not_converged",
 ]
+
+
+def tree_depths(max_tree_depth) -> tuple[int, int]:
+    """NUTS's maximum tree depth as ``(during warmup, while sampling)``.
+
+    Args:
+        max_tree_depth: one depth for both phases, or a pair ``(warmup, sampling)`` (NumPyro's
+            convention; a list, as read back from a saved file, too).
+
+    Returns:
+        The two depths, each an integer >= 1.
+
+    Raises:
+        ValueError: naming ``max_tree_depth``, for anything else.
+    """
+    pair = tuple(max_tree_depth) if isinstance(max_tree_depth, list | tuple) else (max_tree_depth, max_tree_depth)
+    valid = len(pair) == 2 and all(
+        isinstance(depth, int | np.integer) and not isinstance(depth, bool) and depth >= 1 for depth in pair
+    )
+    if not valid:
+        raise ValueError(
+            f"max_tree_depth must be an integer >= 1 or a pair (warmup, sampling) of them, got {max_tree_depth!r}"
+        )
+    return int(pair[0]), int(pair[1])
 
 
 class ConvergenceWarning(UserWarning):
@@ -134,7 +159,7 @@ def sampler_diagnostics(
     samples: dict,
     sample_stats: dict | None = None,
     *,
-    max_tree_depth: int | None = None,
+    max_tree_depth: int | tuple[int, int] | None = None,
     stuck_chains=(),
     stuck_threshold: float = float("nan"),
     dropped_stuck_chains=(),
@@ -150,7 +175,8 @@ def sampler_diagnostics(
         samples: dict of (chain, draw, ...) arrays, one per parameter.
         sample_stats: dict of (chain, draw) arrays; ``diverging``, ``tree_depth`` and ``lp`` (log
             density) are used when present.
-        max_tree_depth: the sampler's maximum tree depth, if known.
+        max_tree_depth: the sampler's maximum tree depth, if known (a pair ``(warmup, sampling)``:
+            the draws are judged against the second, see :func:`tree_depths`).
         stuck_chains: chains flagged as stuck (see :func:`bayes_glmhmm.posterior.detect_stuck_chains`).
         stuck_threshold: the threshold (nats below the best chain's median log density) used for that.
         dropped_stuck_chains: stuck chains that were removed from ``samples``.
@@ -181,6 +207,8 @@ def sampler_diagnostics(
         ess_bulk = az.ess(dataset, method="bulk")
         ess_tail = az.ess(dataset, method="tail")
     saturated = 0
+    if max_tree_depth is not None:
+        max_tree_depth = tree_depths(max_tree_depth)[1]
     if max_tree_depth is not None and "tree_depth" in sample_stats:
         saturated = int(np.sum(np.asarray(sample_stats["tree_depth"]) >= int(max_tree_depth)))
     stuck_chains = [int(c) for c in stuck_chains]

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayes_glmhmm._compile import jit_one_off
-from bayes_glmhmm.convergence import ConvergenceThresholds, sampler_diagnostics, warn_if_not_converged
+from bayes_glmhmm.convergence import ConvergenceThresholds, sampler_diagnostics, tree_depths, warn_if_not_converged
 from bayes_glmhmm.em import distinct_optima, fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.hierarchy import (
@@ -599,7 +599,7 @@ def fit_nuts(
     progress_bar: bool = True,
     chain_method: str = "auto",
     target_accept_prob: float = 0.8,
-    max_tree_depth: int = 10,
+    max_tree_depth: int | tuple[int, int] = 10,
     dense_mass: bool = False,
     init="em",
     em_restarts: int = 10,
@@ -643,7 +643,8 @@ def fit_nuts(
         chain_method: ``"auto"`` (parallel when there are enough JAX devices, see
             ``numpyro.set_host_device_count``), ``"parallel"``, ``"sequential"`` or ``"vectorized"``.
         target_accept_prob: NUTS target acceptance probability.
-        max_tree_depth: NUTS maximum tree depth.
+        max_tree_depth: NUTS maximum tree depth, or a pair ``(warmup, sampling)`` that caps the
+            warmup's trees apart (NumPyro's convention, :func:`~bayes_glmhmm.convergence.tree_depths`).
         dense_mass: adapt a dense mass matrix.
         init: ``"em"`` (MAP EM with restarts, then jitter; when the restarts reach several optima
             within :data:`START_OPTIMA_WINDOW` nats of the best, the chains start from them in turn,
@@ -752,6 +753,7 @@ def fit_nuts(
         },
         convergence,
     )
+    tree_depths(max_tree_depth)  # a clear ValueError before any work
     if subject_parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"subject_parametrization must be one of {PARAMETRIZATIONS}, got {subject_parametrization!r}")
     if subject_transitions and (subjects is None or transition_inputs is not None):

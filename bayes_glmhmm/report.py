@@ -38,6 +38,7 @@ import numpy as np
 
 from bayes_glmhmm._io import write_pngs_atomic, write_text_atomic
 from bayes_glmhmm._render import PendingPng, render_png
+from bayes_glmhmm.convergence import tree_depths
 from bayes_glmhmm.emissions import EmissionFamily, get_family
 from bayes_glmhmm.hierarchy import subject_param_names
 
@@ -156,6 +157,8 @@ def _per_chain_stats(idata) -> list[dict]:
     num_chains = idata.posterior.sizes["chain"]
     stuck = set(_json_attr(attrs, "stuck_chains", []))
     max_depth = _json_attr(attrs, "settings", {}).get("max_tree_depth")
+    if max_depth is not None:
+        max_depth = tree_depths(max_depth)[1]  # the draws' depth when warmup had its own
     bfmi = None
     if stats is not None and "energy" in stats:
         with warnings.catch_warnings():

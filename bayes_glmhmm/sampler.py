@@ -45,6 +45,7 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from tqdm.auto import tqdm
 
 from bayes_glmhmm._compile import jit_one_off
+from bayes_glmhmm.convergence import tree_depths
 from bayes_glmhmm.tempering import swap_round, validated_ladder
 
 __all__ = ["NutsDraws", "compiled_programs", "curvature_inverse_mass_matrix", "run_nuts", "sequence_mesh"]
@@ -98,7 +99,7 @@ class _Settings(NamedTuple):
     num_warmup: int
     chunk_length: int
     target_accept_prob: float
-    max_tree_depth: int
+    max_tree_depth: int | tuple[int, int]  # one depth, or (during warmup, while sampling)
     dense_mass: bool
     within_device: str  # "map" or "vmap": how one device runs its share of the chains
     sequence_axis: str | None
@@ -180,6 +181,12 @@ def _nuts_kernels(settings: _Settings, z, model_kwargs):
         )
 
     return init, sample_kernel
+
+
+def _numpyro_tree_depth(max_tree_depth) -> int | tuple[int, int]:
+    """One depth as an int, two different ones as NumPyro's pair ``(warmup, sampling)``; validated."""
+    warmup_depth, sampling_depth = tree_depths(max_tree_depth)
+    return sampling_depth if warmup_depth == sampling_depth else (warmup_depth, sampling_depth)
 
 
 def _over_local_chains(settings: _Settings, function, *batched):
@@ -484,7 +491,7 @@ def run_nuts(
     num_warmup: int,
     num_samples: int,
     target_accept_prob: float = 0.8,
-    max_tree_depth: int = 10,
+    max_tree_depth: int | tuple[int, int] = 10,
     dense_mass: bool = False,
     chain_method: str = "sequential",
     sequence_devices: int = 1,
@@ -509,7 +516,9 @@ def run_nuts(
         num_warmup: adaptation iterations per chain (discarded).
         num_samples: kept draws per chain.
         target_accept_prob: NUTS target acceptance probability.
-        max_tree_depth: NUTS maximum tree depth.
+        max_tree_depth: NUTS maximum tree depth, or a pair ``(warmup, sampling)``: the depth
+            during warmup and while drawing (NumPyro's convention, see
+            :func:`~bayes_glmhmm.convergence.tree_depths`).
         dense_mass: adapt a dense mass matrix.
         chain_method: ``"parallel"`` (one device group per chain), ``"sequential"`` (one after the
             other) or ``"vectorized"`` (all chains batched in one program).
@@ -552,7 +561,7 @@ def run_nuts(
         num_warmup=num_warmup,
         chunk_length=math.ceil(total / NUM_CHUNKS),
         target_accept_prob=float(target_accept_prob),
-        max_tree_depth=int(max_tree_depth),
+        max_tree_depth=_numpyro_tree_depth(max_tree_depth),
         dense_mass=bool(dense_mass),
         within_device="vmap" if chain_method == "vectorized" else "map",
         sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,

@@ -13,15 +13,18 @@ candidates K - 1, K, K + 1; counts how often the one-SE rule picks the true K, f
 PSIS-LOO score and for the EM k-fold score.
 
 ``--cost-by-k``: one ``fit_nuts`` per K = 1..5 on the first ``--sequences`` (50) sequences of the
-speed data: wall time, gradients per warmup and per sampling iteration, adapted step size and
-diagnostics; it shows where the time of the larger (over-specified) K's goes.
+speed data: wall time, gradients per warmup and per sampling iteration and per chain, adapted step
+size, diagnostics and the in-sample PSIS-LOO elpd; it shows where the time of the larger
+(over-specified) K's goes. ``--warmup-tree-depth D`` caps the warmup's trees at depth D (the draws'
+at 10, ``max_tree_depth=(D, 10)``, as ``select_num_states`` does by default with D = 6) and writes
+``selection_cost_by_k_warmup_depth<D>.*`` instead.
 
 Writes ``selection_speed.{csv,json,md}``, ``selection_recovery.{csv,json,md}`` and
-``selection_cost_by_k.{csv,json,md}`` into ``--out``.
+``selection_cost_by_k[_warmup_depth<D>].{csv,json,md}`` into ``--out``.
 
     python benchmarks/selection.py --speed [--warmup 500 --samples 500]
     python benchmarks/selection.py --recovery [--datasets 10] [--families gaussian bernoulli]
-    python benchmarks/selection.py --cost-by-k [--sequences 50 --warmup 200 --samples 200]
+    python benchmarks/selection.py --cost-by-k [--sequences 50 --warmup 200 --samples 200] [--warmup-tree-depth 6]
 """
 
 import argparse
@@ -189,12 +192,26 @@ COST_COLUMNS = [
     "nuts_seconds",
     "warmup_gradients_per_iteration",
     "sampling_gradients_per_iteration",
+    "gradients_per_chain",
     "step_size",
     "max_rhat",
     "min_ess_bulk",
     "divergences",
+    "elpd_loo",
+    "elpd_loo_se",
     "load_1min",
 ]
+
+
+def _in_sample_loo(posterior):
+    """ArviZ's PSIS-LOO over sequences of the fitted data (pointwise Pareto k warnings silenced)."""
+    import arviz as az
+
+    per_draw = np.asarray(posterior.log_likelihood())
+    data = az.from_dict(posterior={"lp": np.asarray(posterior.sample_stats["lp"])}, log_likelihood={"y": per_draw})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return az.loo(data)
 
 
 def run_cost_by_k(args) -> None:
@@ -219,9 +236,11 @@ def run_cost_by_k(args) -> None:
                 em_restarts=args.em_restarts,
                 seed=0,
                 progress_bar=False,
+                max_tree_depth=10 if args.warmup_tree_depth is None else (args.warmup_tree_depth, 10),
             )
         wall = time.perf_counter() - start
         diagnostics = posterior.diagnostics()
+        loo = _in_sample_loo(posterior)
         row = {
             "num_states": k,
             "wall_seconds": round(wall, 1),
@@ -231,10 +250,16 @@ def run_cost_by_k(args) -> None:
                 float(np.mean(posterior.settings["warmup_gradients"])) / max(args.warmup, 1), 1
             ),
             "sampling_gradients_per_iteration": round(float(np.mean(posterior.sample_stats["n_steps"])), 1),
+            "gradients_per_chain": int(
+                np.mean(posterior.settings["warmup_gradients"])
+                + np.mean(np.sum(np.asarray(posterior.sample_stats["n_steps"]), axis=1))
+            ),
             "step_size": _rounded(np.median(np.asarray(posterior.sample_stats["step_size"])[:, -1]), 3),
             "max_rhat": _rounded(diagnostics["max_rhat"], 3),
             "min_ess_bulk": _rounded(diagnostics["min_ess_bulk"], 0),
             "divergences": diagnostics["divergences"],
+            "elpd_loo": round(float(loo.elpd_loo), 2),
+            "elpd_loo_se": round(float(loo.se), 2),
             "load_1min": round(os.getloadavg()[0], 2),
         }
         rows.append(row)
@@ -242,7 +267,8 @@ def run_cost_by_k(args) -> None:
     trials = int(sum(lengths))
     table = [[row[c] for c in COST_COLUMNS] for row in rows]
     data = f"{trials} Bernoulli trials in the first {count} sequences of the speed data (D = 10, true K = 3)"
-    prefix = os.path.join(args.out, "selection_cost_by_k")
+    name = "selection_cost_by_k" + ("" if args.warmup_tree_depth is None else f"_warmup_depth{args.warmup_tree_depth}")
+    prefix = os.path.join(args.out, name)
     metadata = {
         "data": data,
         "settings": {"num_chains": 4, "num_warmup": args.warmup, "num_samples": args.samples},
@@ -255,8 +281,11 @@ def run_cost_by_k(args) -> None:
         "",
         f"Written by `benchmarks/selection.py --cost-by-k`: `fit_nuts` for K = 1..{args.max_states} on {data}, "
         f"4 chains x ({args.warmup} + {args.samples}), EM start ({args.em_restarts} restarts), compilation "
-        "included; gradients per iteration are leapfrog steps (mean over chains), the step size is the "
-        "adapted one (median over chains). 2-core CPU.",
+        "included; NUTS's maximum tree depth "
+        + ("10" if args.warmup_tree_depth is None else f"{args.warmup_tree_depth} during warmup, 10 while drawing")
+        + "; gradients per iteration are leapfrog steps (mean over chains), gradients per chain those of "
+        "warmup and drawing together (mean over chains), the step size is the adapted one (median over "
+        "chains), elpd_loo the in-sample PSIS-LOO over sequences (ArviZ) with its SE. 2-core CPU.",
         "",
         *markdown_table(COST_COLUMNS, table),
         "",
@@ -417,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-by-k", action="store_true", help="the sampler's work per iteration, per K")
     parser.add_argument("--sequences", type=int, default=50, help="sequences of the speed data (--cost-by-k)")
     parser.add_argument("--max-states", type=int, default=5)
+    parser.add_argument(
+        "--warmup-tree-depth", type=int, default=None, help="--cost-by-k: cap the warmup's trees at this depth"
+    )
     parser.add_argument("--quick", action="store_true", help="--speed on small data (a smoke run)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup draws per chain")
     parser.add_argument("--samples", type=int, default=None, help="kept draws per chain")

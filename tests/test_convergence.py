@@ -231,6 +231,11 @@ def test_sampler_statistics_are_counted(rng):
     )
     assert numbers["divergences"] == 2
     assert numbers["tree_depth_saturated"] == 480
+    # A warmup depth of its own, (warmup, sampling), as a pair or as read back from a file: the
+    # draws are judged against the sampling depth (depth 3 everywhere else would all count at 3).
+    for pair in [(3, 10), [3, 10]]:
+        judged = sampler_diagnostics(draws, {"tree_depth": depth}, max_tree_depth=pair)
+        assert judged["tree_depth_saturated"] == 480 and judged["max_tree_depth"] == 10
     assert numbers["stuck_gaps"] == [pytest.approx(float(np.median(lp, axis=1).max() - np.median(lp[2])))]
     problems = convergence_problems(numbers)
     assert [problem.split(":")[0] for problem in problems] == [

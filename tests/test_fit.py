@@ -3,6 +3,7 @@
 import math
 import warnings
 
+import numpy as np
 import pytest
 
 from bayes_glmhmm import ConvergenceThresholds, fit_nuts
@@ -119,3 +120,35 @@ def test_max_samples_below_num_samples_is_a_clear_error(small_article_data):
     data = small_article_data
     with pytest.raises(ValueError, match="max_samples must be an integer >= 60"):
         fit_nuts(data.inputs, data.emissions, 3, num_samples=60, max_samples=30)
+
+
+def test_warmup_tree_depth_caps_only_the_warmup(small_article_data):
+    """max_tree_depth=(1, 10): every warmup transition is one leapfrog step (a depth-1 tree), so each
+    chain's warmup takes exactly num_warmup gradients; the draws' trees are free to depth 10 and
+    are judged against 10, not 1. Fails if the pair is dropped (warmup trees grow deeper), or if
+    its first depth caps the draws or the verdict (every draw "at the maximum depth")."""
+    data = small_article_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 x 40 draws: the verdict is not the point here
+        posterior = fit_nuts(
+            data.inputs,
+            data.emissions,
+            3,
+            num_chains=2,
+            num_warmup=60,
+            num_samples=40,
+            seed=4,
+            progress_bar=False,
+            max_tree_depth=(1, 10),
+        )
+    assert posterior.settings["warmup_gradients"] == [60, 60]
+    assert np.max(np.asarray(posterior.sample_stats["n_steps"])) > 1
+    diagnostics = posterior.diagnostics()
+    assert diagnostics["max_tree_depth"] == 10 and diagnostics["tree_depth_saturated"] == 0
+
+
+@pytest.mark.parametrize("depth", [0, (5,), (5, 0), 5.5, True, "10", (6, 10, 12)])
+def test_bad_max_tree_depth_is_a_clear_error(small_article_data, depth):
+    data = small_article_data
+    with pytest.raises(ValueError, match="max_tree_depth must be an integer >= 1 or a pair"):
+        fit_nuts(data.inputs, data.emissions, 3, max_tree_depth=depth)
