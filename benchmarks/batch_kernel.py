@@ -72,7 +72,7 @@ def _before():
         model.hmm_marginal_loglik_batch = original
 
 
-def _compiled(function, *args) -> tuple[CompiledGradient, float]:
+def _compiled(function, *args) -> tuple[object, float]:
     start = time.perf_counter()
     compiled = jax.jit(function).lower(*args).compile()
     return compiled, time.perf_counter() - start
