@@ -325,12 +325,15 @@ class Selection:
             ``max_pareto_k``, ``num_high_pareto_k``
             (above 0.7 before refitting), ``num_refits`` (sequences refitted), ``refit_fits`` (the
             refits run; fewer than ``num_refits`` when sequences were left out in groups),
-            ``num_unreliable`` (above 0.7 and not refitted). EM k-fold columns: ``em_loglik``,
+            ``num_unreliable`` (above 0.7 and not refitted), ``refit_seconds`` (the refits' wall
+            time, part of ``nuts_seconds``). EM k-fold columns: ``em_loglik``,
             ``em_loglik_se``, ``em_diff``, ``em_diff_se``, ``em_bits_per_trial`` and its ``_se``,
             ``em_accuracy``. Convergence:
             ``max_rhat``, ``min_ess_bulk``, ``divergences`` (worst over the K's fits),
-            ``unconverged_fits`` of ``num_fits`` (fits whose verdict is not converged), and
-            ``nuts_seconds``, ``em_seconds``.
+            ``unconverged_fits`` of ``num_fits`` (fits whose verdict is not converged),
+            ``gradients_per_chain`` (leapfrog steps of warmup and drawing, mean over chains, summed
+            over the K's fits: the sampler's work), and ``nuts_seconds`` (the K's fits, PSIS and
+            scoring), ``em_seconds`` (EM k-fold).
         best: the K chosen for the Bayesian score under ``rule``.
         best_em: the K chosen for the EM k-fold score under the same rule.
         rule: the rule's key; :attr:`rule_text` states it.
@@ -430,9 +433,17 @@ def _fold_index(folds: np.ndarray, fold: int, size: int) -> tuple[np.ndarray, np
     return _padded_index(np.flatnonzero(folds == fold), size)
 
 
+def _gradients_per_chain(posterior: Posterior) -> float:
+    """Leapfrog steps (gradients of the potential) of warmup and drawing together, mean over chains."""
+    warmup = np.asarray(posterior.settings.get("warmup_gradients", 0), np.float64)
+    drawing = np.sum(np.asarray(posterior.sample_stats["n_steps"], np.float64), axis=-1)
+    return float(np.mean(warmup + drawing))
+
+
 def _fit_summary(posterior: Posterior) -> dict:
     diagnostics = posterior.diagnostics()
     return {
+        "gradients_per_chain": _gradients_per_chain(posterior),
         "max_rhat": diagnostics["max_rhat"],
         "min_ess_bulk": diagnostics["min_ess_bulk"],
         "divergences": diagnostics["divergences"],
@@ -450,6 +461,7 @@ def _worst(summaries: list[dict]) -> dict:
         "divergences": int(sum(s["divergences"] for s in summaries)),
         "unconverged_fits": int(sum(not s["converged"] for s in summaries)),
         "num_fits": len(summaries),
+        "gradients_per_chain": float(sum(s["gradients_per_chain"] for s in summaries)),
     }
 
 
@@ -646,6 +658,7 @@ def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int |
     groups = _refit_groups(high[np.argsort(-pareto_k[high])], max_refits, max_group_size)
     refit_kwargs = _refit_kwargs(posterior, fit_kwargs) if groups else {}
     size = max((group.size for group in groups), default=0)
+    refit_start = time.perf_counter()
     for group in groups:
         left_out = np.isin(np.arange(data.num_sequences), group)
         refit = _nuts(data, num_states, data.observed & ~left_out[:, None], refit_kwargs)
@@ -659,6 +672,7 @@ def _bayes_loo(data: _Data, num_states: int, fit_kwargs: dict, max_refits: int |
         result["refitted"][group] = True
     result["p_loo"] = p_loo
     result["refit_fits"] = len(groups)
+    result["refit_seconds"] = time.perf_counter() - refit_start if groups else 0.0
     return result, summaries, posterior
 
 
@@ -734,6 +748,7 @@ def _table(data: _Data, states, pointwise: dict, extras: dict, method: str) -> p
                 "num_refits": int(values["refitted"].sum()),
                 "refit_fits": int(extras[k]["refit_fits"]),
                 "num_unreliable": int(np.sum(high & ~values["refitted"])),
+                "refit_seconds": extras[k]["refit_seconds"],
             }
         row |= extras[k]["convergence"] | {
             "nuts_seconds": extras[k]["nuts_seconds"],
@@ -869,6 +884,7 @@ def select_num_states(
         extras[k] = {
             "p_loo": bayes.get("p_loo", np.nan),
             "refit_fits": bayes.get("refit_fits", 0),
+            "refit_seconds": bayes.get("refit_seconds", 0.0),
             "convergence": _worst(summaries),
             "nuts_seconds": nuts_seconds,
             "em_seconds": em_seconds,

@@ -6,7 +6,9 @@ k > 0.7, warm-started from the full posterior, at most ``--max-refits`` per K, i
 that) and the EM k-fold plug-in protocol (5 folds, the field's answer), on the families
 benchmark's data: 51,411 Bernoulli trials in 270 sessions of 150-230 trials, D = 10, true K = 3
 (``benchmarks/families.py``). Wall time of the whole call (compilation included), of the NUTS
-part and of the EM k-fold part, per K; R-hat, ESS and Pareto k per K; the 1-minute load average.
+part (of which the refits) and of the EM k-fold part, per K; the sampler's gradients per chain
+(warmup and drawing, summed over the K's fits); R-hat, ESS and Pareto k per K; the 1-minute load
+average.
 
 ``--recovery``: simulated data sets with a known K (2, 3, 4), Gaussian and Bernoulli, 10 each;
 candidates K - 1, K, K + 1; counts how often the one-SE rule picks the true K, for the Bayesian
@@ -74,7 +76,9 @@ TABLE_COLUMNS = [
     "max_rhat",
     "min_ess_bulk",
     "divergences",
+    "gradients_per_chain",
     "nuts_seconds",
+    "refit_seconds",
     "em_seconds",
 ]
 

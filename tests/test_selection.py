@@ -348,6 +348,20 @@ def test_selection_table_is_consistent_with_its_pointwise_values(loo_selection):
         assert table.loc[k, "refit_fits"] == min(2, high)
         assert table.loc[k, "num_refits"] == (high if high <= 2 else min(high, 4))
         assert table.loc[k, "num_unreliable"] == high - table.loc[k, "num_refits"]
+        # The refits' time is part of the K's NUTS time, and zero when nothing was refitted.
+        assert 0.0 <= table.loc[k, "refit_seconds"] < table.loc[k, "nuts_seconds"]
+        assert (table.loc[k, "refit_seconds"] > 0) == (table.loc[k, "refit_fits"] > 0)
+        # The sampler's work: every iteration of every fit takes at least one leapfrog step, and
+        # the full fit's count is its own (warmup gradients plus the draws' n_steps, mean over chains).
+        iterations = SMALL_FIT["num_warmup"] + SMALL_FIT["num_samples"]
+        full = selection.posteriors[k]
+        full_gradients = np.mean(
+            np.asarray(full.settings["warmup_gradients"]) + np.asarray(full.sample_stats["n_steps"]).sum(axis=1)
+        )
+        assert table.loc[k, "gradients_per_chain"] >= table.loc[k, "num_fits"] * iterations
+        assert table.loc[k, "gradients_per_chain"] >= full_gradients
+        if table.loc[k, "refit_fits"] == 0:
+            assert table.loc[k, "gradients_per_chain"] == pytest.approx(full_gradients)
     best_total = max(table["elpd"])
     np.testing.assert_allclose(table["elpd_diff"], best_total - table["elpd"], atol=1e-9)
     variances = {k: selection.pointwise[k]["elpd_mc_var"].sum() for k in states}
