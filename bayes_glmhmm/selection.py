@@ -435,7 +435,7 @@ def _fold_index(folds: np.ndarray, fold: int, size: int) -> tuple[np.ndarray, np
 
 def _gradients_per_chain(posterior: Posterior) -> float:
     """Leapfrog steps (gradients of the potential) of warmup and drawing together, mean over chains."""
-    warmup = np.asarray(posterior.settings.get("warmup_gradients", 0), np.float64)
+    warmup = np.asarray(posterior.settings["warmup_gradients"], np.float64)
     drawing = np.sum(np.asarray(posterior.sample_stats["n_steps"], np.float64), axis=-1)
     return float(np.mean(warmup + drawing))
 
@@ -452,7 +452,7 @@ def _fit_summary(posterior: Posterior) -> dict:
 
 
 def _worst(summaries: list[dict]) -> dict:
-    """The worst diagnostics over a K's fits; R-hat and ESS NaN where no fit has them (one chain)."""
+    """The worst diagnostics over a K's fits and their summed gradients; R-hat and ESS NaN where no fit has them."""
     rhats = np.array([s["max_rhat"] for s in summaries], dtype=float)
     ess = np.array([s["min_ess_bulk"] for s in summaries], dtype=float)
     return {

@@ -52,7 +52,7 @@ from bayes_glmhmm import GLMHMMParams, fit_nuts, simulate  # noqa: E402
 from bayes_glmhmm._io import csv_text, markdown_table, write_json_atomic, write_text_atomic  # noqa: E402
 from bayes_glmhmm.emissions import get_family  # noqa: E402
 from bayes_glmhmm.params import BernoulliGLMHMMParams  # noqa: E402
-from bayes_glmhmm.selection import select_num_states  # noqa: E402
+from bayes_glmhmm.selection import _gradients_per_chain, select_num_states  # noqa: E402
 
 TABLE_COLUMNS = [
     "num_states",
@@ -254,10 +254,7 @@ def run_cost_by_k(args) -> None:
                 float(np.mean(posterior.settings["warmup_gradients"])) / max(args.warmup, 1), 1
             ),
             "sampling_gradients_per_iteration": round(float(np.mean(posterior.sample_stats["n_steps"])), 1),
-            "gradients_per_chain": int(
-                np.mean(posterior.settings["warmup_gradients"])
-                + np.mean(np.sum(np.asarray(posterior.sample_stats["n_steps"]), axis=1))
-            ),
+            "gradients_per_chain": int(_gradients_per_chain(posterior)),
             "step_size": _rounded(np.median(np.asarray(posterior.sample_stats["step_size"])[:, -1]), 3),
             "max_rhat": _rounded(diagnostics["max_rhat"], 3),
             "min_ess_bulk": _rounded(diagnostics["min_ess_bulk"], 0),
