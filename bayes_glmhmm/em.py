@@ -6,7 +6,9 @@ initial and transition probabilities, and the emission family's own step
 noise scale: an ECM step), a damped Newton step on each state's expected complete-data
 log-likelihood for the others (generalized EM). Either way the objective
 log p(y | theta) [+ log p(theta)] never decreases.
-Restarts run in parallel with ``jax.vmap``; the best final objective is kept.
+Restarts run one after another in one compiled program; the best final objective is kept. With
+``accelerate=True`` each restart is SQUAREM-accelerated (Varadhan and Roland 2008): EM's fixed point,
+reached in fewer EM steps where plain EM crawls (over-specified K), the objective still non-decreasing.
 
 With subjects (a hierarchical model, :mod:`bayes_glmhmm.hierarchy`) the emission M-step has three
 blocks, each never decreasing the objective: a Newton step that shifts the population's and every
@@ -58,7 +60,7 @@ class EMResult(NamedTuple):
     Attributes:
         params: the best estimate over restarts (the family's params type, e.g. GLMHMMParams).
         log_probs: objective at each iteration of the best restart, log p(y | theta) (+ log p(theta)
-            under priors); non-decreasing.
+            under priors); non-decreasing. With ``accelerate``, one per SQUAREM iteration (3 EM steps).
         converged: whether the best restart met the tolerance before ``num_iters``.
         restart_log_probs: final objective of every restart.
         wall_seconds: time of the whole fit, compile included.
@@ -448,11 +450,14 @@ def _run_em(
     transition_inputs=None,
     transitions=STATIONARY,
     hierarchy=None,
+    accelerate=False,
 ):
-    """EM until the relative change of the objective is below tol, or num_iters steps.
+    """EM until one EM step raises the objective by at most tol times its size, or num_iters steps.
 
     ``hierarchy``: None, or ``(subject_index, spread)`` for subjects (:func:`subject_em_step`),
-    ``params`` being then the state ``(params, population)``.
+    ``params`` being then the state ``(params, population)``. ``accelerate``: SQUAREM
+    (:func:`_squarem_iteration`), three EM steps per iteration, so at most ``num_iters // 3``
+    iterations; ``log_probs`` then holds one objective per iteration.
     """
 
     def _step(state):
@@ -463,22 +468,98 @@ def _run_em(
             state, inputs, emissions, mask, subject_index, spread, priors, transition_inputs, transitions
         )
 
+    max_iterations = max(1, num_iters // SQUAREM_STEPS) if accelerate else num_iters
+
     def _cond(carry):
-        _, log_probs, iteration, done = carry
-        return (iteration < num_iters) & ~done
+        _, log_probs, iteration, done, _ = carry
+        return (iteration < max_iterations) & ~done
 
     def _body(carry):
-        params, log_probs, iteration, _ = carry
-        new_params, objective = _step(params)
+        params, log_probs, iteration, _, step_bound = carry
+        if accelerate:
+            new_params, objective, gain, step_bound = _squarem_iteration(_step, params, step_bound)
+        else:
+            new_params, objective = _step(params)
+            previous = jnp.where(iteration > 0, log_probs[iteration - 1], -jnp.inf)
+            gain = objective - previous
         log_probs = log_probs.at[iteration].set(objective)
-        previous = jnp.where(iteration > 0, log_probs[iteration - 1], -jnp.inf)
-        done = jnp.abs(objective - previous) <= tol * jnp.abs(objective)
-        return new_params, log_probs, iteration + 1, done
+        done = jnp.abs(gain) <= tol * jnp.abs(objective)
+        return new_params, log_probs, iteration + 1, done, step_bound
 
-    log_probs = jnp.full(num_iters, jnp.nan, inputs.dtype)
-    init = (params, log_probs, jnp.asarray(0), jnp.asarray(False))
-    params, log_probs, iteration, done = lax.while_loop(_cond, _body, init)
+    log_probs = jnp.full(max_iterations, jnp.nan, inputs.dtype)
+    init = (params, log_probs, jnp.asarray(0), jnp.asarray(False), jnp.asarray(1.0, inputs.dtype))
+    params, log_probs, iteration, done, _ = lax.while_loop(_cond, _body, init)
     return params, log_probs, iteration, done
+
+
+SQUAREM_STEPS = 3  # EM steps per SQUAREM iteration: two to extrapolate from, one to stabilize
+SQUAREM_BOUND_FACTOR = 4.0  # the step-length bound grows (shrinks) by this after a bounded success (a failure)
+
+
+def _squarem_coordinates(state, inverse: bool = False):
+    """The unconstrained coordinates SQUAREM extrapolates in, or back (``inverse``).
+
+    Probabilities (initial and transition) as logs, mapped back by a softmax along their last
+    axis; the family's positive parameters (the Gaussian's scales) as logs; everything else (GLM
+    weights and biases, transition weights, a hierarchy's population) as it is.
+    """
+    params, population = state if isinstance(state, tuple) and not hasattr(state, "_fields") else (state, None)
+    positive = [name for name, support in family_of(params).extra_supports if support == "positive"]
+    tiny = jnp.finfo(params.transition_matrix.dtype).tiny
+    if inverse:
+        changed = {name: jax.nn.softmax(getattr(params, name), axis=-1) for name in _PROBABILITY_FIELDS}
+        changed |= {name: jnp.exp(getattr(params, name)) for name in positive}
+    else:
+        logged = (*_PROBABILITY_FIELDS, *positive)
+        changed = {name: jnp.log(jnp.maximum(getattr(params, name), tiny)) for name in logged}
+    params = params._replace(**changed)
+    return params if population is None else (params, population)
+
+
+_PROBABILITY_FIELDS = ("initial_probs", "transition_matrix")
+
+
+def _squarem_iteration(step, params, step_bound):
+    """One SQUAREM iteration (Varadhan and Roland 2008, scheme S3, with their step-length bound).
+
+    From theta_0, two EM steps give theta_1 and theta_2; with r = theta_1 - theta_0 and
+    v = theta_2 - 2 theta_1 + theta_0 (in :func:`_squarem_coordinates`), the extrapolation
+    theta' = theta_0 - 2 a r + a^2 v with a = -|r| / |v|, bounded to [-step_bound, -1] (a = -1 is
+    theta_2 itself), is followed by one EM step from theta'. That step's result is kept if the
+    objective at theta' is finite and at least the one at theta_0; else theta_2 is kept. Either
+    way the objective does not decrease from one iteration to the next. The bound grows after a
+    kept extrapolation that reached it, and shrinks after a rejected one.
+
+    Args:
+        step: one EM step, ``state -> (new_state, objective at state)``.
+        params: theta_0.
+        step_bound: the current bound on |a| (>= 1).
+
+    Returns:
+        ``(new_params, objective at theta_0, gain of the plain EM step from theta_0, new step_bound)``.
+    """
+    first, objective = step(params)
+    second, first_objective = step(first)
+    origin, one, two = (_squarem_coordinates(state) for state in (params, first, second))
+    change = jax.tree.map(lambda a, b: b - a, origin, one)
+    curvature = jax.tree.map(lambda a, b, c: c - 2.0 * b + a, origin, one, two)
+    change_norm = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(change))
+    curvature_norm = sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(curvature))
+    tiny = jnp.finfo(objective.dtype).tiny
+    length = jnp.clip(-jnp.sqrt(change_norm / jnp.maximum(curvature_norm, tiny)), -step_bound, -1.0)
+    length = jnp.where(jnp.isfinite(length), length, -1.0)
+    extrapolated = jax.tree.map(lambda a, r, v: a - 2.0 * length * r + length**2 * v, origin, change, curvature)
+    stabilized, extrapolated_objective = step(_squarem_coordinates(extrapolated, inverse=True))
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(stabilized)]))
+    keep = finite & jnp.isfinite(extrapolated_objective) & (extrapolated_objective >= objective)
+    new_params = jax.tree.map(lambda a, b: jnp.where(keep, a, b), stabilized, second)
+    bounded = length <= -step_bound
+    step_bound = jnp.where(
+        keep,
+        jnp.where(bounded, step_bound * SQUAREM_BOUND_FACTOR, step_bound),
+        jnp.maximum(1.0, step_bound / SQUAREM_BOUND_FACTOR),
+    )
+    return new_params, objective, first_objective - objective, step_bound
 
 
 _initialize_restarts = jit_one_off(
@@ -486,18 +567,32 @@ _initialize_restarts = jit_one_off(
 )  # one compiled program instead of dozens of eagerly dispatched ones
 
 
-@functools.partial(jax.jit, static_argnames=("num_iters", "transitions"))
+@functools.partial(jax.jit, static_argnames=("num_iters", "transitions", "accelerate"))
 def _run_em_restarts(
-    starts, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions, hierarchy=None
+    starts,
+    inputs,
+    emissions,
+    mask,
+    priors,
+    num_iters,
+    tol,
+    transition_inputs,
+    transitions,
+    hierarchy=None,
+    accelerate=False,
 ):
-    """:func:`_run_em` from every start at once (``vmap`` over the restarts)."""
+    """:func:`_run_em` from every start, one after another in one program (``lax.map``).
+
+    Not ``vmap``: each restart then stops at its own convergence, and on a CPU the unbatched step
+    is the faster one (4 restarts at 51,411 trials, K = 4: 73-87 ms per step for all of them
+    against 117-141 ms batched; 10 restarts on the article's data x 10: 0.7 s against 1.8 s).
+    """
 
     def _one(start):
-        return _run_em(
-            start, inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions, hierarchy
-        )
+        arguments = (inputs, emissions, mask, priors, num_iters, tol, transition_inputs, transitions, hierarchy)
+        return _run_em(start, *arguments, accelerate)
 
-    return jax.vmap(_one)(starts)
+    return lax.map(_one, starts)
 
 
 def fit_em(
@@ -519,6 +614,7 @@ def fit_em(
     transitions=None,
     subjects=None,
     subject_spread: float = 1.0,
+    accelerate: bool = False,
 ) -> EMResult:
     """Fit the GLM-HMM by EM from several random starts and keep the best.
 
@@ -555,6 +651,12 @@ def fit_em(
             standardized. The restarts and ``init_params`` give the population's start, every
             subject starting there.
         subject_spread: the fixed spread of every subject coefficient around the population's.
+        accelerate: SQUAREM (Varadhan and Roland 2008): every iteration extrapolates from two EM
+            steps and stabilizes with a third, keeping the result only if the objective did not
+            fall (else the two plain steps). Same fixed points and stopping rule (the plain EM
+            step's gain <= tol * |objective|), far fewer EM steps where EM crawls along a flat
+            ridge (an over-specified K). ``num_iters`` still bounds the EM steps (``num_iters // 3``
+            iterations), and ``log_probs`` holds one objective per iteration.
 
     Returns:
         An :class:`EMResult`; ``params`` is the family's params type (with subjects: every
@@ -571,6 +673,11 @@ def fit_em(
         raise ValueError(f"num_iters must be >= 1, got {num_iters}")
     if num_restarts < 1:
         raise ValueError(f"num_restarts must be >= 1, got {num_restarts}")
+    if accelerate and num_iters < SQUAREM_STEPS:
+        raise ValueError(f"num_iters must be >= {SQUAREM_STEPS} with accelerate=True (EM steps per iteration)")
+    unsupported = [name for name, support in family.extra_supports if support not in ("positive", "real")]
+    if accelerate and unsupported:
+        raise ValueError(f"accelerate: the {family.name} family's {unsupported} have supports SQUAREM cannot map")
     transitions = get_transitions(transitions, transition_inputs)
     inputs, emissions, mask = validate_data(inputs, emissions, mask, family)
     num_transition_inputs = 0
@@ -612,6 +719,7 @@ def fit_em(
         transition_inputs,
         transitions,
         hierarchy,
+        bool(accelerate),
     )
     # On the host, so that picking the best restart compiles no programs of its own.
     states, log_probs, iterations, done = jax.tree.map(np.asarray, (states, log_probs, iterations, done))

@@ -778,6 +778,7 @@ def select_num_states(
     max_refits: int | None = 10,
     em_restarts: int = 5,
     em_iters: int = 200,
+    em_accelerate: bool = True,
     transition_inputs=None,
     transitions=None,
     progress: bool = True,
@@ -818,7 +819,10 @@ def select_num_states(
             estimate, counted in the table's ``num_unreliable`` and warned about.
         em_restarts: restarts of every EM: per fold of the EM cross-validation (the field uses 20;
             5 by default here), and of the EM that starts each posterior fit.
-        em_iters: most EM iterations per restart.
+        em_iters: most EM steps per restart of the EM cross-validation.
+        em_accelerate: SQUAREM-accelerated EM in the cross-validation (``fit_em(accelerate=True)``):
+            the same maximum-likelihood fixed points, reached in fewer EM steps at over-specified K
+            where plain EM crawls (and stops at ``em_iters`` unconverged). False: plain EM.
         transition_inputs: (N, T, M) inputs of input-driven transitions, given to every fit.
         transitions: the transition form (as in :func:`~bayes_glmhmm.fit_nuts`).
         progress: print one line per fit.
@@ -854,7 +858,8 @@ def select_num_states(
     shared = dict(family=family, standardize=standardize, transitions=transitions)
     defaults = dict(progress_bar=False, em_restarts=em_restarts, max_tree_depth=SELECTION_TREE_DEPTH)
     fit_kwargs = defaults | fit_nuts_kwargs | shared | dict(lengths=lengths)
-    em_kwargs = dict(num_restarts=em_restarts, num_iters=em_iters, seed=int(fit_nuts_kwargs.get("seed", 0))) | shared
+    em_seed = int(fit_nuts_kwargs.get("seed", 0))
+    em_kwargs = dict(num_restarts=em_restarts, num_iters=em_iters, seed=em_seed, accelerate=em_accelerate) | shared
 
     # One baseline for both scores (fitted without each fold), so that their bits per trial differ
     # exactly by their elpd difference / (n ln 2).
@@ -920,6 +925,7 @@ def select_num_states(
             pareto_k_threshold=PARETO_K_THRESHOLD,
             em_restarts=em_restarts,
             em_iters=em_iters,
+            em_accelerate=bool(em_accelerate),
             family=family.name,
             num_classes=family.num_classes,
             standardize=standardize,

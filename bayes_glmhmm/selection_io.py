@@ -130,11 +130,12 @@ def method_label(method: str, num_folds: int | None = None) -> str:
 
 
 def _em_label(view: _View) -> str:
-    """EM's score in words, with its folds and restarts."""
+    """EM's score in words, with its folds, restarts and acceleration (absent from files written before it)."""
     folds = view.settings.get("num_folds")
     restarts = view.settings.get("em_restarts")
     text = f"maximum-likelihood EM, plug-in, {method_label('kfold', folds)}"
-    return text + (f", {restarts} restarts per fold" if restarts is not None else "")
+    text += f", {restarts} restarts per fold" if restarts is not None else ""
+    return text + (" (SQUAREM-accelerated)" if view.settings.get("em_accelerate") else "")
 
 
 # ---------------------------------------------------------------------------------------------

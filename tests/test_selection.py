@@ -503,7 +503,8 @@ def test_kfold_bayes_scores_are_the_held_out_posterior_predictive():
     mc_se = np.sqrt(selection.pointwise[2]["elpd_mc_var"].sum())
     assert selection.table.loc[2, "elpd_mc_se"] == pytest.approx(mc_se) and mc_se > 0
     assert selection.table.loc[2, "elpd_diff_mc_se"] == 0.0  # the only K is the best
-    em = fit_em(inputs, emissions, 2, mask=train_mask, num_restarts=2, seed=0, standardize=False)
+    # The selection's EM is SQUAREM-accelerated by default (em_accelerate=True).
+    em = fit_em(inputs, emissions, 2, mask=train_mask, num_restarts=2, seed=0, standardize=False, accelerate=True)
     expected_em = np.asarray(log_likelihood(em.params, inputs[held_out], emissions[held_out]))
     np.testing.assert_allclose(selection.pointwise[2]["em_loglik"][held_out], expected_em, rtol=1e-5)
 
