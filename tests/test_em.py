@@ -421,3 +421,26 @@ def test_accelerated_em_needs_fewer_em_steps_where_plain_em_crawls():
     assert plain.converged and accelerated.converged
     assert 3 * len(accelerated.log_probs) < len(plain.log_probs) / 2, (len(accelerated.log_probs), len(plain.log_probs))
     np.testing.assert_allclose(accelerated.log_probs[-1], plain.log_probs[-1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["subjects", "input_driven"])
+def test_accelerated_em_with_subjects_and_input_driven_transitions(subject_data, case):
+    """SQUAREM through the hierarchy's state (params, population) and through transition weights.
+
+    Monotone, converged, and no lower than plain EM from the same starts (measured: subjects
+    -208.16 against -208.30 in 51 EM steps against 137; input-driven -189.33 against -189.36 in
+    42 against 113).
+    """
+    inputs, choices, index = subject_data
+    if case == "subjects":
+        settings = dict(subjects=index, priors=Priors(), standardize=False, num_restarts=1)
+    else:
+        transition_inputs = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (index.size, 50, 1)))
+        settings = dict(transition_inputs=transition_inputs, num_restarts=3)
+    plain = fit_em(inputs, choices, 2, family="bernoulli", num_iters=600, **settings)
+    accelerated = fit_em(inputs, choices, 2, family="bernoulli", num_iters=600, accelerate=True, **settings)
+    steps = np.diff(accelerated.log_probs)
+    assert np.all(steps >= -1e-6 * np.abs(accelerated.log_probs[1:])), steps.min()
+    assert accelerated.converged and plain.converged
+    assert accelerated.log_probs[-1] >= plain.log_probs[-1] - 1e-5 * abs(plain.log_probs[-1])
+    assert 3 * len(accelerated.log_probs) < len(plain.log_probs)
