@@ -385,12 +385,18 @@ def _figure_png(figure, dpi: int = 90) -> PendingPng:
     return render_png(figure, dpi)
 
 
+# ArviZ's density estimate warns on a chain whose draws of a parameter are all equal (a frozen
+# chain): its flat trace is what the figure must show, and the diagnostics name it.
+_CONSTANT_DRAWS_WARNING = "Your data appears to have a single value or no finite values"
+
+
 def _arviz_figure(draw, title: str) -> PendingPng:
     """Run an ArviZ plotting call with colour-blind-safe chain colours and return its PNG."""
     import matplotlib.pyplot as plt
     from cycler import cycler
 
-    with plt.rc_context({"axes.prop_cycle": cycler(color=list(_CHAIN_CYCLE))}):
+    with plt.rc_context({"axes.prop_cycle": cycler(color=list(_CHAIN_CYCLE))}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_CONSTANT_DRAWS_WARNING, category=UserWarning)
         axes = draw()
         figure = np.ravel(axes)[0].get_figure()
         figure.suptitle(title)

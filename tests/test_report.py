@@ -551,3 +551,17 @@ def test_trace_draws_name_the_inputs_and_split_them_when_compact(rng):
     np.testing.assert_array_equal(split.posterior["weights: mass"].values, idata.posterior["weights"].values[..., 1])
     unnamed = _input_labelled(idata, ["weights", "biases"], None, split=True)
     assert list(unnamed.posterior.data_vars) == ["weights: 0", "weights: 1", "biases"]
+
+
+def test_report_of_a_posterior_with_a_frozen_chain_renders_without_warnings(tmp_path):
+    """A chain that never moved (every draw equal, as a 30-draw categorical test fit once gave) must not
+    break the report: ArviZ's density warning on constant draws is an error under this suite's filters."""
+    posterior = random_posterior("bernoulli", num_chains=2, num_draws=30)
+    frozen = {name: value.copy() for name, value in posterior.samples.items()}
+    for value in frozen.values():
+        value[0] = value[0, :1]  # chain 0: its first draw, 30 times
+    posterior = dataclasses.replace(posterior, samples=frozen)
+    path = tmp_path / "posterior.nc"
+    write_netcdf_atomic(posterior.to_arviz(), path)
+    paths = write_report(path, tmp_path / "report")
+    assert os.path.getsize(paths["trace"]) > 0
