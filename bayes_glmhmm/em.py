@@ -494,6 +494,7 @@ def _run_em(
 
 SQUAREM_STEPS = 3  # EM steps per SQUAREM iteration: two to extrapolate from, one to stabilize
 SQUAREM_BOUND_FACTOR = 4.0  # the step-length bound grows (shrinks) by this after a bounded success (a failure)
+_PROBABILITY_FIELDS = ("initial_probs", "transition_matrix")  # extrapolated as logs, mapped back by a softmax
 
 
 def _squarem_coordinates(state, inverse: bool = False):
@@ -514,9 +515,6 @@ def _squarem_coordinates(state, inverse: bool = False):
         changed = {name: jnp.log(jnp.maximum(getattr(params, name), tiny)) for name in logged}
     params = params._replace(**changed)
     return params if population is None else (params, population)
-
-
-_PROBABILITY_FIELDS = ("initial_probs", "transition_matrix")
 
 
 def _squarem_iteration(step, params, step_bound):
@@ -673,11 +671,12 @@ def fit_em(
         raise ValueError(f"num_iters must be >= 1, got {num_iters}")
     if num_restarts < 1:
         raise ValueError(f"num_restarts must be >= 1, got {num_restarts}")
-    if accelerate and num_iters < SQUAREM_STEPS:
-        raise ValueError(f"num_iters must be >= {SQUAREM_STEPS} with accelerate=True (EM steps per iteration)")
-    unsupported = [name for name, support in family.extra_supports if support not in ("positive", "real")]
-    if accelerate and unsupported:
-        raise ValueError(f"accelerate: the {family.name} family's {unsupported} have supports SQUAREM cannot map")
+    if accelerate:
+        if num_iters < SQUAREM_STEPS:
+            raise ValueError(f"num_iters must be >= {SQUAREM_STEPS} with accelerate=True (EM steps per iteration)")
+        unsupported = [name for name, support in family.extra_supports if support not in ("positive", "real")]
+        if unsupported:
+            raise ValueError(f"accelerate: the {family.name} family's {unsupported} have supports SQUAREM cannot map")
     transitions = get_transitions(transitions, transition_inputs)
     inputs, emissions, mask = validate_data(inputs, emissions, mask, family)
     num_transition_inputs = 0
