@@ -150,13 +150,12 @@ class _DemoEM(NamedTuple):
 
 def _simulate_demo_data(seed: int, variant: str) -> _DemoData:
     """Simulate the article's data and, from the same generator, five sequences never fitted."""
-    import jax
-
+    from bayes_glmhmm import _host_prng as host_prng
     from bayes_glmhmm.simulate import article_data
 
-    data = article_data(jax.random.PRNGKey(seed), variant=variant)
+    data = article_data(host_prng.prng_key(seed), variant=variant)
     # Simulated in the training set's shape, so that the compiled simulation is reused, then cut to five.
-    heldout = article_data(jax.random.fold_in(jax.random.PRNGKey(seed), 1), variant=variant)
+    heldout = article_data(host_prng.fold_in(host_prng.prng_key(seed), 1), variant=variant)
     heldout = heldout._replace(inputs=heldout.inputs[:5], states=heldout.states[:5], emissions=heldout.emissions[:5])
     return _DemoData(data, heldout)
 
@@ -195,11 +194,10 @@ def _fit_demo_nuts(data, num_chains: int, num_warmup: int, num_samples: int, see
 
 def _write_demo_posterior(posterior, data, out: str, seed: int):
     """Write ``posterior.nc``; return the InferenceData, the training state probabilities and the sine sequence's."""
-    import jax
-
+    from bayes_glmhmm import _host_prng as host_prng
     from bayes_glmhmm.convert import write_netcdf_atomic
 
-    idata = posterior.to_arviz(key=jax.random.PRNGKey(seed + 1))
+    idata = posterior.to_arviz(key=host_prng.prng_key(seed + 1))
     state_probs = idata.posterior_states["state_probabilities"].values
     sine_probs = posterior.state_probabilities(data.sine_inputs, data.sine_emissions)[0]
     write_netcdf_atomic(idata, os.path.join(out, "posterior.nc"))

@@ -42,6 +42,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from bayes_glmhmm import _host_prng as host_prng
 from bayes_glmhmm._io import atomic_path
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import get_family
@@ -261,8 +262,8 @@ def to_inference_data(
     if isinstance(prior_draws, bool) or not isinstance(prior_draws, (int, np.integer)) or prior_draws < 0:
         raise ValueError(f"prior_draws must be an integer >= 0, got {prior_draws!r}")
     family = posterior.family
-    key = jax.random.PRNGKey(0) if key is None else key
-    key_predictive, key_states = jax.random.split(key)
+    key = host_prng.prng_key(0) if key is None else key
+    key_predictive, key_states = host_prng.split(key)
     num_sequences, num_timesteps, input_dim = posterior.inputs.shape
     transitions = getattr(posterior, "transitions", STATIONARY)
     transition_inputs = _transition_inputs(posterior)

@@ -236,7 +236,8 @@ def conditional_predictive_mean(
         (N, T) means, or (N, T, C) class probabilities for the categorical family; NaN at padding.
     """
     import jax
-    import jax.numpy as jnp
+
+    from bayes_glmhmm._compile import device_array, jit_one_off
 
     family = get_family(family)
     flat = {
@@ -251,7 +252,7 @@ def conditional_predictive_mean(
             draws = np.asarray(samples[subject_name])
             flat[name] = draws.reshape((-1,) + draws.shape[2:])[:, subject_index]
     flat_states = np.asarray(states).reshape((-1,) + np.shape(states)[2:]).astype(np.int64)
-    inputs = jnp.asarray(inputs)
+    inputs = device_array(inputs)
     mean_of_draw = jax.vmap(family.mean, in_axes=(0, None))
     if subject_index is not None:
 
@@ -262,11 +263,12 @@ def conditional_predictive_mean(
             return jax.vmap(sequence_mean, in_axes=(None, 0, 0, 0))(params, params.weights, params.biases, all_inputs)
 
         mean_of_draw = jax.vmap(subjects_mean, in_axes=(0, None))
+    mean_of_draw = jit_one_off(mean_of_draw)  # one program, not one per operation and chunk
     total = 0.0
     for start in range(0, flat_states.shape[0], chunk_size):
         stop = start + chunk_size
         params = family.params_type(
-            **{name: jnp.asarray(flat[name][start:stop]) if name in flat else None for name in family.param_names}
+            **{name: device_array(flat[name][start:stop]) if name in flat else None for name in family.param_names}
         )
         means = np.asarray(mean_of_draw(params, inputs))  # (S, N, T, K[, C])
         z = np.clip(flat_states[start:stop], 0, None)
@@ -434,12 +436,11 @@ def _write_posterior(posterior, data: FitData, out, seed: int):
     """
     import json
 
-    import jax
-
+    from bayes_glmhmm import _host_prng as host_prng
     from bayes_glmhmm.convert import to_inference_data, write_netcdf_atomic
 
     idata = to_inference_data(
-        posterior, key=jax.random.PRNGKey(seed + 1), transition_input_names=data.table.transition_input_names
+        posterior, key=host_prng.prng_key(seed + 1), transition_input_names=data.table.transition_input_names
     )
     # JSON, not joined with commas: a column name may hold a comma.
     idata.posterior.attrs["input_names"] = json.dumps(list(data.table.input_names))

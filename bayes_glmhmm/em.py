@@ -31,6 +31,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
+from bayes_glmhmm import _host_prng as host_prng
 from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
 from bayes_glmhmm.emissions._glm import design_matrix
@@ -299,7 +300,8 @@ def _initial_m_step(params, posterior, priors: Priors | None, dtype):
 
 
 NEWTON_STEPS = 3  # Newton steps of the transition M-step per EM iteration (generalized EM)
-STEP_FRACTIONS = 0.5 ** jnp.arange(16)  # backtracking: the longest of these that does not decrease Q
+# Backtracking: the longest of these that does not decrease Q (NumPy: no program compiled at import).
+STEP_FRACTIONS = 0.5 ** np.arange(16)
 
 
 def _input_driven_m_step(params, expected_transitions, transition_inputs, priors, transitions: TransitionModel):
@@ -701,7 +703,7 @@ def fit_em(
         _check_transition_weights(init_params, num_states, num_transition_inputs)
         starts = jax.tree.map(lambda p: jnp.asarray(p, dtype)[None], init_params)
     else:
-        keys = jax.random.split(jax.random.PRNGKey(seed), num_restarts)
+        keys = host_prng.split(host_prng.prng_key(seed), num_restarts)
         starts = _initialize_restarts(keys, inputs, emissions, mask, num_states, family, num_transition_inputs)
     hierarchy = None
     if subject_groups is not None:

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayes_glmhmm._compile import jit_one_off
+from bayes_glmhmm import _host_prng as host_prng
+from bayes_glmhmm._compile import device_array, jit_one_off
 from bayes_glmhmm.convergence import ConvergenceThresholds, sampler_diagnostics, tree_depths, warn_if_not_converged
 from bayes_glmhmm.em import distinct_optima, fit_em
 from bayes_glmhmm.emissions import EmissionFamily, family_of, resolve_family
@@ -220,6 +221,13 @@ def _prepared_transition_inputs(transition_inputs, emissions_shape, lengths):
     return validate_transition_inputs(transition_inputs, emissions_shape)
 
 
+def _observed_mean(values, mask) -> jax.Array:
+    """The mean of (N, T, D) ``values`` over the observed steps, (D,), computed on the host (no programs)."""
+    values, mask = np.asarray(values), np.asarray(mask)
+    total = np.sum(values * mask[..., None], axis=(0, 1), dtype=np.float64)
+    return device_array(total / mask.sum(), values.dtype)
+
+
 def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize, transition_inputs=None) -> _Data:
     """Validate the data for the family, mask padding past ``lengths``, standardize if asked."""
     inputs, emissions, mask = validate_data(inputs, emissions, mask, family)
@@ -227,17 +235,16 @@ def _prepared_data(inputs, emissions, mask, lengths, num_states, family, standar
         lengths = np.asarray(lengths)
         if lengths.shape != (emissions.shape[0],) or np.any(lengths < 1) or np.any(lengths > emissions.shape[1]):
             raise ValueError(f"lengths must hold one length in [1, {emissions.shape[1]}] per sequence, got {lengths}")
-        mask = mask & jnp.asarray(np.arange(emissions.shape[1])[None, :] < lengths[:, None])
+        mask = device_array(np.asarray(mask) & (np.arange(emissions.shape[1])[None, :] < lengths[:, None]))
     transition_inputs = _prepared_transition_inputs(transition_inputs, emissions.shape, lengths)
-    if num_states > int(mask.sum()):
-        raise ValueError(f"num_states={num_states} exceeds the number of observed emissions ({int(mask.sum())})")
+    num_observed = int(np.count_nonzero(np.asarray(mask)))
+    if num_states > num_observed:
+        raise ValueError(f"num_states={num_states} exceeds the number of observed emissions ({num_observed})")
     fitted_inputs, fitted_emissions, standardization = standardize_if_requested(
         inputs, emissions, mask, standardize, emissions_too=family.standardizes_emissions
     )
-    input_mean = jnp.sum(fitted_inputs * mask[..., None], axis=(0, 1)) / jnp.sum(mask)
-    transition_input_mean = (
-        None if transition_inputs is None else jnp.sum(transition_inputs * mask[..., None], axis=(0, 1)) / jnp.sum(mask)
-    )
+    input_mean = _observed_mean(fitted_inputs, mask)
+    transition_input_mean = None if transition_inputs is None else _observed_mean(transition_inputs, mask)
     return _Data(
         fitted_inputs,
         fitted_emissions,
@@ -768,7 +775,7 @@ def fit_nuts(
     method = _chain_method(chain_method, num_chains, sequence_devices)
     data = _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize, transition_inputs)
     subject_groups = None if subjects is None else _prepared_subjects(subjects, data)
-    key_jitter, key_nuts = jax.random.split(jax.random.PRNGKey(seed))
+    key_jitter, key_nuts = host_prng.split(host_prng.prng_key(seed))
     init_z, em_result, start_optima = _starting_points(
         key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter, transitions
     )

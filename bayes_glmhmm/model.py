@@ -18,6 +18,7 @@ from jax import lax
 from jax.scipy.special import gammaln, xlogy
 from jaxtyping import Array, Bool, Float, Int
 
+from bayes_glmhmm._compile import device_array
 from bayes_glmhmm.emissions import EmissionFamily, family_of, get_family
 from bayes_glmhmm.hierarchy import (
     sample_subject_sites,
@@ -188,7 +189,7 @@ def _as_params(params):
     """Params as float JAX arrays, keeping their family's type (and ``transition_weights=None``)."""
     dtype = jnp.result_type(float)
     family_of(params)  # a clear error for anything that is not a family's params
-    return type(params)(*(None if p is None else jnp.asarray(p, dtype=dtype) for p in params))
+    return type(params)(*(None if p is None else device_array(p, dtype) for p in params))
 
 
 def _validated(params, inputs, emissions, mask, transition_inputs):
@@ -402,8 +403,16 @@ def _transition_weight_priors(transitions: TransitionModel, num_states: int, num
     }
 
 
+def _filled(shape, value):
+    """An array of ``shape`` filled with ``value``, of NumPy for a number, of JAX for a traced value.
+
+    Outside ``jit`` a NumPy array compiles no program; EM passes its priors traced.
+    """
+    return jnp.full(shape, value) if isinstance(value, jax.core.Tracer) else np.full(shape, value)
+
+
 def _transition_matrix_prior(num_states: int, priors: Priors):
-    return dist.Dirichlet(jnp.full((num_states, num_states), priors.transition_concentration)).to_event(1)
+    return dist.Dirichlet(_filled((num_states, num_states), priors.transition_concentration)).to_event(1)
 
 
 def transition_log_prior(
@@ -437,7 +446,7 @@ def prior_distributions(
     """
     weight_shape = family.weight_shape(num_states, input_dim)
     distributions = {
-        "initial_probs": dist.Dirichlet(jnp.full(num_states, priors.initial_concentration)),
+        "initial_probs": dist.Dirichlet(_filled(num_states, priors.initial_concentration)),
         "transition_matrix": _transition_matrix_prior(num_states, priors),
         "weights": dist.Normal(0.0, priors.weight_scale).expand(list(weight_shape)).to_event(len(weight_shape)),
         "biases": dist.Normal(0.0, priors.bias_scale).expand(list(weight_shape[:-1])).to_event(len(weight_shape) - 1),

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from bayes_glmhmm._compile import device_array
 from bayes_glmhmm.priors import Priors
 
 __all__ = [
@@ -237,11 +238,7 @@ def validate_data(inputs, emissions, mask=None, family=None):
     if family is not None:
         emissions_np = family.prepare_emissions(emissions_np, mask_np)
     dtype = jnp.result_type(float)
-    return (
-        jnp.asarray(inputs_np, dtype=dtype),
-        jnp.asarray(emissions_np, dtype=dtype),
-        jnp.asarray(mask_np),
-    )
+    return device_array(inputs_np, dtype), device_array(emissions_np, dtype), device_array(mask_np)
 
 
 def _as_float_array(value, name: str) -> np.ndarray:

@@ -540,6 +540,16 @@ def _check_input_index(input_index, input_dim: int) -> int:
     return int(input_index)
 
 
+@functools.lru_cache(maxsize=8)
+def _means_per_draw(family):
+    """``family.mean`` of a batch of draws at shared inputs, (S, ...) params -> (S, G, K[, C]), compiled once."""
+    import jax
+
+    from bayes_glmhmm._compile import jit_one_off
+
+    return jit_one_off(jax.vmap(family.mean, in_axes=(0, None)))
+
+
 def emission_curves(
     posterior: "Posterior", input_index: int = 0, prob: float = 0.94, num_points: int = 101, max_draws: int = 400
 ) -> EmissionCurves:
@@ -563,8 +573,7 @@ def emission_curves(
         ValueError: for an ``input_index`` out of range, a ``prob`` outside (0, 1), or a
             ``num_points`` or ``max_draws`` below 2 or 1.
     """
-    import jax
-    import jax.numpy as jnp
+    from bayes_glmhmm._compile import device_array
 
     family = posterior.family
     input_index = _check_input_index(input_index, posterior.inputs.shape[-1])
@@ -582,14 +591,16 @@ def emission_curves(
     total = posterior.num_chains * posterior.num_draws
     draw_indices = np.unique(np.round(np.linspace(0, total - 1, min(total, max_draws))).astype(int))
     flat = {name: np.reshape(value, (total, *np.shape(value)[2:])) for name, value in posterior.samples.items()}
-    params = family.params_type(*(jnp.asarray(flat[name][draw_indices]) for name in family.param_names))
-    grid_inputs = jnp.asarray(inputs, dtype=params.weights.dtype)
-    per_draw = np.asarray(jax.vmap(family.mean, in_axes=(0, None))(params, grid_inputs), dtype=float)
+    draws = {name: np.asarray(flat[name][draw_indices]) for name in family.param_names}
+    if posterior.em is not None:  # the EM estimate as one more draw: one program computes all the curves
+        draws = {
+            name: np.concatenate([value, np.asarray(getattr(posterior.em.params, name), value.dtype)[None]])
+            for name, value in draws.items()
+        }
+    params = family.params_type(**{name: device_array(value) for name, value in draws.items()})
+    means = np.asarray(_means_per_draw(family)(params, device_array(inputs, params.weights.dtype)), dtype=float)
+    per_draw, em = (means[:-1], means[-1]) if posterior.em is not None else (means, None)
     lower, upper = np.quantile(per_draw, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-    em = None
-    if posterior.em is not None:
-        em_params = jax.tree.map(lambda value: jnp.asarray(value, grid_inputs.dtype), posterior.em.params)
-        em = np.asarray(family.mean(em_params, grid_inputs), dtype=float)
     return EmissionCurves(grid, inputs, per_draw.mean(axis=0), lower, upper, em, draw_indices)
 
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayes_glmhmm._compile import jit_per_draw
+from bayes_glmhmm._compile import device_array, jit_per_draw
 from bayes_glmhmm.convergence import ConvergenceThresholds, convergence_problems, sampler_diagnostics
 from bayes_glmhmm.em import EMResult
 from bayes_glmhmm.emissions import EmissionFamily, get_family
@@ -286,7 +286,7 @@ class Posterior:
         """
         names = self.family.param_names + self.transitions.param_names
         return self.family.params_type(
-            **{name: jnp.asarray(self.samples[name].reshape((-1,) + self.samples[name].shape[2:])) for name in names}
+            **{name: device_array(self.samples[name].reshape((-1,) + self.samples[name].shape[2:])) for name in names}
         )
 
     def _flat_samples(self, name: str) -> np.ndarray:
@@ -401,11 +401,11 @@ class Posterior:
         if inputs is None and emissions is None:
             if transition_inputs is not None:
                 raise ValueError("transition_inputs are given only with new inputs and emissions")
-            fitted_transition_inputs = None if self.transition_inputs is None else jnp.asarray(self.transition_inputs)
+            fitted_transition_inputs = None if self.transition_inputs is None else device_array(self.transition_inputs)
             return (
-                jnp.asarray(self.inputs),
-                jnp.asarray(self.emissions),
-                jnp.asarray(self.mask),
+                device_array(self.inputs),
+                device_array(self.emissions),
+                device_array(self.mask),
                 fitted_transition_inputs,
             )
         if inputs is None or emissions is None:
@@ -450,7 +450,7 @@ class Posterior:
                 return None
             array = np.asarray(array)
             rows = np.repeat(array[:1], extra, axis=0) if fill is None else np.full((extra,) + array.shape[1:], fill)
-            return jnp.asarray(np.concatenate([array, rows.astype(array.dtype)]))
+            return device_array(np.concatenate([array, rows.astype(array.dtype)]))
 
         inputs, emissions, mask, transition_inputs = data
         data = (padded(inputs), padded(emissions), padded(mask, False), padded(transition_inputs))

@@ -44,6 +44,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 from tqdm.auto import tqdm
 
+from bayes_glmhmm import _host_prng as host_prng
 from bayes_glmhmm._compile import jit_one_off
 from bayes_glmhmm.convergence import tree_depths
 from bayes_glmhmm.tempering import swap_round, validated_ladder
@@ -580,20 +581,20 @@ def run_nuts(
     chain_sharding = NamedSharding(mesh, P(CHAIN_AXIS))
     if num_rungs == 1:
         chain_keys, init_z = jax.tree.map(
-            lambda value: _placed(value, chain_sharding), (jax.random.split(key, num_chains), init_z)
+            lambda value: _placed(value, chain_sharding), (host_prng.split(key, num_chains), init_z)
         )
         states = init(chain_keys, init_z, sharded_kwargs)
         ladder_arguments = ()
     else:
         # Ladder-major: chain c's ladder holds rungs c * L ... c * L + L - 1, all starting at chain c's start.
-        key, swap_key = jax.random.split(key)
+        key, swap_key = host_prng.split(key)
         chain_keys, init_z, chain_temperatures, swap_keys = jax.tree.map(
             lambda value: _placed(value, chain_sharding),
             (
-                jax.random.split(key, num_chains * num_rungs),
+                host_prng.split(key, num_chains * num_rungs),
                 jax.tree.map(lambda value: np.repeat(np.asarray(value), num_rungs, axis=0), init_z),
                 np.tile(np.asarray(ladder, dtype=jax.tree.leaves(init_z)[0].dtype), num_chains),
-                jax.random.split(swap_key, num_chains),
+                host_prng.split(swap_key, num_chains),
             ),
         )
         states = init(chain_keys, init_z, sharded_kwargs, chain_temperatures)
@@ -605,10 +606,10 @@ def run_nuts(
             while done < total:
                 num_valid = min(settings.chunk_length, total - done)
                 if num_rungs == 1:
-                    states, outputs = advance(states, jnp.int32(num_valid), sharded_kwargs)
+                    states, outputs = advance(states, np.int32(num_valid), sharded_kwargs)
                 else:
                     states, outputs = advance(
-                        states, *ladder_arguments, jnp.int32(done), jnp.int32(num_valid), sharded_kwargs
+                        states, *ladder_arguments, np.int32(done), np.int32(num_valid), sharded_kwargs
                     )
                 # On the host, so that slicing and joining compile no programs of their own.
                 chunks.append(_kept_chunk(done, num_valid, num_warmup, _on_host(outputs, gather)))

@@ -168,9 +168,14 @@ def _hmm_frequencies(states: np.ndarray, num_states: int) -> tuple[np.ndarray, n
 
 
 @functools.partial(jax.jit, static_argnames="family")
-def _complete_data_m_step(family: EmissionFamily, params, design, emissions, step_weights):
-    """One maximum-likelihood M-step (no priors) and the largest change of an emission parameter."""
-    new = family.m_step(params, design, emissions, step_weights, None)
+def _complete_data_m_step(family: EmissionFamily, params, inputs, emissions, mask, states):
+    """One maximum-likelihood M-step (no priors) and the largest change of an emission parameter.
+
+    The design matrix and the one-hot state weights are made here, inside the program (outside
+    ``jit`` each of their operations would compile a program of its own).
+    """
+    step_weights = jax.nn.one_hot(states, params.initial_probs.shape[-1], dtype=inputs.dtype) * mask[..., None]
+    new = family.m_step(params, design_matrix(inputs), emissions, step_weights, None)
     change = jnp.max(jnp.stack([jnp.max(jnp.abs(new[name] - getattr(params, name))) for name in family.emission_names]))
     return params._replace(**new), change
 
@@ -218,24 +223,22 @@ def complete_data_fit(
     if states.shape != emissions.shape:
         raise ValueError(f"states must have the emissions' shape {tuple(emissions.shape)}, got {states.shape}")
     initial, transition = _hmm_frequencies(states, num_states)
-    step_weights = jax.nn.one_hot(states, num_states, dtype=inputs.dtype) * mask[..., None]
     # The usual IRLS start: the objective is concave per state, so the start only sets the number
-    # of steps (and needs no key, nor the compile of a family's random initialization).
+    # of steps (and needs no key, nor the compile of a family's random initialization). NumPy
+    # arrays: the program takes them as they are.
     shapes = family.param_shapes(num_states, inputs.shape[-1])
-    start = {name: jnp.zeros(shapes[name], inputs.dtype) for name in ("weights", "biases")}
-    start.update({name: jnp.ones(shapes[name], inputs.dtype) for name in family.extra_names})
+    dtype = np.dtype(inputs.dtype)
+    start = {name: np.zeros(shapes[name], dtype) for name in ("weights", "biases")}
+    start.update({name: np.ones(shapes[name], dtype) for name in family.extra_names})
     params = family.params_type(
-        initial_probs=jnp.asarray(initial, inputs.dtype),
-        transition_matrix=jnp.asarray(transition, inputs.dtype),
-        **start,
+        initial_probs=np.asarray(initial, dtype), transition_matrix=np.asarray(transition, dtype), **start
     )
-    design = design_matrix(inputs)
     converged = False
     num_iterations = 0
     while num_iterations < max_iterations and not converged:
-        params, change = _complete_data_m_step(family, params, design, emissions, step_weights)
+        params, change = _complete_data_m_step(family, params, inputs, emissions, mask, states)
         num_iterations += 1
-        converged = bool(change <= tolerance)
+        converged = float(change) <= tolerance
     params = family.params_type(
         initial,
         transition,
