@@ -37,7 +37,7 @@ from bayes_glmhmm.model import centred_sites, free_transition_sites, glmhmm_mode
 from bayes_glmhmm.params import Priors, validate_data, validate_num_states
 from bayes_glmhmm.posterior import Posterior, detect_stuck_chains
 from bayes_glmhmm.relabel import relabel_samples
-from bayes_glmhmm.sampler import run_nuts
+from bayes_glmhmm.sampler import compile_in_background, run_nuts
 from bayes_glmhmm.standardize import standardize_if_requested
 from bayes_glmhmm.tempering import tempering_ladder
 from bayes_glmhmm.transitions import (
@@ -65,10 +65,8 @@ def _chain_method(requested: str, num_chains: int, sequence_devices: int) -> str
     return requested
 
 
-def _uniform_initial_values(
-    key, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int, transitions, num_transition_inputs
-) -> dict:
-    """NumPyro's ``init_to_uniform``: every unconstrained coordinate ~ Uniform(-2, 2), per chain."""
+def _unconstrained_prototype(family: EmissionFamily, num_states, input_dim, transitions, num_transition_inputs) -> dict:
+    """One point of every sampled site, unconstrained (uniform probabilities, zero weights, unit scales)."""
     shapes = family.param_shapes(num_states, input_dim)
     uniform_matrix = jnp.full((num_states, num_states), 1.0 / num_states)
     transition_sites = {"transition_matrix": uniform_matrix}
@@ -77,7 +75,7 @@ def _uniform_initial_values(
         transition_sites = {"centred_transition_matrix": uniform_matrix} | free_transition_sites(
             zero_weights, transitions
         )
-    prototype = unconstrain_sites(
+    return unconstrain_sites(
         {
             "initial_probs": jnp.full(num_states, 1.0 / num_states),
             **transition_sites,
@@ -87,6 +85,13 @@ def _uniform_initial_values(
         },
         family,
     )
+
+
+def _uniform_initial_values(
+    key, family: EmissionFamily, num_states: int, input_dim: int, num_chains: int, transitions, num_transition_inputs
+) -> dict:
+    """NumPyro's ``init_to_uniform``: every unconstrained coordinate ~ Uniform(-2, 2), per chain."""
+    prototype = _unconstrained_prototype(family, num_states, input_dim, transitions, num_transition_inputs)
     keys = jax.random.split(key, len(prototype))
     return {
         name: jax.random.uniform(k, (num_chains, *jnp.shape(value)), jnp.result_type(value), -2.0, 2.0)
@@ -405,6 +410,16 @@ def _starting_points(
         key, starts, data.input_mean, jitter, data.inputs.dtype, data.transition_input_mean, transitions
     )
     return initial, em_result, start_optima
+
+
+def _starting_point_shapes(data: _Data, family, num_states: int, num_chains: int, transitions) -> dict:
+    """The structure of :func:`_starting_points`' result: (chain, ...) shapes in the data's dtype, no values."""
+    num_transition_inputs = 0 if data.transition_inputs is None else int(data.transition_inputs.shape[-1])
+    input_dim = int(data.inputs.shape[-1])
+    shapes = jax.eval_shape(
+        lambda: _unconstrained_prototype(family, num_states, input_dim, transitions, num_transition_inputs)
+    )
+    return jax.tree.map(lambda value: jax.ShapeDtypeStruct((num_chains, *value.shape), data.inputs.dtype), shapes)
 
 
 def _prepared_subjects(subjects, data: _Data) -> Subjects:
@@ -776,10 +791,6 @@ def fit_nuts(
     data = _prepared_data(inputs, emissions, mask, lengths, num_states, family, standardize, transition_inputs)
     subject_groups = None if subjects is None else _prepared_subjects(subjects, data)
     key_jitter, key_nuts = host_prng.split(host_prng.prng_key(seed))
-    init_z, em_result, start_optima = _starting_points(
-        key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter, transitions
-    )
-    em_result = _process_zero_em(em_result)
     model_kwargs = dict(
         inputs=data.inputs, emissions=data.emissions, mask=data.mask, priors=priors, input_mean=data.input_mean
     )
@@ -792,6 +803,31 @@ def fit_nuts(
     )
     if transitions.is_input_driven:
         model_kwargs |= _transition_model_kwargs(data)
+    runner_settings = dict(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        chain_method=method,
+        sequence_devices=sequence_devices,
+        precondition=precondition,
+    )
+    compiling = None
+    if init == "em" and subject_groups is None and ladder is None:
+        # The NUTS programs compile while EM computes the starting points (their values are not needed).
+        compiling = compile_in_background(
+            key_nuts,
+            _starting_point_shapes(data, family, num_states, num_chains, transitions),
+            glmhmm_model,
+            model_kwargs,
+            model_options,
+            **runner_settings,
+        )
+    init_z, em_result, start_optima = _starting_points(
+        key_jitter, init, data, family, num_states, priors, num_chains, em_restarts, seed, init_jitter, transitions
+    )
+    em_result = _process_zero_em(em_result)
     if subject_groups is not None:
         init_z |= _subject_initial_values(
             seed,
@@ -823,20 +859,15 @@ def fit_nuts(
         more_draws = _more_draws_until_converged(relabel, thresholds, num_samples, max_samples, rounds)
 
     nuts_start = time.perf_counter()
+    if compiling is not None:
+        compiling.join()
     draws = run_nuts(
         key_nuts,
         init_z,
         glmhmm_model,
         model_kwargs,
         model_options,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
-        dense_mass=dense_mass,
-        chain_method=method,
-        sequence_devices=sequence_devices,
-        precondition=precondition,
+        **runner_settings,
         progress_bar=progress_bar,
         temperatures=ladder,
         more_draws=more_draws,

@@ -29,6 +29,7 @@ The iterations run in chunks of one compiled length, so a progress bar can advan
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -482,6 +483,171 @@ def _pad_sequences(model_kwargs: dict, multiple: int) -> dict:
     return padded
 
 
+class _Layout(NamedTuple):
+    """The arguments of :func:`_compiled` for one run: the runner's settings and its mesh shape."""
+
+    settings: _Settings
+    num_chain_devices: int
+    num_sequence_devices: int
+    replicated: tuple
+    split: tuple
+
+
+def _runner_layout(
+    model,
+    model_kwargs: dict,
+    model_options: dict,
+    *,
+    num_chains: int,
+    num_warmup: int,
+    num_samples: int,
+    target_accept_prob: float,
+    max_tree_depth,
+    dense_mass: bool,
+    chain_method: str,
+    sequence_devices: int,
+    precondition: bool,
+    num_rungs: int,
+) -> _Layout:
+    """The static settings and mesh shape that :func:`run_nuts` compiles its programs for."""
+    settings = _Settings(
+        model=model,
+        model_options=tuple(sorted(model_options.items())),
+        num_warmup=num_warmup,
+        chunk_length=math.ceil((num_warmup + num_samples) / NUM_CHUNKS),
+        target_accept_prob=float(target_accept_prob),
+        max_tree_depth=_numpyro_tree_depth(max_tree_depth),
+        dense_mass=bool(dense_mass),
+        within_device="vmap" if chain_method == "vectorized" else "map",
+        sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,
+        precondition=bool(precondition),
+        num_temperatures=num_rungs,
+    )
+    split = tuple(name for name in SEQUENCE_FIELDS if name in model_kwargs)
+    replicated = tuple(sorted(set(model_kwargs) - set(split)))
+    num_chain_devices = num_chains if chain_method == "parallel" else 1
+    return _Layout(settings, num_chain_devices, sequence_devices, replicated, split)
+
+
+def _sharded_model_kwargs(model_kwargs: dict, mesh: Mesh, layout: _Layout) -> dict:
+    """The model arguments as the compiled programs take them: sequences padded and split over the mesh."""
+    sharded_kwargs = _pad_sequences(model_kwargs, layout.num_sequence_devices)
+    for name in layout.split:
+        sharded_kwargs[name] = _placed(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
+    return sharded_kwargs
+
+
+#: The name of the threads that compile a run's programs ahead (:func:`compile_in_background`).
+_COMPILE_THREAD = "bayes-glmhmm-nuts-compile"
+
+
+def compile_in_background(
+    key,
+    init_z_like: dict,
+    model: Callable,
+    model_kwargs: dict,
+    model_options: dict,
+    *,
+    num_warmup: int,
+    num_samples: int,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int | tuple[int, int] = 10,
+    dense_mass: bool = False,
+    chain_method: str = "sequential",
+    sequence_devices: int = 1,
+    precondition: bool = True,
+) -> threading.Thread | None:
+    """Start compiling the init and chunk programs of a later :func:`run_nuts` call, in a daemon thread.
+
+    A fit's NUTS programs depend on the shapes of its starting points, not on their values, so
+    they can compile while the starting points are still being computed (EM): XLA compiles with
+    Python's lock released, on the core the EM leaves idle. The programs land in the same jitted
+    functions' caches that :func:`run_nuts` calls, so it compiles nothing more, provided it gets
+    the same arguments as here (``init_z`` of ``init_z_like``'s shapes and dtypes). Join the
+    thread before that call. Any error in the thread is dropped: :func:`run_nuts` then compiles
+    as usual.
+
+    Args:
+        key: the PRNG key that :func:`run_nuts` will get.
+        init_z_like: the starting points' structure: arrays or ``jax.ShapeDtypeStruct`` with a
+            leading chain axis.
+        model: the NumPyro model, as for :func:`run_nuts`.
+        model_kwargs: its array arguments, as :func:`run_nuts` will get them.
+        model_options: its static keyword arguments, as for :func:`run_nuts`.
+        num_warmup: as for :func:`run_nuts`.
+        num_samples: as for :func:`run_nuts`.
+        target_accept_prob: as for :func:`run_nuts`.
+        max_tree_depth: as for :func:`run_nuts`.
+        dense_mass: as for :func:`run_nuts`.
+        chain_method: as for :func:`run_nuts`.
+        sequence_devices: as for :func:`run_nuts`.
+        precondition: as for :func:`run_nuts` (tempering is not compiled ahead).
+
+    Returns:
+        The started thread, or None where nothing was started (several processes, whose programs
+        compile collectively with their arguments).
+    """
+    if jax.process_count() > 1:
+        return None
+    layout = _runner_layout(
+        model,
+        model_kwargs,
+        model_options,
+        num_chains=jax.tree.leaves(init_z_like)[0].shape[0],
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        chain_method=chain_method,
+        sequence_devices=sequence_devices,
+        precondition=precondition,
+        num_rungs=1,
+    )
+    thread = threading.Thread(
+        target=_compile_quietly,
+        args=(layout, key, init_z_like, dict(model_kwargs)),  # a copy: the caller may add to its dict
+        name=_COMPILE_THREAD,
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def _compile_quietly(layout: _Layout, key, init_z_like: dict, model_kwargs: dict) -> None:
+    """:func:`_compile_ahead`, its errors dropped (the run compiles what is missing).
+
+    Warnings are left alone: ``warnings.catch_warnings`` swaps the process's filters and is not
+    safe beside another thread doing the same.
+    """
+    try:
+        _compile_ahead(layout, key, init_z_like, model_kwargs)
+    except Exception:  # noqa: BLE001 -- an optimization: run_nuts compiles whatever is missing
+        pass
+
+
+def _compile_ahead(layout: _Layout, key, init_z_like: dict, model_kwargs: dict) -> None:
+    """Compile the init and chunk programs for these argument shapes, exactly as :func:`run_nuts` calls them."""
+    mesh, init, advance, _, _ = _compiled(*layout)
+    sharded_kwargs = _sharded_model_kwargs(model_kwargs, mesh, layout)
+    chain_sharding = NamedSharding(mesh, P(CHAIN_AXIS))
+    num_chains = jax.tree.leaves(init_z_like)[0].shape[0]
+    chain_keys = _placed(host_prng.split(key, num_chains), chain_sharding)
+
+    def chain_sharded(tree):
+        return jax.tree.map(lambda value: jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=chain_sharding), tree)
+
+    lowered_init = init.trace(chain_keys, chain_sharded(init_z_like), sharded_kwargs).lower()
+    # The chain states are chain-sharded (init's out_specs): the chunk program can be lowered
+    # and compiled from their shapes while init's program compiles beside it.
+    compiling_init = threading.Thread(target=lowered_init.compile, name=_COMPILE_THREAD + "-init", daemon=True)
+    compiling_init.start()
+    try:
+        advance.trace(chain_sharded(lowered_init.out_info), np.int32(0), sharded_kwargs).lower().compile()
+    finally:
+        compiling_init.join()
+
+
 def run_nuts(
     key,
     init_z: dict,
@@ -554,29 +720,27 @@ def run_nuts(
     ladder = (1.0,) if temperatures is None else validated_ladder(temperatures)
     num_rungs = len(ladder)
     num_chains = jax.tree.leaves(init_z)[0].shape[0]
-    num_chain_devices = num_chains if chain_method == "parallel" else 1
     total = num_warmup + num_samples
-    settings = _Settings(
-        model=model,
-        model_options=tuple(sorted(model_options.items())),
+    layout = _runner_layout(
+        model,
+        model_kwargs,
+        model_options,
+        num_chains=num_chains,
         num_warmup=num_warmup,
-        chunk_length=math.ceil(total / NUM_CHUNKS),
-        target_accept_prob=float(target_accept_prob),
-        max_tree_depth=_numpyro_tree_depth(max_tree_depth),
-        dense_mass=bool(dense_mass),
-        within_device="vmap" if chain_method == "vectorized" else "map",
-        sequence_axis=SEQUENCE_AXIS if sequence_devices > 1 else None,
-        precondition=bool(precondition),
-        num_temperatures=num_rungs,
+        num_samples=num_samples,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        chain_method=chain_method,
+        sequence_devices=sequence_devices,
+        precondition=precondition,
+        num_rungs=num_rungs,
     )
-    split = tuple(name for name in SEQUENCE_FIELDS if name in model_kwargs)
-    replicated = tuple(sorted(set(model_kwargs) - set(split)))
-    mesh, init, advance, constrain, gather = _compiled(settings, num_chain_devices, sequence_devices, replicated, split)
+    settings, num_chain_devices = layout.settings, layout.num_chain_devices
+    mesh, init, advance, constrain, gather = _compiled(*layout)
     if jax.process_count() > 1:
         key, init_z, model_kwargs = _process_zero_arguments(key, init_z, model_kwargs)
-    sharded_kwargs = _pad_sequences(model_kwargs, sequence_devices)
-    for name in split:
-        sharded_kwargs[name] = _placed(sharded_kwargs[name], NamedSharding(mesh, P(SEQUENCE_AXIS)))
+    sharded_kwargs = _sharded_model_kwargs(model_kwargs, mesh, layout)
     # Placed on the chain devices from the host, so that no resharding program is compiled.
     chain_sharding = NamedSharding(mesh, P(CHAIN_AXIS))
     if num_rungs == 1:

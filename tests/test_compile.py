@@ -1,11 +1,16 @@
 """Host data reach JAX without compiled programs: ``device_array``, a fit's data preparation and keys."""
 
+import threading
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import bayes_glmhmm.fit as fit_module
 from bayes_glmhmm import _host_prng as host_prng
+from bayes_glmhmm import fit_nuts
 from bayes_glmhmm._compile import device_array
 from bayes_glmhmm.emissions import get_family
 from bayes_glmhmm.fit import _prepared_data
@@ -64,3 +69,56 @@ def test_preparing_a_fits_data_and_keys_compiles_nothing(compiles):
     np.testing.assert_array_equal(np.asarray(data.mask), expected_mask)
     expected_mean = (inputs * expected_mask[..., None]).sum(axis=(0, 1)) / expected_mask.sum()
     np.testing.assert_allclose(np.asarray(data.input_mean), expected_mean, rtol=1e-6)
+
+
+class _CompileLog:
+    """(thread name, program name) of every XLA compilation, from JAX's monitoring events."""
+
+    def __init__(self):
+        self.entries = []
+
+    def __call__(self, event, duration, **kwargs):
+        if event == _COMPILE_EVENT:
+            self.entries.append((threading.current_thread().name, str(kwargs.get("fun_name", ""))))
+
+    def threads_of(self, program: str) -> list[str]:
+        return [thread for thread, name in self.entries if program in name]
+
+
+def test_a_fits_nuts_programs_compile_during_em_once():
+    # The NUTS init and chunk programs depend on shapes only: they compile in a helper thread while
+    # EM runs, into the caches run_nuts calls, so run_nuts compiles neither again. Odd shapes and
+    # iteration counts no other test uses, so that JAX's caches cannot hide the programs.
+    generator = np.random.default_rng(3)
+    inputs = generator.normal(size=(2, 29, 1))
+    emissions = generator.normal(size=(2, 29))
+    log = _CompileLog()
+    jax.monitoring.register_event_duration_secs_listener(log)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 2 x 13 draws do not converge
+            posterior = fit_nuts(
+                inputs, emissions, 2, num_chains=2, num_warmup=13, num_samples=13, em_restarts=2, seed=1
+            )
+    finally:
+        jax.monitoring.unregister_event_duration_listener(log)
+    assert log.threads_of("_local_init") == ["bayes-glmhmm-nuts-compile-init"]
+    assert log.threads_of("_local_advance") == ["bayes-glmhmm-nuts-compile"]
+    assert np.all(np.isfinite(posterior.samples["weights"]))
+    assert posterior.samples["weights"].shape[:2] == (2, 13)
+
+
+def test_compiling_ahead_gives_the_same_draws_as_compiling_in_the_run():
+    # The ahead-of-time programs are the run's own: the same seed gives the same draws either way.
+    generator = np.random.default_rng(4)
+    inputs = generator.normal(size=(2, 31, 1))
+    emissions = generator.normal(size=(2, 31))
+    settings = dict(num_chains=2, num_warmup=11, num_samples=11, em_restarts=2, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ahead = fit_nuts(inputs, emissions, 2, **settings)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fit_module, "compile_in_background", lambda *args, **kwargs: None)
+            in_the_run = fit_nuts(inputs, emissions, 2, **settings)
+    for name in ("weights", "biases", "transition_matrix"):
+        np.testing.assert_array_equal(ahead.samples[name], in_the_run.samples[name])
